@@ -1,0 +1,183 @@
+"""Validation of a composed config, before anything heavy happens.
+
+Hydra already refuses unknown keys and unknown group options while composing (struct mode);
+the command line turns those refusals into one sentence with the nearest valid name
+(`suggest`). What composition cannot know — types, ranges, choices among strings — is checked
+here by `validate(cfg)` from a table of rules. This module never imports torch: a typo must
+be answered in well under a second.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from dltrain.errors import ConfigError
+
+# String choices live here (not next to the torch code) so validation needs no torch;
+# tests check that the torch-side tables cover exactly these names.
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "gelu", "silu", "identity")
+PRECISIONS = ("32", "bf16", "16")
+INITS = ("default", "lecun", "xavier", "kaiming", "orthogonal", "normal")
+TASKS = ("classification", "regression", "language_model", "reconstruction")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate closest to `name` (a typo's likely intent), or None if none is close."""
+    found = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def dotted_keys(cfg: Any, prefix: str = "") -> list[str]:
+    """Every key of a nested config as a dotted path (`optim.lr`), interior nodes included."""
+    keys: list[str] = []
+    if isinstance(cfg, DictConfig):
+        for key in cfg:
+            path = f"{prefix}{key}"
+            keys.append(path)
+            node = cfg._get_node(key)
+            if isinstance(node, DictConfig):
+                keys.extend(dotted_keys(node, path + "."))
+    return keys
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A check of one key: `check(value)` returns what is wrong (a phrase) or None."""
+
+    key: str
+    check: Callable[[Any], str | None]
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def integer(lo: int, optional: bool = False) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        if v is None and optional:
+            return None
+        if not _is_int(v) or v < lo:
+            return f"must be a whole number >= {lo}" + (" or null" if optional else "")
+        return None
+
+    return check
+
+
+def number(lo: float, hi: float = math.inf, lo_open: bool = False, hi_open: bool = True,
+           optional: bool = False) -> Callable[[Any], str | None]:
+    left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+    interval = f"in {left}{lo:g}, {hi:g}{right}" if hi != math.inf else (
+        f"> {lo:g}" if lo_open else f">= {lo:g}")
+
+    def check(v: Any) -> str | None:
+        if v is None and optional:
+            return None
+        ok = _is_number(v) and (v > lo if lo_open else v >= lo) and (
+            v < hi if hi_open else v <= hi)
+        return None if ok else f"must be a number {interval}" + (" or null" if optional else "")
+
+    return check
+
+
+def choice(options: Iterable[str]) -> Callable[[Any], str | None]:
+    options = tuple(options)
+
+    def check(v: Any) -> str | None:
+        if str(v) in options:
+            return None
+        near = suggest(str(v), options)
+        hint = f"; did you mean {near}?" if near else ""
+        return f"must be one of: {', '.join(options)}{hint}"
+
+    return check
+
+
+def widths(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, (list, tuple, ListConfig)) and all(_is_int(w) and w >= 1 for w in v):
+        return None
+    return "must be null or a list of positive layer widths, e.g. [256,128]"
+
+
+def device(v: Any) -> str | None:
+    return None if _DEVICE.match(str(v)) else "must be auto, cpu, cuda, cuda:N or mps"
+
+
+def boolean(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "must be true or false"
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("data.batch_size", integer(1)),
+    Rule("data.n_train", integer(1, optional=True)),
+    Rule("data.n_test", integer(1)),
+    Rule("data.val_fraction", number(0, 1, lo_open=True)),
+    Rule("data.test_fraction", number(0, 1, lo_open=True)),
+    Rule("data.noise", number(0)),
+    Rule("data.seed", integer(0)),
+    Rule("model.hidden", widths),
+    Rule("model.depth", integer(0)),
+    Rule("model.width", integer(1)),
+    Rule("model.activation", choice(ACTIVATIONS)),
+    Rule("model.dropout", number(0, 1)),
+    Rule("model.batchnorm", boolean),
+    Rule("optim.lr", number(0, lo_open=True)),
+    Rule("optim.weight_decay", number(0)),
+    Rule("optim.momentum", number(0, 1)),
+    Rule("init.name", choice(INITS)),
+    Rule("init.std", number(0, lo_open=True)),
+    Rule("penalty.l1", number(0)),
+    Rule("penalty.l2", number(0)),
+    Rule("trainer.max_epochs", integer(1)),
+    Rule("trainer.max_steps", integer(1, optional=True)),
+    Rule("trainer.device", device),
+    Rule("trainer.precision", choice(PRECISIONS)),
+    Rule("trainer.compile", boolean),
+    Rule("trainer.seed", integer(0)),
+    Rule("trainer.deterministic", boolean),
+    Rule("trainer.log_every", integer(1)),
+    Rule("trainer.val_every", integer(1)),
+    Rule("trainer.threads", integer(1, optional=True)),
+)
+
+
+def _value(cfg: DictConfig, key: str) -> tuple[bool, Any]:
+    """(present, value) of a dotted key; interpolations are resolved."""
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, DictConfig) or part not in node:
+            return False, None
+        node = node[part]
+    if isinstance(node, (DictConfig, ListConfig)):
+        return True, OmegaConf.to_container(node, resolve=True)
+    return True, node
+
+
+def validate(cfg: DictConfig, rules: Iterable[Rule] = RULES) -> None:
+    """Raise ConfigError with one sentence for the first key that breaks its rule."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except Exception as err:  # an interpolation that points nowhere, named by OmegaConf
+        raise ConfigError(f"The config cannot be resolved: {err}".splitlines()[0]) from None
+    for rule in rules:
+        present, value = _value(cfg, rule.key)
+        if not present:
+            continue
+        problem = rule.check(value)
+        if problem:
+            shown = "null" if value is None else value
+            sentence = f"{rule.key}={shown} {problem}"
+            raise ConfigError(sentence if sentence.endswith("?") else sentence + ".")

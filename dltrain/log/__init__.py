@@ -1,0 +1,50 @@
+"""Loggers: one small interface, several sinks, and a no-op one instead of `if logger:` checks.
+
+The trainer calls a logger at log points (every `trainer.log_every` steps) and at validations,
+never per step, so a sink may be as slow as disk I/O without slowing training down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+
+class Logger(Protocol):
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+
+    def log_hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class NullLogger:
+    """Accepts everything and does nothing; sinks extend it with what they support."""
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        pass
+
+    def log_hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Loggers(NullLogger):
+    """Hands every call to each of several loggers."""
+
+    def __init__(self, loggers: Sequence[Logger]) -> None:
+        self.loggers = list(loggers)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step)
+
+    def log_hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+        for logger in self.loggers:
+            logger.log_hparams(hparams, metrics)
+
+    def close(self) -> None:
+        for logger in self.loggers:
+            logger.close()

@@ -1,0 +1,107 @@
+"""The terminal: a rich progress bar over optimiser steps, one line per validation, a results table.
+
+On a terminal the bar redraws in place; in a non-interactive log (CI, a batch job) it is off and
+only the per-validation lines appear, so the log does not fill up with redraws.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from dltrain.log import NullLogger
+
+log = logging.getLogger("dltrain")
+
+
+class ConsoleHandler(logging.Handler):
+    """Log records through rich's console: above a live progress bar, never wrapped mid-line.
+
+    (Named in conf/hydra/job_logging/dltrain.yaml; the file handler there writes train.log.)
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from rich import get_console
+
+        try:
+            style = "bold red" if record.levelno >= logging.ERROR else (
+                "yellow" if record.levelno >= logging.WARNING else None)
+            get_console().print(self.format(record), soft_wrap=True, highlight=False,
+                                markup=False, style=style)
+        except Exception:
+            self.handleError(record)
+
+
+def fmt(value: Any) -> str:
+    """A metric for people: 4 significant digits, thousands as k."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        if abs(value) >= 10_000:
+            return f"{value / 1000:.1f}k"
+        return f"{value:.4g}"
+    return str(value)
+
+
+class ConsoleLogger(NullLogger):
+    def __init__(self, total_steps: int, start_step: int = 0, max_epochs: int | None = None,
+                 console: Console | None = None) -> None:
+        from rich import get_console
+
+        self.console = console or get_console()
+        self.max_epochs = max_epochs
+        self.last_train: dict[str, float] = {}
+        self.progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=not self.console.is_terminal,
+        )
+        self.task = self.progress.add_task("train", total=total_steps, completed=start_step,
+                                           loss="-")
+        self.progress.start()
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        if "train/loss" in metrics:
+            self.last_train = dict(metrics)
+            self.progress.update(self.task, completed=step, loss=fmt(metrics["train/loss"]))
+        if "val/loss" in metrics:
+            epoch = metrics.get("epoch")
+            of = f"/{self.max_epochs}" if self.max_epochs else ""
+            parts = [f"epoch {fmt(epoch)}{of}" if epoch is not None else "", f"step {step}"]
+            if "train/loss" in self.last_train:
+                parts.append(f"train/loss {fmt(self.last_train['train/loss'])}")
+            parts += [f"{k} {fmt(v)}" for k, v in metrics.items() if k.startswith("val/")]
+            if "perf/samples_per_s" in self.last_train:
+                parts.append(f"{fmt(self.last_train['perf/samples_per_s'])} samples/s")
+            log.info("  ".join(p for p in parts if p))
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def results_table(summary: Mapping[str, Any]) -> Table:
+    """The end of a run at a glance: status, best, validation and test metrics, speed."""
+    table = Table(title=f"dltrain · {summary.get('status', '?')}", show_header=True,
+                  header_style="bold")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    best = summary.get("best") or {}
+    if best.get("value") is not None:
+        table.add_row(f"best {best['metric']}", f"{fmt(best['value'])} (step {best['step']})")
+    for split in ("val", "test"):
+        for key, value in (summary.get(split) or {}).items():
+            table.add_row(f"{split}/{key}", fmt(value))
+    for key in ("epochs", "steps", "params", "samples_per_s", "wall_s", "device"):
+        if summary.get(key) is not None:
+            table.add_row(key, fmt(summary[key]))
+    return table

@@ -1,0 +1,84 @@
+"""The machine a run executes on: device choice, seeding, determinism, environment facts."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+
+import dltrain
+from dltrain.errors import ConfigError
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks cuda > mps > cpu; an explicit device that is not there is a config error."""
+    name = str(name)
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = bool(mps and mps.is_available())
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if has_mps else "cpu")
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= count:
+            seen = f"{count} CUDA device{'s' if count != 1 else ''}"
+            raise ConfigError(f"trainer.device={name} is not available on this machine "
+                              f"({seen} visible); use trainer.device=auto or cpu.")
+    if name == "mps" and not has_mps:
+        raise ConfigError("trainer.device=mps is not available on this machine; "
+                          "use trainer.device=auto or cpu.")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices): initialisation and dropout follow `seed`."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@contextmanager
+def deterministic(enabled: bool) -> Iterator[None]:
+    """torch.use_deterministic_algorithms for the block, restored afterwards."""
+    before = torch.are_deterministic_algorithms_enabled()
+    if enabled:
+        # cuBLAS needs a fixed workspace to be deterministic; harmless elsewhere.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled or before)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def git_commit(cwd: str | None = None) -> str | None:
+    """The commit checked out where the run was started, if that is a git repository."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                             text=True, timeout=2, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def environment() -> dict[str, Any]:
+    """Versions and hardware that a result depends on, for summary.json."""
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "dltrain": dltrain.__version__,
+        "platform": platform.platform(),
+        "threads": torch.get_num_threads(),
+        "git": git_commit(),
+    }

@@ -1,0 +1,47 @@
+"""Building objects from config nodes with Hydra's `_target_` convention.
+
+A config node such as `{name: adam, _target_: torch.optim.Adam, lr: 0.001}` maps one to one
+onto a class; what only exists at run time (parameters, the DataSpec, the step count) is passed
+at the call site. `name` labels the option for reports and is not an argument.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from dltrain.errors import ConfigError
+
+
+def node_kwargs(node: DictConfig) -> dict[str, Any]:
+    """The node as a plain dict, interpolations resolved, without its `name` label."""
+    params = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(params, dict)
+    params.pop("name", None)
+    return params
+
+
+def call_target(node: DictConfig, group: str, **runtime: Any) -> Any:
+    """Call `node`'s `_target_` with its keys plus the `runtime` keyword arguments.
+
+    Hydra resolves the target into a partial; the runtime objects are handed to it directly
+    (Hydra would otherwise turn a dataclass such as the DataSpec into a dict). The keys are
+    bound to the target's signature first, so a key the target does not take is a
+    ConfigError naming the group, not a TypeError from deep inside.
+    """
+    label = f"{group}={node.get('name', node.get('_target_', '?'))}"
+    try:
+        factory = instantiate(node_kwargs(node), _partial_=True, _convert_="all")
+    except InstantiationException as err:
+        raise ConfigError(f"{label}: {str(err).splitlines()[0]}") from None
+    try:
+        inspect.signature(factory.func).bind(*factory.args, **factory.keywords, **runtime)
+    except TypeError as err:
+        raise ConfigError(f"{label} does not accept its config: {err}.") from None
+    except ValueError:  # a builtin without a signature: let the call itself check
+        pass
+    return factory(**runtime)

@@ -1,0 +1,174 @@
+"""fit() and evaluate(): the training loop, readable top to bottom.
+
+The step loop does no host synchronisation: per-step losses stay on the device in a short
+list and are read once every `log_every` steps (and at the end of each epoch), which is also
+where a non-finite loss is caught. Checkpoints are written only after such a read has shown
+every loss since the last one to be finite, so `last.pt` is always a good state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from dltrain.data.batches import ShuffledBatches, sequential_batches
+from dltrain.data.spec import Split
+from dltrain.errors import DivergedError
+from dltrain.log import Logger
+from dltrain.losses import MetricTotals
+from dltrain.optim import penalised_weights
+from dltrain.train.signals import StopRequest
+from dltrain.train.state import Parts, Settings, TrainState
+
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "16": torch.float16}
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Mixed precision for the forward pass and the loss; a no-op at 32 bits."""
+    if precision == "32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[precision])
+
+
+@torch.inference_mode()
+def evaluate(parts: Parts, split: Split, task: str, batch_size: int,
+             amp: contextlib.AbstractContextManager) -> dict[str, float]:
+    """Mean loss and the task's metrics over `split`, in eval mode (one host sync)."""
+    was_training = parts.model.training
+    parts.model.eval()
+    totals = MetricTotals(task)
+    for x, y in sequential_batches(split, batch_size):
+        with amp:
+            out = parts.forward(x)
+            loss = parts.loss(out, y)
+        totals.update(out, y, loss)
+    parts.model.train(was_training)
+    return totals.compute()
+
+
+def first_nonfinite(model: nn.Module, x: torch.Tensor) -> str | None:
+    """The first layer (in forward order) whose output, weights or gradient is not finite."""
+    found: list[str] = []
+
+    def hook(name: str) -> Callable[..., None]:
+        def check(_module: nn.Module, _inputs: Any, out: Any) -> None:
+            if isinstance(out, torch.Tensor) and not found and not torch.isfinite(out).all():
+                found.append(f"{name} (output)")
+        return check
+
+    handles = [m.register_forward_hook(hook(name)) for name, m in model.named_modules() if name]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for name, p in model.named_parameters():
+        if not found and p.grad is not None and not torch.isfinite(p.grad).all():
+            found.append(f"{name} (gradient)")
+    return found[0] if found else None
+
+
+class _Window:
+    """Per-step losses since the last log point, kept on the device until read."""
+
+    def __init__(self) -> None:
+        self.losses: list[torch.Tensor] = []
+        self.samples = 0
+        self.started = time.perf_counter()
+
+    def read(self, state: TrainState) -> tuple[float, float]:
+        """(mean loss, samples/s) of the window; raises DivergedError on a non-finite loss."""
+        values = torch.stack(self.losses).tolist()  # the host sync of this log point
+        elapsed = time.perf_counter() - self.started
+        state.train_s += elapsed
+        state.samples += self.samples
+        bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
+        if bad is not None:
+            step = state.step - len(values) + bad + 1
+            raise DivergedError(f"The training loss became {values[bad]} at step {step}")
+        return sum(values) / len(values), self.samples / max(elapsed, 1e-9)
+
+
+def fit(parts: Parts, batches: ShuffledBatches, val: Split, task: str, settings: Settings,
+        state: TrainState, logger: Logger, save: Callable[[TrainState, bool], None],
+        stop: StopRequest, device: torch.device) -> str:
+    """Train from `state` until max_epochs / max_steps or a stop request.
+
+    Validates every `val_every` epochs and at the end; after each validation calls
+    `save(state, is_best)`. Returns "completed" or "interrupted"; raises DivergedError.
+    """
+    model, optimizer, scheduler = parts.model, parts.optimizer, parts.scheduler
+    scaler = parts.scaler
+    weights = penalised_weights(model) if parts.penalties else []
+    amp = autocast(device, settings.precision)
+    max_steps = settings.max_steps or math.inf
+    metric = settings.monitor.split("/", 1)[1]
+
+    def log_window(window: _Window, x: torch.Tensor) -> _Window:
+        if window.losses:
+            try:
+                loss, rate = window.read(state)
+            except DivergedError as err:
+                where = first_nonfinite(model, x)
+                raise DivergedError(f"{err}{f'; first non-finite: {where}' if where else ''}.") \
+                    from None
+            logger.log_metrics({"train/loss": loss, "train/lr": optimizer.param_groups[0]["lr"],
+                                "perf/samples_per_s": rate}, state.step)
+        return _Window()
+
+    while state.epoch < settings.max_epochs and state.step < max_steps:
+        model.train()
+        window = _Window()
+        x = None
+        for x, y in batches.epoch(state.epoch, start=state.batch):
+            with amp:
+                out = parts.forward(x)
+                loss = parts.loss(out, y)
+                for penalty in parts.penalties:
+                    loss = loss + penalty(weights)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            window.losses.append(loss.detach())
+            window.samples += x.shape[0]
+            state.step += 1
+            state.batch += 1
+            if state.step % settings.log_every == 0:
+                window = log_window(window, x)
+            if stop.requested or state.step >= max_steps:
+                break
+        if x is not None:
+            window = log_window(window, x)
+        if state.batch >= len(batches):
+            state.epoch += 1
+            state.batch = 0
+        finished = state.epoch >= settings.max_epochs or state.step >= max_steps
+        if stop.requested:
+            save(state, False)
+            return "interrupted"
+        if finished or (state.batch == 0 and state.epoch % settings.val_every == 0):
+            val_metrics = evaluate(parts, val, task, settings.eval_batch_size, amp)
+            state.last_val = val_metrics
+            epoch = state.epoch + state.batch / len(batches)  # fractional when cut short
+            logger.log_metrics({"epoch": round(epoch, 3),
+                                **{f"val/{k}": v for k, v in val_metrics.items()}}, state.step)
+            is_best = state.improved(val_metrics[metric], settings.mode)
+            if is_best:
+                state.best_value, state.best_step = val_metrics[metric], state.step
+                state.best_val = val_metrics
+            save(state, is_best)
+    return "completed"

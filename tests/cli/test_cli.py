@@ -1,0 +1,100 @@
+"""The real `dltrain` command in a subprocess, asserting on the files it writes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.e2e
+
+
+def scalars(tb_dir) -> dict[str, list]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tb_dir))
+    acc.Reload()
+    return {tag: acc.Scalars(tag) for tag in acc.Tags()["scalars"]}, acc
+
+
+def test_smoke_run_writes_the_run_directory_of_the_contract(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_cli("trainer=smoke", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for path in (".hydra/config.yaml", ".hydra/overrides.yaml", "checkpoints/last.pt",
+                 "checkpoints/best.pt", "metrics.jsonl", "summary.json", "train.log"):
+        assert (run_dir / path).is_file(), path
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps"] == 20
+    assert "val/accuracy" in (run_dir / "train.log").read_text()
+
+    values, acc = scalars(run_dir / "tb")
+    for tag in ("train/loss", "train/lr", "val/loss", "val/accuracy", "test/loss",
+                "test/accuracy", "perf/samples_per_s"):
+        assert tag in values, tag
+    assert values["test/accuracy"][-1].value == pytest.approx(summary["test"]["accuracy"])
+    assert values["train/loss"][-1].step == 20
+    # HParams: the run's hyperparameters with its final metrics, in its own event file
+    hparams = acc.PluginTagToContent("hparams")
+    assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(hparams)
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        hparams["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["optim.lr"].number_value == pytest.approx(0.001)
+    assert start.hparams["model.name"].string_value == "mlp"
+
+
+def test_multirun_gives_one_complete_run_directory_per_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", "optim.lr=0.001,0.01", "trainer=smoke", f"hydra.sweep.dir={sweep}",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert len(jobs) == 2
+    lrs = []
+    for job in jobs:
+        summary = json.loads((job / "summary.json").read_text())
+        assert summary["status"] == "completed"
+        assert (job / "checkpoints" / "last.pt").is_file() and any((job / "tb").iterdir())
+        lrs.append(yaml.safe_load((job / ".hydra" / "config.yaml").read_text())["optim"]["lr"])
+    assert sorted(lrs) == [0.001, 0.01]
+
+
+def test_default_run_learns_glyphs(tmp_path):
+    """The README's main job: `dltrain` with no arguments, an MLP on glyphs, >= 85%."""
+    run_dir = tmp_path / "run"
+    proc = run_cli(f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["test"]["accuracy"] >= 0.85
+    assert summary["epochs"] == 10
+
+
+def test_a_typo_exits_2_with_one_sentence_and_no_run(tmp_path):
+    proc = run_cli("optim.lrr=0.1", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("dltrain: optim.lrr is not a key of the config; did you mean "
+                                   "optim.lr? (To add a new key on purpose, write "
+                                   "+optim.lrr=VALUE.)")
+    assert "Traceback" not in proc.stderr and not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("args", [["--help"], ["list"], ["optim.lr=-1"], ["model=cnnnn"]])
+def test_help_list_and_config_errors_do_not_import_torch(args, tmp_path):
+    code = (
+        "import sys\n"
+        "from dltrain.cli import main\n"
+        f"try:\n    main({args!r})\nexcept SystemExit as e:\n    code = e.code\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', code)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60, check=False)
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("NO-TORCH"), proc.stdout + proc.stderr
+    assert last.endswith("0" if args[0] in ("--help", "list") else "2")

@@ -1,0 +1,53 @@
+"""Initialised weight variances against the lecture's formulas."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from dltrain.models.init import apply_init, fans
+
+
+def layers() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(400, 300), nn.Linear(300, 500), nn.Conv2d(8, 16, 5))
+
+
+@pytest.mark.parametrize(
+    ("scheme", "variance"),
+    [
+        ("lecun", lambda fi, fo: 1 / fi),
+        ("xavier", lambda fi, fo: 2 / (fi + fo)),
+        ("kaiming", lambda fi, fo: 2 / fi),
+        ("normal", lambda fi, fo: 0.05**2),
+    ],
+)
+def test_weight_variance_matches_the_formula(scheme, variance):
+    model = layers()
+    apply_init(model, scheme, std=0.05)
+    for layer in model:
+        fan_in, fan_out = fans(layer.weight)
+        measured = layer.weight.var().item()
+        assert measured == pytest.approx(variance(fan_in, fan_out), rel=0.05)
+        assert abs(layer.weight.mean().item()) < 0.1 * math.sqrt(measured)
+        assert torch.count_nonzero(layer.bias) == 0
+
+
+def test_orthogonal_rows_are_orthonormal():
+    model = nn.Linear(100, 50)
+    apply_init(model, "orthogonal")
+    w = model.weight
+    assert torch.allclose(w @ w.T, torch.eye(50), atol=1e-5)
+
+
+def test_default_leaves_pytorch_initialisation_alone():
+    a, b = layers(), layers()
+    apply_init(b, "default")
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+
+
+def test_fans_of_linear_and_convolution():
+    assert fans(torch.empty(300, 400)) == (400, 300)
+    assert fans(torch.empty(16, 8, 5, 5)) == (200, 400)

@@ -1,0 +1,94 @@
+import pytest
+
+from dltrain.cli import list_options, preflight
+from dltrain.config import ACTIVATIONS, dotted_keys, suggest, validate
+from dltrain.errors import ConfigError
+
+
+def test_suggest_finds_the_nearest_name_or_nothing():
+    assert suggest("lrr", ["lr", "momentum"]) == "lr"
+    assert suggest("cnnn", ["mlp", "cnn", "resnet"]) == "cnn"
+    assert suggest("zzz", ["mlp", "cnn"]) is None
+
+
+def test_dotted_keys(make_cfg):
+    keys = dotted_keys(make_cfg())
+    assert {"optim", "optim.lr", "data.batch_size", "trainer.max_epochs"} <= set(keys)
+
+
+def test_the_default_config_is_valid(make_cfg):
+    validate(make_cfg())
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lr=-1", "optim.lr=-1 must be a number > 0"),
+        ("optim.lr=0", "optim.lr=0 must be a number > 0"),
+        ("data.val_fraction=1.5", "data.val_fraction=1.5 must be a number in (0, 1)"),
+        ("data.batch_size=0", "data.batch_size=0 must be a whole number >= 1"),
+        ("data.batch_size=2.5", "data.batch_size=2.5 must be a whole number >= 1"),
+        ("trainer.max_epochs=abc", "trainer.max_epochs=abc must be a whole number"),
+        ("trainer.device=gpu", "trainer.device=gpu must be auto, cpu, cuda, cuda:N or mps"),
+        ("trainer.precision=8", "trainer.precision=8 must be one of: 32, bf16, 16"),
+        ("model.activation=rleu", "did you mean relu?"),
+        ("model.hidden=[64,0]", "model.hidden=[64, 0] must be null or a list of positive"),
+        ("model.dropout=1.0", "model.dropout=1.0 must be a number in [0, 1)"),
+        ("trainer.compile=yes", "trainer.compile=yes must be true or false"),
+    ],
+)
+def test_validate_names_the_key_and_the_allowed_range(make_cfg, override, message):
+    with pytest.raises(ConfigError) as err:
+        validate(make_cfg(override))
+    assert message in str(err.value)
+
+
+def test_activation_names_match_the_model_table():
+    from dltrain.models.layers import ACTIVATIONS as TORCH_ACTIVATIONS
+
+    assert set(ACTIVATIONS) == set(TORCH_ACTIVATIONS)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "multirun", "message"),
+    [
+        (["optim.lrr=0.1"], False, "optim.lrr is not a key of the config; did you mean optim.lr?"),
+        (["trainr.seed=3"], False, "did you mean trainer.seed?"),
+        (["model=mlpp"], False, "model=mlpp: there is no such option in group model; "
+                                "did you mean model=mlp?"),
+        (["reg=[dropot]"], False, "did you mean reg=dropout?"),
+        (["optim=sgd", "optim.betas=[0.9,0.9]"], False, "optim has: name, lr, momentum"),
+        (["optim.lr=0.1,0.2"], False, "add -m to run one job per value"),
+        (["optim.lr=0.1,-2"], True, "optim.lr=-2 must be a number > 0"),
+        (["model=mlp,nope"], True, "model=nope: there is no such option in group model"),
+        (["model.width=[1,2"], False, "Cannot read the overrides"),
+    ],
+)
+def test_preflight_answers_in_one_sentence(overrides, multirun, message):
+    with pytest.raises(ConfigError) as err:
+        preflight(overrides, multirun)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_preflight_accepts_good_sweeps():
+    preflight(["optim.lr=0.001,0.01", "model=mlp", "trainer=smoke", "reg=[dropout,l2]"], True)
+
+
+def test_list_shows_every_option_with_a_description(capsys):
+    assert list_options([]) == 0
+    out = capsys.readouterr().out
+    assert "data  (default: glyphs)" in out
+    lines = {line.split()[1] if line.startswith("  *") else line.split()[0]: line
+             for line in out.splitlines() if line.startswith("  ")}
+    for option in ("glyphs", "moons", "sine", "mlp", "adam", "sgd", "cosine", "smoke", "dropout"):
+        assert option in lines and len(lines[option].split()) > 3  # name plus a description
+    assert lines["glyphs"].startswith("  *")  # the default is marked
+
+
+def test_list_of_one_group_and_of_a_typo(capsys):
+    assert list_options(["optim"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("optim") and "data" not in out
+    with pytest.raises(ConfigError, match="did you mean optim"):
+        list_options(["optm"])

@@ -1,0 +1,85 @@
+"""run(cfg, run_dir) end to end in-process: the run directory, the summary, the results."""
+
+import json
+
+import pytest
+import torch
+
+from dltrain.run import run
+from dltrain.train.checkpoint import load_checkpoint
+
+SUMMARY_KEYS = {"status", "task", "epochs", "steps", "params", "device", "wall_s",
+                "samples_per_s", "best", "val", "test", "objective", "env"}
+
+
+def test_moons_reaches_90_percent_and_writes_the_run_directory(make_cfg, tmp_path):
+    result = run(make_cfg("data=moons", "logger=none"), tmp_path)
+    assert result.status == "completed" and result.exit_code == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary) >= SUMMARY_KEYS
+    assert summary["test"]["accuracy"] >= 0.9
+    assert summary["task"] == "classification" and summary["device"] == "cpu"
+    assert summary["best"]["metric"] == "val/accuracy" and summary["best"]["mode"] == "max"
+    assert summary["objective"] == summary["best"]["value"] == summary["val"]["accuracy"]
+    assert summary["params"] == 2 * 256 + 256 + 256 * 256 + 256 + 256 * 2 + 2
+    assert {"python", "torch", "cuda", "git"} <= set(summary["env"])
+    assert (tmp_path / ".hydra" / "config.yaml").exists()
+    assert not (tmp_path / "tb").exists()  # logger=none
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["step"] == summary["steps"] and "test/accuracy" in records[-1]
+    assert any("val/accuracy" in r for r in records) and any("train/loss" in r for r in records)
+
+
+def test_sine_fits_below_mse_0_05(make_cfg, tmp_path):
+    result = run(make_cfg("data=sine", "data.noise=0.1", "logger=none"), tmp_path)
+    assert result.summary["test"]["mse"] < 0.05
+    assert result.summary["best"] == {"metric": "val/loss", "mode": "min",
+                                      "value": result.objective,
+                                      "step": result.summary["best"]["step"]}
+
+
+def test_checkpoints_hold_what_a_resume_needs(make_cfg, tmp_path):
+    cfg = make_cfg("data=moons", "trainer=smoke", "sched=cosine", "logger=none")
+    run(cfg, tmp_path)
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert set(last) >= {"model", "optimizer", "scheduler", "state", "rng", "config", "spec",
+                         "norm"}
+    assert last["state"]["step"] == 20 and last["spec"]["task"] == "classification"
+    assert last["config"]["optim"]["lr"] == cfg.optim.lr
+    best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    assert set(best["model"]) == set(last["model"])
+
+
+def test_the_test_metrics_come_from_the_best_weights(make_cfg, tmp_path):
+    from dltrain.data import build_data
+    from dltrain.losses import MetricTotals, build_loss
+    from dltrain.models import build_model
+
+    cfg = make_cfg("data=moons", "trainer.max_epochs=3", "logger=none")
+    result = run(cfg, tmp_path)
+    data = build_data(cfg.data)
+    model = build_model(cfg.model, cfg.init, data.spec)
+    model.load_state_dict(load_checkpoint(tmp_path / "checkpoints" / "best.pt")["model"])
+    model.eval()
+    totals = MetricTotals("classification")
+    with torch.no_grad():
+        out = model(data.test.x)
+        totals.update(out, data.test.y, build_loss(cfg.loss, data.spec)(out, data.test.y))
+    assert result.summary["test"]["accuracy"] == pytest.approx(totals.compute()["accuracy"])
+
+
+def test_a_bad_input_fails_with_exit_code_2_and_a_summary(make_cfg, tmp_path):
+    result = run(make_cfg("data=moons", "data.n_train=3", "data.val_fraction=0.1"), tmp_path)
+    assert result.exit_code == 2 and result.status == "failed"
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "failed" and "val_fraction" in summary["error"]
+
+
+def test_same_seed_same_result(make_cfg, tmp_path):
+    cfg = make_cfg("data=moons", "trainer=smoke", "logger=none")
+    a = run(cfg, tmp_path / "a").summary
+    b = run(cfg, tmp_path / "b").summary
+    assert a["test"] == b["test"]
+    c = run(make_cfg("data=moons", "trainer=smoke", "logger=none", "trainer.seed=1"),
+            tmp_path / "c").summary
+    assert c["test"] != a["test"]
