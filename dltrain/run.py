@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dltrain.config import validate
 from dltrain.data import Data, build_data
-from dltrain.data.batches import ShuffledBatches
+from dltrain.data.batches import train_batches
 from dltrain.errors import ConfigError, DivergedError
 from dltrain.io import write_json
 from dltrain.log import Logger, Loggers
@@ -121,7 +121,7 @@ def run(cfg: DictConfig, run_dir: Path | str) -> RunResult:
             spec = data.spec
             summary["task"] = spec.task
             model = build_model(cfg.model, cfg.init, spec).to(device)
-            batches = ShuffledBatches(data.train, int(cfg.data.batch_size), seed)
+            batches = train_batches(data, int(cfg.data.batch_size), seed)
             settings = Settings.from_cfg(cfg.trainer, spec.task, int(cfg.data.batch_size))
             _check_monitor(settings, spec.task)
             optimizer = build_optimizer(cfg.optim, model)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import torch
 
-from dltrain.data.spec import Split
+from dltrain.data.spec import Data, Split
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -59,3 +59,8 @@ def sequential_batches(split: Split, batch_size: int
     """Evaluation batches: the split in order, the last batch possibly smaller."""
     for i in range(0, len(split), batch_size):
         yield split.x[i:i + batch_size], split.y[i:i + batch_size]
+
+
+def train_batches(data: Data, batch_size: int, seed: int) -> ShuffledBatches:
+    """The training batches of a data set, ordered by `seed` (the trainer's seed)."""
+    return ShuffledBatches(data.train, batch_size, seed)
