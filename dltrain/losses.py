@@ -11,12 +11,14 @@ on the device by `MetricTotals`, so evaluating a split costs one host sync, not 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
 from dltrain.data.spec import DataSpec
+from dltrain.errors import ConfigError
 from dltrain.targets import call_target
 
 METRICS: dict[str, tuple[str, ...]] = {
@@ -39,14 +41,51 @@ class TokenLoss(nn.Module):
         return self.inner(out.flatten(0, -2), y.flatten())
 
 
+class BinaryLoss(nn.Module):
+    """Applies a one-logit loss (BCE with logits) to (B, 1) outputs and (B,) class labels."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.inner(out.squeeze(-1), y.to(out.dtype))
+
+
+_CLASS_LOSSES = ("auto", "cross_entropy", "bce")
+_VALUE_LOSSES = ("auto", "mse", "mae", "huber")
+
+
+def loss_spec(cfg: DictConfig, spec: DataSpec) -> DataSpec:
+    """The spec the model is built from: a binary loss asks for one logit instead of two.
+
+    Also refuses a loss that does not fit the task, before anything is trained.
+    """
+    name = str(cfg.name)
+    fits = _CLASS_LOSSES if spec.task in ("classification", "language_model") else _VALUE_LOSSES
+    if name in _CLASS_LOSSES + _VALUE_LOSSES and name not in fits:
+        raise ConfigError(f"loss={name} does not fit a {spec.task} task (data={spec.name}); "
+                          f"use one of: {', '.join(fits)}.")
+    if name == "bce":
+        if spec.task != "classification" or spec.num_classes != 2:
+            raise ConfigError(f"loss=bce needs two classes, but data={spec.name} has "
+                              f"{spec.num_classes or 'no'} classes; use loss=cross_entropy.")
+        return replace(spec, num_outputs=1)
+    return spec
+
+
 def build_loss(cfg: DictConfig, spec: DataSpec) -> nn.Module:
     """The training criterion for `spec.task` from the `loss` config node."""
     if cfg.name == "auto":
-        loss: nn.Module = (nn.CrossEntropyLoss() if spec.task in ("classification",
-                                                                    "language_model")
-                           else nn.MSELoss())
+        if spec.task in ("classification", "language_model"):
+            loss: nn.Module = nn.CrossEntropyLoss(
+                label_smoothing=float(cfg.get("label_smoothing", 0.0)))
+        else:
+            loss = nn.MSELoss()
     else:
         loss = call_target(cfg, "loss")
+    if cfg.name == "bce":
+        return BinaryLoss(loss)
     return TokenLoss(loss) if spec.task == "language_model" else loss
 
 
@@ -71,7 +110,9 @@ class MetricTotals:
         stats = {"loss": loss.detach().float() * n}
         if self.task in ("classification", "language_model"):
             if self.task == "classification":
-                stats["correct"] = (out.argmax(-1) == y).sum()
+                # one logit (a binary loss) predicts class 1 when positive
+                pred = (out.squeeze(-1) > 0).long() if out.shape[-1] == 1 else out.argmax(-1)
+                stats["correct"] = (pred == y).sum()
         else:
             err = out - y
             stats["sq"] = err.square().sum()
