@@ -221,6 +221,12 @@ def _train(argv: list[str]) -> int:
     just_asking = args.help or args.hydra_help or args.info or args.shell_completion
     if not just_asking:
         preflight(list(args.overrides), bool(args.multirun))
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # one of torchrun's processes
+            if args.multirun:
+                raise ConfigError("torchrun starts one data-parallel run, not a sweep; drop -m "
+                                  "(sweep data-parallel runs with a cluster launcher instead).")
+            if int(os.environ.get("RANK", "0")) != 0:
+                return _worker(list(args.overrides))
 
     outcomes: list[tuple[str, int, str]] = []  # (run dir, exit code, status and error)
 
@@ -253,6 +259,18 @@ def _train(argv: list[str]) -> int:
         for run_dir, why in failures:
             print(f"  {run_dir}  {why}", file=sys.stderr)
     return max((code for _, code, _ in outcomes), default=0)
+
+
+def _worker(overrides: list[str]) -> int:
+    """A data-parallel rank other than 0: the same config, composed without Hydra's run
+    directory or logging (rank 0 owns the one directory of the job and tells the others)."""
+    from hydra import compose, initialize_config_dir
+
+    from dltrain.run import run
+
+    with initialize_config_dir(str(conf_dir()), version_base="1.3", job_name=CONFIG_NAME):
+        cfg = compose(CONFIG_NAME, overrides=overrides)
+    return run(cfg, None).exit_code
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,7 +330,8 @@ def resume(args: list[str]) -> int:
     run_dir = _run_dir(args, "resume")
     cfg = load_run_config(run_dir, args[1:])
     validate(cfg)
-    _log_to(run_dir)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone keeps the log
+        _log_to(run_dir)
     from dltrain.run import run
 
     result = run(cfg, run_dir, resume=True)

@@ -177,6 +177,7 @@ RULES: tuple[Rule, ...] = (
     Rule("trainer.early_stopping.min_delta", number(0)),
     Rule("trainer.nan_policy", choice(("stop", "skip"))),
     Rule("trainer.resume", choice(("never", "auto"))),
+    Rule("trainer.strategy", choice(("single", "ddp"))),
 )
 
 

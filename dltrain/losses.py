@@ -11,6 +11,7 @@ on the device by `MetricTotals`, so evaluating a split costs one host sync, not 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 
 import torch
@@ -121,19 +122,28 @@ class MetricTotals:
             self.sums[key] = self.sums[key] + value if key in self.sums else value
         self.count += n
 
-    def compute(self) -> dict[str, float]:
-        """Mean loss and metrics (one host sync for all of them)."""
+    def compute(self, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
+                ) -> dict[str, float]:
+        """Mean loss and metrics (one host sync for all of them).
+
+        `reduce` sums the totals over the processes of a data-parallel job, each of which
+        saw its own shard of the split.
+        """
         if not self.sums:
             return {}
         keys = list(self.sums)
-        values = dict(zip(keys, torch.stack([self.sums[k] for k in keys]).tolist(),
-                          strict=True))
-        result = {"loss": values["loss"] / self.count}
+        totals = torch.stack([self.sums[k].float() for k in keys]
+                             + [torch.tensor(float(self.count), device=self.sums["loss"].device)])
+        if reduce is not None:
+            totals = reduce(totals)
+        *sums, count = totals.tolist()
+        values = dict(zip(keys, sums, strict=True))
+        result = {"loss": values["loss"] / count}
         if self.task == "classification":
-            result["accuracy"] = values["correct"] / self.count
+            result["accuracy"] = values["correct"] / count
         elif self.task == "language_model":
             result["perplexity"] = math.exp(min(result["loss"], 50.0))
         else:
-            result["mse"] = values["sq"] / self.count
-            result["mae"] = values["abs"] / self.count
+            result["mse"] = values["sq"] / count
+            result["mae"] = values["abs"] / count
         return result

@@ -24,7 +24,7 @@ from dltrain.data.batches import train_batches
 from dltrain.data.spec import DataSpec
 from dltrain.errors import ConfigError, DivergedError
 from dltrain.io import write_json
-from dltrain.log import Logger, Loggers
+from dltrain.log import Logger, Loggers, NullLogger
 from dltrain.log.console import ConsoleLogger, results_table
 from dltrain.log.jsonl import JsonlLogger
 from dltrain.losses import METRICS, build_loss, loss_spec
@@ -32,6 +32,14 @@ from dltrain.models import build_model
 from dltrain.optim import build_optimizer, build_scheduler, penalties
 from dltrain.runtime import deterministic, environment, resolve_device, seed_everything
 from dltrain.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from dltrain.train.distributed import (
+    SINGLE,
+    Dist,
+    ShardedBatches,
+    device_of,
+    from_env,
+    process_group,
+)
 from dltrain.train.loop import autocast, evaluate, fit
 from dltrain.train.signals import StopRequest
 from dltrain.train.state import Parts, Settings, TrainState
@@ -97,11 +105,14 @@ def _check_monitor(settings: Settings, task: str) -> None:
                           f"task; use one of: auto, {', '.join(allowed)}.")
 
 
-def build_job(cfg: DictConfig, device: torch.device, with_optimizer: bool = True) -> Job:
+def build_job(cfg: DictConfig, device: torch.device, with_optimizer: bool = True,
+              d: Dist = SINGLE) -> Job:
     """Data, model, loss, optimiser and schedule, in that order, from the config.
 
     The model is built from `loss_spec(...)`: the data's spec as the loss wants it. Without
-    an optimiser (for evaluation) the job holds no optimiser and no schedule.
+    an optimiser (for evaluation) the job holds no optimiser and no schedule. In a
+    data-parallel job the model trains inside DistributedDataParallel and each rank takes its
+    shard of every batch.
     """
     data = build_data(cfg.data, device)
     spec = loss_spec(cfg.loss, data.spec)
@@ -112,9 +123,17 @@ def build_job(cfg: DictConfig, device: torch.device, with_optimizer: bool = True
     batches = train_batches(data, batch_size, int(cfg.trainer.seed))
     total_steps = settings.total_steps(len(batches))
     optimizer = build_optimizer(cfg.optim, model) if with_optimizer else None
+    forward: Any = model
+    if d.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        batches = ShardedBatches(batches, d)
+        forward = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
     parts = Parts(
         model=model,
-        forward=torch.compile(model) if cfg.trainer.compile else model,
+        forward=torch.compile(forward) if cfg.trainer.compile else forward,
+        eval_forward=model if d.active else None,
         loss=build_loss(cfg.loss, spec).to(device),
         optimizer=optimizer,
         scheduler=build_scheduler(cfg.sched, optimizer, total_steps) if optimizer else None,
@@ -210,32 +229,58 @@ def _write_config(cfg: DictConfig, run_dir: Path, resume: bool) -> None:
         path.write_text(OmegaConf.to_yaml(cfg))
 
 
-def run(cfg: DictConfig, run_dir: Path | str, resume: bool = False,
+def run(cfg: DictConfig, run_dir: Path | str | None, resume: bool = False,
         stop: StopRequest | None = None) -> RunResult:
     """Train the composed config `cfg`, writing everything into `run_dir`.
 
     With `resume`, continue from `run_dir/checkpoints/last.pt`: same directory, same
     TensorBoard run, same step counter, the same data order and random numbers.
+
+    Under torchrun (`trainer=ddp`) every rank calls this; rank 0's `run_dir` is the one
+    directory of the job (other ranks may pass None) and rank 0 alone writes into it.
     """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        validate(cfg)
+        d = from_env(str(cfg.trainer.get("strategy", "single")))
+        device = device_of(d, resolve_device(cfg.trainer.device))
+    except ConfigError as err:
+        return _refused(cfg, run_dir, err)
+    with process_group(d, device):
+        run_dir = Path(d.broadcast(None if run_dir is None else str(run_dir)))
+        return _run(cfg, run_dir, resume, stop or StopRequest(), d, device)
+
+
+def _refused(cfg: DictConfig, run_dir: Path | str | None, err: ConfigError) -> RunResult:
+    """A run that could not start: its summary says why (where there is a directory)."""
+    summary = {"status": "failed", "error": str(err), "options": _options(cfg)}
+    if run_dir is not None and (Path(run_dir) / ".hydra").exists():
+        write_json(Path(run_dir) / "summary.json", summary)
+    return RunResult("failed", BAD_INPUT, summary)
+
+
+def _options(cfg: DictConfig) -> dict[str, str]:
+    return {g: str(cfg[g].name) for g in GROUPS if g in cfg and "name" in cfg[g]}
+
+
+def _run(cfg: DictConfig, run_dir: Path, resume: bool, stop: StopRequest, d: Dist,
+         device: torch.device) -> RunResult:
     started = time.perf_counter()
-    summary: dict[str, Any] = {"status": "failed", "options": {
-        g: str(cfg[g].name) for g in GROUPS if g in cfg and "name" in cfg[g]}}
+    summary: dict[str, Any] = {"status": "failed", "options": _options(cfg)}
+    if d.active:
+        summary["world_size"] = d.world
     logger: Logger | None = None
-    stop = stop or StopRequest()
     bad_input = keep_summary = False
-    _write_config(cfg, run_dir, resume)
+    if d.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_config(cfg, run_dir, resume)
     try:
         with stop.on_signals():  # from the start: a SIGTERM while loading still ends cleanly
-            validate(cfg)
-            device = resolve_device(cfg.trainer.device)
             if cfg.trainer.threads:
                 torch.set_num_threads(int(cfg.trainer.threads))
             seed_everything(int(cfg.trainer.seed))
             with deterministic(bool(cfg.trainer.deterministic)):
                 payload = _resume_payload(cfg, run_dir, resume)
-                job = build_job(cfg, device)
+                job = build_job(cfg, device, d=d)
                 summary["task"] = job.spec.task
                 state = restore(job, payload) if payload else TrainState()
                 finished = payload is not None and _finished(state, job.settings)
@@ -249,15 +294,19 @@ def run(cfg: DictConfig, run_dir: Path | str, resume: bool = False,
                     return _existing_result(run_dir)
                 params = sum(p.numel() for p in job.parts.model.parameters())
                 summary.update(params=params, device=str(device))
-                log.info(_describe(job, params, cfg))
-                log.info(f"resuming at step {state.step}: {run_dir}" if payload
-                         else f"run directory: {run_dir}")
-                logger = _loggers(cfg, run_dir, job.total_steps, state.step)
+                if d.is_main:
+                    log.info(_describe(job, params, cfg))
+                    log.info(f"resuming at step {state.step}: {run_dir}" if payload
+                             else f"run directory: {run_dir}")
+                    logger = _loggers(cfg, run_dir, job.total_steps, state.step)
+                save = checkpoint_writer(job, cfg, run_dir) if d.is_main else _no_save
                 status = "interrupted" if stop.requested else fit(
                     job.parts, job.batches, job.data.val, job.spec.task, job.settings, state,
-                    logger, checkpoint_writer(job, cfg, run_dir), stop, device)
+                    logger or NullLogger(), save, stop, device, d)
                 summary.update(_progress(state, job.settings), status=status)
-                if status == "completed":
+                if d.active:
+                    summary["replicas_in_sync"] = d.in_sync(job.parts.model)
+                if status == "completed" and d.is_main:
                     _test(job, run_dir, summary, state, logger, cfg)
     except ConfigError as err:
         summary.update(status="failed", error=str(err))
@@ -274,19 +323,23 @@ def run(cfg: DictConfig, run_dir: Path | str, resume: bool = False,
     finally:
         if logger is not None:
             logger.close()
-        if not keep_summary:
+        if not keep_summary and d.is_main:
             summary["wall_s"] = round(time.perf_counter() - started, 3)
             summary["env"] = environment()
             write_json(run_dir / "summary.json", summary)
-    if summary["status"] == "interrupted":
+    if summary["status"] == "interrupted" and d.is_main:
         log.warning(f"interrupted by {stop.signal or 'SIGINT'}; checkpoint saved in "
                     f"{run_dir / 'checkpoints'}; continue with: dltrain resume {run_dir}")
-    if not bad_input:
+    if not bad_input and d.is_main:
         from rich import get_console
 
         get_console().print(results_table(summary))
     status = summary["status"]
     return RunResult(status, BAD_INPUT if bad_input else EXIT_CODES[status], summary)
+
+
+def _no_save(_state: TrainState, _is_best: bool) -> None:
+    """Ranks other than 0 keep no files."""
 
 
 def _finished(state: TrainState, settings: Settings) -> str | None:

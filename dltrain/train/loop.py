@@ -26,6 +26,7 @@ from dltrain.errors import DivergedError
 from dltrain.log import Logger
 from dltrain.losses import MetricTotals
 from dltrain.optim import penalised_weights, steps_per_batch
+from dltrain.train.distributed import SINGLE, Dist
 from dltrain.train.signals import StopRequest
 from dltrain.train.state import Parts, Settings, TrainState
 
@@ -41,18 +42,24 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 @torch.inference_mode()
 def evaluate(parts: Parts, split: Split, task: str, batch_size: int,
-             amp: contextlib.AbstractContextManager) -> dict[str, float]:
-    """Mean loss and the task's metrics over `split`, in eval mode (one host sync)."""
+             amp: contextlib.AbstractContextManager, d: Dist = SINGLE) -> dict[str, float]:
+    """Mean loss and the task's metrics over `split`, in eval mode (one host sync).
+
+    In a data-parallel job each rank scores its shard and the totals are summed.
+    """
     was_training = parts.model.training
     parts.model.eval()
+    forward = parts.eval_forward or parts.forward
+    if d.active:
+        split = Split(split.x[d.rank::d.world], split.y[d.rank::d.world])
     totals = MetricTotals(task)
     for x, y in sequential_batches(split, batch_size):
         with amp:
-            out = parts.forward(x)
+            out = forward(x)
             loss = parts.loss(out, y)
         totals.update(out, y, loss)
     parts.model.train(was_training)
-    return totals.compute()
+    return totals.compute(reduce=d.sum if d.active else None)
 
 
 def first_nonfinite(model: nn.Module, x: torch.Tensor) -> str | None:
@@ -86,9 +93,12 @@ class _Window:
         self.samples = 0
         self.started = time.perf_counter()
 
-    def read(self, state: TrainState) -> tuple[float, float]:
-        """(mean loss, samples/s) of the window; raises DivergedError on a non-finite loss."""
-        values = torch.stack(self.losses).tolist()  # the host sync of this log point
+    def read(self, state: TrainState, d: Dist) -> tuple[float, float]:
+        """(mean loss, samples/s) of the window; raises DivergedError on a non-finite loss.
+
+        Losses are averaged over the ranks of a data-parallel job; samples/s is this rank's.
+        """
+        values = d.mean(torch.stack(self.losses)).tolist()  # the host sync of this log point
         elapsed = time.perf_counter() - self.started
         state.train_s += elapsed
         state.samples += self.samples
@@ -101,11 +111,16 @@ class _Window:
 
 def fit(parts: Parts, batches: ShuffledBatches, val: Split, task: str, settings: Settings,
         state: TrainState, logger: Logger, save: Callable[[TrainState, bool], None],
-        stop: StopRequest, device: torch.device) -> str:
+        stop: StopRequest, device: torch.device, d: Dist = SINGLE) -> str:
     """Train from `state` until max_epochs / max_steps, early stopping or a stop request.
 
     Validates every `val_every` epochs and at the end; after each validation calls
     `save(state, is_best)`. Returns "completed" or "interrupted"; raises DivergedError.
+
+    In a data-parallel job (`d.active`) every rank takes the same decisions at the same step:
+    losses and metrics are reduced over the ranks, and a stop request is honoured at the next
+    log point, where the ranks agree on it (a rank that stopped alone would leave the others
+    waiting in their next gradient exchange).
     """
     model, optimizer, scheduler = parts.model, parts.optimizer, parts.scheduler
     scaler = parts.scaler
@@ -129,7 +144,7 @@ def fit(parts: Parts, batches: ShuffledBatches, val: Split, task: str, settings:
     def log_window(window: _Window, x: torch.Tensor) -> _Window:
         if window.losses:
             try:
-                loss, rate = window.read(state)
+                loss, rate = window.read(state, d)
             except DivergedError as err:
                 where = first_nonfinite(model, x)
                 raise DivergedError(f"{err}{f'; first non-finite: {where}' if where else ''}.") \
@@ -144,7 +159,8 @@ def fit(parts: Parts, batches: ShuffledBatches, val: Split, task: str, settings:
             scaler.unscale_(optimizer)
         if settings.nan_policy == "skip":
             norm = torch.nn.utils.clip_grad_norm_(params, math.inf, foreach=True)
-            if not bool(torch.isfinite(step_loss) & torch.isfinite(norm)):  # a host sync
+            finite = bool(torch.isfinite(step_loss) & torch.isfinite(norm))  # a host sync
+            if d.any(not finite, device):
                 state.skipped += 1
                 if scaler is not None:
                     scaler.update()
@@ -195,6 +211,7 @@ def fit(parts: Parts, batches: ShuffledBatches, val: Split, task: str, settings:
                 if state.batch % k:
                     continue  # more micro-batches to add to this step's gradient
                 took_step = optimiser_step(step_loss)
+            halt = stop.requested and not d.active
             if took_step:
                 if step_schedule:
                     scheduler.step()
@@ -202,19 +219,21 @@ def fit(parts: Parts, batches: ShuffledBatches, val: Split, task: str, settings:
                 state.step += 1
                 if state.step % settings.log_every == 0:
                     window = log_window(window, x)
-            if stop.requested or state.step >= max_steps or state.batch >= steps_per_epoch * k:
+                    halt = d.any(stop.requested, device)  # ranks agree where they all are
+            if halt or state.step >= max_steps or state.batch >= steps_per_epoch * k:
                 break  # (micro-batches that cannot fill a whole step are left for later epochs)
         if x is not None:
             window = log_window(window, x)
         if state.batch >= steps_per_epoch * k:
             state.epoch += 1
             state.batch = 0
-        if stop.requested:
+        if d.any(stop.requested, device):
+            stop.requested = True
             save(state, False)
             return "interrupted"
         finished = state.epoch >= settings.max_epochs or state.step >= max_steps
         if finished or (state.batch == 0 and state.epoch % settings.val_every == 0):
-            val_metrics = evaluate(parts, val, task, settings.eval_batch_size, amp)
+            val_metrics = evaluate(parts, val, task, settings.eval_batch_size, amp, d)
             state.last_val = val_metrics
             epoch = state.epoch + state.batch / (steps_per_epoch * k)  # fractional if cut short
             logger.log_metrics({"epoch": round(epoch, 3),

@@ -20,7 +20,7 @@ class Settings:
 
     max_epochs: int
     max_steps: int | None
-    log_every: int
+    log_every: int  # optimiser steps between log points
     val_every: int
     precision: str  # "32" | "bf16" | "16"
     monitor: str  # e.g. "val/accuracy"
@@ -72,6 +72,9 @@ class Parts:
     scheduler: Any  # an LRScheduler, ReduceLROnPlateau, or None
     scaler: torch.amp.GradScaler | None = None
     penalties: list[Penalty] = field(default_factory=list)
+    # Evaluation's forward when it differs from training's: the bare model under DDP, whose
+    # wrapper would otherwise call collectives that only this rank takes part in.
+    eval_forward: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 @dataclass
