@@ -86,12 +86,17 @@ def first_nonfinite(model: nn.Module, x: torch.Tensor) -> str | None:
 
 
 class _Window:
-    """Per-step losses since the last log point, kept on the device until read."""
+    """Per-step losses since the last log point, kept on the device until read.
 
-    def __init__(self) -> None:
+    Its clock runs from the previous read, so the time spent logging counts against the
+    throughput it reports (validation, between epochs, does not).
+    """
+
+    def __init__(self, started: float | None = None) -> None:
         self.losses: list[torch.Tensor] = []
         self.samples = 0
-        self.started = time.perf_counter()
+        self.started = time.perf_counter() if started is None else started
+        self.read_at = self.started
 
     def read(self, state: TrainState, d: Dist) -> tuple[float, float]:
         """(mean loss, samples/s) of the window; raises DivergedError on a non-finite loss.
@@ -99,7 +104,8 @@ class _Window:
         Losses are averaged over the ranks of a data-parallel job; samples/s is this rank's.
         """
         values = d.mean(torch.stack(self.losses)).tolist()  # the host sync of this log point
-        elapsed = time.perf_counter() - self.started
+        self.read_at = time.perf_counter()
+        elapsed = self.read_at - self.started
         state.train_s += elapsed
         state.samples += self.samples
         bad = next((i for i, v in enumerate(values) if not math.isfinite(v)), None)
@@ -151,7 +157,7 @@ def fit(parts: Parts, batches: ShuffledBatches, val: Split, task: str, settings:
                     from None
             logger.log_metrics({"train/loss": loss, "train/lr": optimizer.param_groups[0]["lr"],
                                 "perf/samples_per_s": rate}, state.step)
-        return _Window()
+        return _Window(started=window.read_at)
 
     def optimiser_step(step_loss: torch.Tensor) -> bool:
         """Apply the accumulated gradient; False if nan_policy=skip refused it."""

@@ -26,7 +26,7 @@ def test_handlers_are_restored_afterwards():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_a_device_that_is_not_there_is_a_config_error():
-    with pytest.raises(ConfigError, match="trainer.device=cuda:1 is not available"):
+    with pytest.raises(ConfigError, match=r"trainer\.device=cuda:1 is not available"):
         resolve_device("cuda:1")
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type in ("cpu", "mps")
