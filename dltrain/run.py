@@ -82,6 +82,7 @@ def _loggers(cfg: DictConfig, run_dir: Path, total_steps: int, start_step: int) 
 def _describe(data: Data, params: int, device: torch.device, cfg: DictConfig) -> str:
     spec = data.spec
     what = (f"{spec.num_classes} classes" if spec.task == "classification"
+            else f"a vocabulary of {spec.vocab_size}" if spec.task == "language_model"
             else f"{spec.out_features} outputs")
     return (f"{spec.name}: {spec.task}, input {tuple(spec.input_shape)}, {what}, "
             f"{len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test · "
