@@ -221,8 +221,14 @@ def _train(argv: list[str]) -> int:
     just_asking = args.help or args.hydra_help or args.info or args.shell_completion
     if not just_asking:
         preflight(list(args.overrides), bool(args.multirun))
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # one of torchrun's processes
+            if args.multirun:
+                raise ConfigError("torchrun starts one data-parallel run, not a sweep; drop -m "
+                                  "(sweep data-parallel runs with a cluster launcher instead).")
+            if int(os.environ.get("RANK", "0")) != 0:
+                return _worker(list(args.overrides))
 
-    codes: list[int] = []
+    outcomes: list[tuple[str, int, str]] = []  # (run dir, exit code, status and error)
 
     @hydra.main(config_path=str(conf_dir()), config_name=CONFIG_NAME, version_base="1.3")
     def job(cfg) -> float | None:
@@ -230,10 +236,12 @@ def _train(argv: list[str]) -> int:
 
         from dltrain.run import run  # torch is imported here, after the config is known good
 
-        result = run(cfg, HydraConfig.get().runtime.output_dir)
-        codes.append(result.exit_code)
+        run_dir = HydraConfig.get().runtime.output_dir
+        result = run(cfg, run_dir)
+        error = result.summary.get("error", "")
+        outcomes.append((run_dir, result.exit_code, f"{result.status}: {error}"))
         if result.exit_code == EXIT_BAD_INPUT:
-            print(f"dltrain: {result.summary.get('error')}", file=sys.stderr)
+            print(f"dltrain: {error}", file=sys.stderr)
         if result.status == "interrupted":  # a stopped sweep stops, it does not go on
             raise SystemExit(EXIT_INTERRUPTED)
         return result.objective
@@ -244,11 +252,121 @@ def _train(argv: list[str]) -> int:
         job()
     finally:
         sys.argv = saved
-    return max(codes, default=0)
+    failures = [(d, why) for d, code, why in outcomes if code != 0]
+    if len(outcomes) > 1 and failures:
+        print(f"dltrain: {len(failures)} of {len(outcomes)} runs did not complete:",
+              file=sys.stderr)
+        for run_dir, why in failures:
+            print(f"  {run_dir}  {why}", file=sys.stderr)
+    return max((code for _, code, _ in outcomes), default=0)
+
+
+def _worker(overrides: list[str]) -> int:
+    """A data-parallel rank other than 0: the same config, composed without Hydra's run
+    directory or logging (rank 0 owns the one directory of the job and tells the others)."""
+    from hydra import compose, initialize_config_dir
+
+    from dltrain.run import run
+
+    with initialize_config_dir(str(conf_dir()), version_base="1.3", job_name=CONFIG_NAME):
+        cfg = compose(CONFIG_NAME, overrides=overrides)
+    return run(cfg, None).exit_code
+
+
+# ---------------------------------------------------------------------------------------------
+# dltrain resume / dltrain eval: a run directory and KEY=VALUE overrides of its own config
+
+
+def load_run_config(run_dir: Path, overrides: Sequence[str]):
+    """The run's own resolved config with `overrides` applied; unknown keys are refused."""
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a dltrain run directory (it has no "
+                          ".hydra/config.yaml).")
+    cfg = OmegaConf.load(path)
+    OmegaConf.set_struct(cfg, True)
+    for override in overrides:
+        key, sep, _ = override.partition("=")
+        if not sep or key.startswith(("+", "~")):
+            raise ConfigError(f"{override!r}: a run directory takes KEY=VALUE overrides of its "
+                              "own config, e.g. trainer.max_epochs=20.")
+        if "." not in key:
+            raise ConfigError(f"{override!r} would change the run's {key}; a new {key} option "
+                              "is a new run, so start one with dltrain instead.")
+        try:
+            cfg.merge_with_dotlist([override])
+        except Exception:  # OmegaConf's struct error for a key the run does not have
+            raise ConfigError(_unknown_key(key, dotted_keys(cfg))) from None
+    return cfg
+
+
+def _log_to(run_dir: Path) -> None:
+    """Log as a Hydra run does: to the terminal and appended to RUN_DIR/train.log."""
+    import logging
+
+    from dltrain.log.console import ConsoleHandler
+
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    console = ConsoleHandler()
+    console.setFormatter(logging.Formatter("%(message)s"))
+    file = logging.FileHandler(run_dir / "train.log", mode="a", encoding="utf-8")
+    file.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", datefmt="%H:%M:%S"))
+    root.handlers = [console, file]
+
+
+def _run_dir(args: Sequence[str], verb: str) -> Path:
+    if not args or args[0].startswith("-"):
+        raise ConfigError(f"dltrain {verb} needs a run directory: dltrain {verb} RUN_DIR "
+                          "[KEY=VALUE ...].")
+    run_dir = Path(args[0])
+    if not run_dir.is_dir():
+        raise ConfigError(f"There is no run directory {run_dir}.")
+    return run_dir
+
+
+def resume(args: list[str]) -> int:
+    """`dltrain resume RUN_DIR [KEY=VALUE ...]`: continue a run in place."""
+    run_dir = _run_dir(args, "resume")
+    cfg = load_run_config(run_dir, args[1:])
+    validate(cfg)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone keeps the log
+        _log_to(run_dir)
+    from dltrain.run import run
+
+    result = run(cfg, run_dir, resume=True)
+    if result.exit_code == EXIT_BAD_INPUT:
+        raise ConfigError(result.summary.get("error", "the run could not be resumed"))
+    return result.exit_code
+
+
+def evaluate(args: list[str]) -> int:
+    """`dltrain eval RUN_DIR [KEY=VALUE ...]`: score the run's best weights on its test split."""
+    run_dir = _run_dir(args, "eval")
+    cfg = load_run_config(run_dir, args[1:])
+    validate(cfg)
+    from rich import get_console
+    from rich.table import Table
+
+    from dltrain.log.console import fmt
+    from dltrain.run import evaluate_run
+
+    result = evaluate_run(cfg, run_dir)
+    table = Table(title=f"dltrain eval · {result['checkpoint']} (step {result['step']})")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    for split in ("test", "val"):
+        for key, value in result[split].items():
+            table.add_row(f"{split}/{key}", fmt(value))
+    get_console().print(table)
+    print(f"wrote {run_dir / 'eval.json'}")
+    return 0
 
 
 VERBS: dict[str, Callable[[list[str]], int]] = {
     "list": list_options,
+    "resume": resume,
+    "eval": evaluate,
 }
 
 

@@ -105,6 +105,12 @@ def choice(options: Iterable[str]) -> Callable[[Any], str | None]:
     return check
 
 
+def batch_size(v: Any) -> str | None:
+    if v == "full" or (_is_int(v) and v >= 1):
+        return None
+    return "must be a whole number >= 1, or full (the whole training split)"
+
+
 def widths(v: Any) -> str | None:
     if v is None:
         return None
@@ -149,7 +155,7 @@ def augmentation(v: Any) -> str | None:
 
 
 RULES: tuple[Rule, ...] = (
-    Rule("data.batch_size", integer(1)),
+    Rule("data.batch_size", batch_size),
     Rule("data.n_train", integer(1, optional=True)),
     Rule("data.n_test", integer(1)),
     Rule("data.val_fraction", number(0, 1, lo_open=True)),
@@ -178,6 +184,19 @@ RULES: tuple[Rule, ...] = (
     Rule("optim.lr", number(0, lo_open=True)),
     Rule("optim.weight_decay", number(0)),
     Rule("optim.momentum", number(0, 1)),
+    Rule("optim.alpha", number(0, 1, hi_open=False)),
+    Rule("optim.eps", number(0, lo_open=True)),
+    Rule("optim.max_iter", integer(1)),
+    Rule("optim.history_size", integer(1)),
+    Rule("loss.label_smoothing", number(0, 1)),
+    Rule("loss.delta", number(0, lo_open=True)),
+    Rule("sched.step_size", integer(1, optional=True)),
+    Rule("sched.gamma", number(0, 1, lo_open=True, hi_open=False, optional=True)),
+    Rule("sched.warmup_steps", integer(0, optional=True)),
+    Rule("sched.min_fraction", number(0, 1, hi_open=False)),
+    Rule("sched.pct_start", number(0, 1, lo_open=True)),
+    Rule("sched.factor", number(0, 1, lo_open=True)),
+    Rule("sched.patience", integer(0)),
     Rule("init.name", choice(INITS)),
     Rule("init.std", number(0, lo_open=True)),
     Rule("penalty.l1", number(0)),
@@ -192,7 +211,52 @@ RULES: tuple[Rule, ...] = (
     Rule("trainer.log_every", integer(1)),
     Rule("trainer.val_every", integer(1)),
     Rule("trainer.threads", integer(1, optional=True)),
+    Rule("trainer.accumulate", integer(1)),
+    Rule("trainer.grad_clip.max_norm", number(0, lo_open=True, optional=True)),
+    Rule("trainer.grad_clip.value", number(0, lo_open=True, optional=True)),
+    Rule("trainer.early_stopping.patience", integer(1, optional=True)),
+    Rule("trainer.early_stopping.min_delta", number(0)),
+    Rule("trainer.nan_policy", choice(("stop", "skip"))),
+    Rule("trainer.resume", choice(("never", "auto"))),
+    Rule("trainer.strategy", choice(("single", "ddp"))),
 )
+
+
+def _get(cfg: DictConfig, key: str, default: Any = None) -> Any:
+    present, value = _value(cfg, key)
+    return value if present else default
+
+
+def _lbfgs(cfg: DictConfig) -> str | None:
+    if not str(_get(cfg, "optim._target_", "")).endswith("LBFGS"):
+        return None
+    if str(_get(cfg, "trainer.precision", "32")) != "32":
+        return (f"optim=lbfgs cannot run with trainer.precision={cfg.trainer.precision}: its line "
+                "search needs full-precision losses; use trainer.precision=32")
+    if _get(cfg, "trainer.accumulate", 1) != 1:
+        return ("optim=lbfgs cannot accumulate gradients (trainer.accumulate="
+                f"{cfg.trainer.accumulate}): every L-BFGS step re-evaluates the loss on its "
+                "batch; use a larger data.batch_size instead")
+    if _get(cfg, "trainer.grad_clip.max_norm") or _get(cfg, "trainer.grad_clip.value"):
+        return ("optim=lbfgs cannot clip gradients: its line search sets the step length; "
+                "drop reg=[grad_clip]")
+    return None
+
+
+def _one_clip(cfg: DictConfig) -> str | None:
+    if _get(cfg, "trainer.grad_clip.max_norm") and _get(cfg, "trainer.grad_clip.value"):
+        return ("trainer.grad_clip takes max_norm or value, not both; set the other to null")
+    return None
+
+
+def _nesterov(cfg: DictConfig) -> str | None:
+    if _get(cfg, "optim.nesterov") and not _get(cfg, "optim.momentum"):
+        return "optim.nesterov=true needs optim.momentum > 0"
+    return None
+
+
+# Checks that involve several keys: each returns what is wrong (a sentence) or None.
+COMBINATIONS: tuple[Callable[[DictConfig], str | None], ...] = (_lbfgs, _one_clip, _nesterov)
 
 
 def _value(cfg: DictConfig, key: str) -> tuple[bool, Any]:
@@ -208,7 +272,8 @@ def _value(cfg: DictConfig, key: str) -> tuple[bool, Any]:
 
 
 def validate(cfg: DictConfig, rules: Iterable[Rule] = RULES) -> None:
-    """Raise ConfigError with one sentence for the first key that breaks its rule."""
+    """Raise ConfigError with one sentence for the first key that breaks its rule, or for an
+    impossible combination of keys."""
     try:
         OmegaConf.to_container(cfg, resolve=True)
     except Exception as err:  # an interpolation that points nowhere, named by OmegaConf
@@ -222,3 +287,7 @@ def validate(cfg: DictConfig, rules: Iterable[Rule] = RULES) -> None:
             shown = "null" if value is None else value
             sentence = f"{rule.key}={shown} {problem}"
             raise ConfigError(sentence if sentence.endswith("?") else sentence + ".")
+    for combination in COMBINATIONS:
+        problem = combination(cfg)
+        if problem:
+            raise ConfigError(problem + ".")

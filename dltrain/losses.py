@@ -11,12 +11,15 @@ on the device by `MetricTotals`, so evaluating a split costs one host sync, not 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
 from dltrain.data.spec import DataSpec
+from dltrain.errors import ConfigError
 from dltrain.targets import call_target
 
 METRICS: dict[str, tuple[str, ...]] = {
@@ -39,14 +42,51 @@ class TokenLoss(nn.Module):
         return self.inner(out.flatten(0, -2), y.flatten())
 
 
+class BinaryLoss(nn.Module):
+    """Applies a one-logit loss (BCE with logits) to (B, 1) outputs and (B,) class labels."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.inner(out.squeeze(-1), y.to(out.dtype))
+
+
+_CLASS_LOSSES = ("auto", "cross_entropy", "bce")
+_VALUE_LOSSES = ("auto", "mse", "mae", "huber")
+
+
+def loss_spec(cfg: DictConfig, spec: DataSpec) -> DataSpec:
+    """The spec the model is built from: a binary loss asks for one logit instead of two.
+
+    Also refuses a loss that does not fit the task, before anything is trained.
+    """
+    name = str(cfg.name)
+    fits = _CLASS_LOSSES if spec.task in ("classification", "language_model") else _VALUE_LOSSES
+    if name in _CLASS_LOSSES + _VALUE_LOSSES and name not in fits:
+        raise ConfigError(f"loss={name} does not fit a {spec.task} task (data={spec.name}); "
+                          f"use one of: {', '.join(fits)}.")
+    if name == "bce":
+        if spec.task != "classification" or spec.num_classes != 2:
+            raise ConfigError(f"loss=bce needs two classes, but data={spec.name} has "
+                              f"{spec.num_classes or 'no'} classes; use loss=cross_entropy.")
+        return replace(spec, num_outputs=1)
+    return spec
+
+
 def build_loss(cfg: DictConfig, spec: DataSpec) -> nn.Module:
     """The training criterion for `spec.task` from the `loss` config node."""
     if cfg.name == "auto":
-        loss: nn.Module = (nn.CrossEntropyLoss() if spec.task in ("classification",
-                                                                    "language_model")
-                           else nn.MSELoss())
+        if spec.task in ("classification", "language_model"):
+            loss: nn.Module = nn.CrossEntropyLoss(
+                label_smoothing=float(cfg.get("label_smoothing", 0.0)))
+        else:
+            loss = nn.MSELoss()
     else:
         loss = call_target(cfg, "loss")
+    if cfg.name == "bce":
+        return BinaryLoss(loss)
     return TokenLoss(loss) if spec.task == "language_model" else loss
 
 
@@ -71,7 +111,9 @@ class MetricTotals:
         stats = {"loss": loss.detach().float() * n}
         if self.task in ("classification", "language_model"):
             if self.task == "classification":
-                stats["correct"] = (out.argmax(-1) == y).sum()
+                # one logit (a binary loss) predicts class 1 when positive
+                pred = (out.squeeze(-1) > 0).long() if out.shape[-1] == 1 else out.argmax(-1)
+                stats["correct"] = (pred == y).sum()
         else:
             err = out - y
             stats["sq"] = err.square().sum()
@@ -80,19 +122,28 @@ class MetricTotals:
             self.sums[key] = self.sums[key] + value if key in self.sums else value
         self.count += n
 
-    def compute(self) -> dict[str, float]:
-        """Mean loss and metrics (one host sync for all of them)."""
+    def compute(self, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
+                ) -> dict[str, float]:
+        """Mean loss and metrics (one host sync for all of them).
+
+        `reduce` sums the totals over the processes of a data-parallel job, each of which
+        saw its own shard of the split.
+        """
         if not self.sums:
             return {}
         keys = list(self.sums)
-        values = dict(zip(keys, torch.stack([self.sums[k] for k in keys]).tolist(),
-                          strict=True))
-        result = {"loss": values["loss"] / self.count}
+        totals = torch.stack([self.sums[k].float() for k in keys]
+                             + [torch.tensor(float(self.count), device=self.sums["loss"].device)])
+        if reduce is not None:
+            totals = reduce(totals)
+        *sums, count = totals.tolist()
+        values = dict(zip(keys, sums, strict=True))
+        result = {"loss": values["loss"] / count}
         if self.task == "classification":
-            result["accuracy"] = values["correct"] / self.count
+            result["accuracy"] = values["correct"] / count
         elif self.task == "language_model":
             result["perplexity"] = math.exp(min(result["loss"], 50.0))
         else:
-            result["mse"] = values["sq"] / self.count
-            result["mae"] = values["abs"] / self.count
+            result["mse"] = values["sq"] / count
+            result["mae"] = values["abs"] / count
         return result

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -28,24 +29,70 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """The optimiser of `cfg._target_` over the decay / no-decay parameter groups."""
-    groups = decay_groups(model, float(cfg.get("weight_decay", 0.0)))
-    return call_target(cfg, "optim", params=groups)
+    """The optimiser of `cfg._target_` over the decay / no-decay parameter groups.
+
+    An optimiser without weight decay (L-BFGS, which also takes a single group) gets the
+    parameters as one list.
+    """
+    if "weight_decay" not in cfg:
+        return call_target(cfg, "optim", params=[p for p in model.parameters()
+                                                 if p.requires_grad])
+    return call_target(cfg, "optim", params=decay_groups(model, float(cfg.weight_decay)))
 
 
-# What each schedule needs at run time, by option name: its length in optimiser steps.
-_SCHEDULE_LENGTH: dict[str, Callable[[int], dict]] = {
-    "cosine": lambda total: {"T_max": total},
-}
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int,
+                  warmup_steps: int | None = None, min_fraction: float = 0.0
+                  ) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up from 0 to the base rate, then cosine annealing to min_fraction of it.
+
+    The factor at step t is t / w during the warm-up of w steps, then
+    min_fraction + (1 - min_fraction) * (1 + cos(pi * (t - w) / (T - w))) / 2.
+    """
+    warmup = round(0.1 * total_steps) if warmup_steps is None else warmup_steps
+    decay = max(total_steps - warmup, 1)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / warmup
+        progress = min((step - warmup) / decay, 1.0)
+        return min_fraction + (1 - min_fraction) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _schedule_length(name: str, node: DictConfig, optimizer: torch.optim.Optimizer,
+                     total: int) -> dict:
+    """What a schedule needs at run time: its length in optimiser steps, in its own terms."""
+    if name == "cosine":
+        return {"T_max": total}
+    if name == "warmup_cosine":
+        return {"total_steps": total}
+    if name == "onecycle":
+        return {"total_steps": total, "max_lr": [g["lr"] for g in optimizer.param_groups]}
+    if name == "step" and node.get("step_size") is None:
+        return {"step_size": max(total // 3, 1)}
+    if name == "exponential" and node.get("gamma") is None:
+        return {"gamma": 0.01 ** (1 / max(total, 1))}  # 1% of the rate at the end
+    return {}
 
 
 def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, total_steps: int
-                    ) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """The learning-rate schedule, stepped once per optimiser step; None for `sched=none`."""
+                    ) -> Any:
+    """The learning-rate schedule, or None for `sched=none`.
+
+    Every schedule but `plateau` steps once per optimiser step; `plateau` steps on the
+    validation loss after each validation.
+    """
     if cfg.name == "none":
         return None
-    runtime = _SCHEDULE_LENGTH.get(str(cfg.name), lambda total: {})(total_steps)
+    runtime = _schedule_length(str(cfg.name), cfg, optimizer, total_steps)
     return call_target(cfg, "sched", optimizer=optimizer, **runtime)
+
+
+def steps_per_batch(scheduler: Any) -> bool:
+    """Whether the schedule is stepped per optimiser step (else on validation metrics)."""
+    return scheduler is not None and not isinstance(
+        scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,8 @@
 """run(cfg, run_dir): the only wiring code. Builds every part from the config, trains, tests,
-and writes the run directory. A plain function: tests call it directly, no Hydra involved.
+and writes the run directory. Plain functions: tests call them directly, no Hydra involved.
+
+`run` also continues an interrupted run (`resume=True`, or `trainer.resume=auto` when the run
+directory already holds a checkpoint), and `evaluate_run` scores a finished run's best weights.
 """
 
 from __future__ import annotations
@@ -7,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,16 +21,25 @@ from omegaconf import DictConfig, OmegaConf
 from dltrain.config import validate
 from dltrain.data import Data, build_data
 from dltrain.data.batches import train_batches
+from dltrain.data.spec import DataSpec
 from dltrain.errors import ConfigError, DivergedError
 from dltrain.io import write_json
-from dltrain.log import Logger, Loggers
+from dltrain.log import Logger, Loggers, NullLogger
 from dltrain.log.console import ConsoleLogger, results_table
 from dltrain.log.jsonl import JsonlLogger
-from dltrain.losses import METRICS, build_loss
+from dltrain.losses import METRICS, build_loss, loss_spec
 from dltrain.models import build_model
 from dltrain.optim import build_optimizer, build_scheduler, penalties
 from dltrain.runtime import deterministic, environment, resolve_device, seed_everything
-from dltrain.train.checkpoint import rng_state, save_checkpoint
+from dltrain.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from dltrain.train.distributed import (
+    SINGLE,
+    Dist,
+    ShardedBatches,
+    device_of,
+    from_env,
+    process_group,
+)
 from dltrain.train.loop import autocast, evaluate, fit
 from dltrain.train.signals import StopRequest
 from dltrain.train.state import Parts, Settings, TrainState
@@ -51,6 +64,19 @@ class RunResult:
         return self.summary.get("objective")
 
 
+@dataclass
+class Job:
+    """Everything a run builds from its config before training."""
+
+    data: Data
+    spec: DataSpec  # the model's view of the data (a binary loss asks for one logit)
+    parts: Parts
+    settings: Settings
+    batches: Any
+    total_steps: int
+    device: torch.device
+
+
 def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     """Every leaf of the config as `group.key: value` (lists as text), for HParams and reports."""
     flat: dict[str, Any] = {}
@@ -67,6 +93,104 @@ def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     return flat
 
 
+def _batch_size(cfg: DictConfig, data: Data) -> int:
+    """`data.batch_size`, with `full` meaning the whole training split (gradient descent)."""
+    return len(data.train) if cfg.data.batch_size == "full" else int(cfg.data.batch_size)
+
+
+def _check_monitor(settings: Settings, task: str) -> None:
+    allowed = ["val/loss"] + [f"val/{m}" for m in METRICS[task]]
+    if settings.monitor not in allowed:
+        raise ConfigError(f"trainer.monitor={settings.monitor} is not measured for a {task} "
+                          f"task; use one of: auto, {', '.join(allowed)}.")
+
+
+def build_job(cfg: DictConfig, device: torch.device, with_optimizer: bool = True,
+              d: Dist = SINGLE) -> Job:
+    """Data, model, loss, optimiser and schedule, in that order, from the config.
+
+    The model is built from `loss_spec(...)`: the data's spec as the loss wants it. Without
+    an optimiser (for evaluation) the job holds no optimiser and no schedule. In a
+    data-parallel job the model trains inside DistributedDataParallel and each rank takes its
+    shard of every batch.
+    """
+    data = build_data(cfg.data, device)
+    spec = loss_spec(cfg.loss, data.spec)
+    model = build_model(cfg.model, cfg.init, spec).to(device)
+    batch_size = _batch_size(cfg, data)
+    settings = Settings.from_cfg(cfg.trainer, spec.task, batch_size)
+    _check_monitor(settings, spec.task)
+    batches = train_batches(data, batch_size, int(cfg.trainer.seed))
+    total_steps = settings.total_steps(len(batches))
+    optimizer = build_optimizer(cfg.optim, model) if with_optimizer else None
+    forward: Any = model
+    if d.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        batches = ShardedBatches(batches, d)
+        forward = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    parts = Parts(
+        model=model,
+        forward=torch.compile(forward) if cfg.trainer.compile else forward,
+        eval_forward=model if d.active else None,
+        loss=build_loss(cfg.loss, spec).to(device),
+        optimizer=optimizer,
+        scheduler=build_scheduler(cfg.sched, optimizer, total_steps) if optimizer else None,
+        scaler=torch.amp.GradScaler(device.type) if settings.precision == "16" else None,
+        penalties=penalties(cfg.penalty),
+    )
+    return Job(data, spec, parts, settings, batches, total_steps, device)
+
+
+def checkpoint_writer(job: Job, cfg: DictConfig, run_dir: Path
+                      ) -> Callable[[TrainState, bool], None]:
+    """save(state, is_best): last.pt with everything a resume needs; best.pt with the weights."""
+    parts = job.parts
+    meta = {"config": OmegaConf.to_container(cfg, resolve=True), "spec": job.spec.to_dict(),
+            "norm": job.data.norm}
+
+    def save(state: TrainState, is_best: bool) -> None:
+        weights = {"model": parts.model.state_dict(), "state": state.to_dict(), **meta}
+        save_checkpoint(run_dir / "checkpoints" / "last.pt", {
+            **weights,
+            "optimizer": parts.optimizer.state_dict(),
+            "scheduler": parts.scheduler.state_dict() if parts.scheduler else None,
+            "scaler": parts.scaler.state_dict() if parts.scaler else None,
+            "rng": rng_state(),
+        })
+        if is_best:
+            save_checkpoint(run_dir / "checkpoints" / "best.pt", weights)
+
+    return save
+
+
+def _load_weights(model: torch.nn.Module, payload: dict[str, Any]) -> None:
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as err:
+        raise ConfigError("The checkpoint's weights do not fit the model this config builds "
+                          f"({str(err).splitlines()[0]}); keep the run's model settings.") from None
+
+
+def restore(job: Job, payload: dict[str, Any]) -> TrainState:
+    """Put the model, optimiser, schedule, scaler and RNGs back where a checkpoint left them."""
+    saved_spec = DataSpec.from_dict(payload["spec"])
+    if saved_spec != job.spec:
+        raise ConfigError("The checkpoint was trained on other data than this config builds "
+                          f"({saved_spec.name} {saved_spec.input_shape} -> {job.spec.name} "
+                          f"{job.spec.input_shape}); resume with the run's own data settings.")
+    parts = job.parts
+    _load_weights(parts.model, payload)
+    parts.optimizer.load_state_dict(payload["optimizer"])
+    if parts.scheduler is not None and payload.get("scheduler") is not None:
+        parts.scheduler.load_state_dict(payload["scheduler"])
+    if parts.scaler is not None and payload.get("scaler") is not None:
+        parts.scaler.load_state_dict(payload["scaler"])
+    set_rng_state(payload["rng"])
+    return TrainState.from_dict(payload["state"])
+
+
 def _loggers(cfg: DictConfig, run_dir: Path, total_steps: int, start_step: int) -> Loggers:
     sinks: list[Logger] = [
         ConsoleLogger(total_steps, start_step, int(cfg.trainer.max_epochs)),
@@ -79,105 +203,116 @@ def _loggers(cfg: DictConfig, run_dir: Path, total_steps: int, start_step: int) 
     return Loggers(sinks)
 
 
-def _describe(data: Data, params: int, device: torch.device, cfg: DictConfig) -> str:
-    spec = data.spec
+def _describe(job: Job, params: int, cfg: DictConfig) -> str:
+    spec, data = job.spec, job.data
     what = (f"{spec.num_classes} classes" if spec.task == "classification"
             else f"a vocabulary of {spec.vocab_size}" if spec.task == "language_model"
             else f"{spec.out_features} outputs")
     return (f"{spec.name}: {spec.task}, input {tuple(spec.input_shape)}, {what}, "
             f"{len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test · "
-            f"{cfg.model.name}: {params:,} parameters · device {device}")
+            f"{cfg.model.name}: {params:,} parameters · device {job.device}")
 
 
-def _check_monitor(settings: Settings, task: str) -> None:
-    allowed = ["val/loss"] + [f"val/{m}" for m in METRICS[task]]
-    if settings.monitor not in allowed:
-        raise ConfigError(f"trainer.monitor={settings.monitor} is not measured for a {task} "
-                          f"task; use one of: auto, {', '.join(allowed)}.")
+def _resume_payload(cfg: DictConfig, run_dir: Path, resume: bool) -> dict[str, Any] | None:
+    """The checkpoint to continue from: asked for, or found by trainer.resume=auto."""
+    last = run_dir / "checkpoints" / "last.pt"
+    if resume or (str(cfg.trainer.get("resume", "never")) == "auto" and last.exists()):
+        return load_checkpoint(last)
+    return None
 
 
-def run(cfg: DictConfig, run_dir: Path | str) -> RunResult:
-    """Train the composed config `cfg`, writing everything into `run_dir`."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    summary: dict[str, Any] = {"status": "failed", "options": {
-        g: str(cfg[g].name) for g in GROUPS if g in cfg and "name" in cfg[g]}}
-    logger: Logger | None = None
-    stop = StopRequest()
-    bad_input = False
-    hydra_dir = run_dir / ".hydra"
-    if not (hydra_dir / "config.yaml").exists():  # Hydra writes it; a direct call does it here
-        hydra_dir.mkdir(exist_ok=True)
-        (hydra_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+def _write_config(cfg: DictConfig, run_dir: Path, resume: bool) -> None:
+    """.hydra/config.yaml: Hydra writes it for its runs; direct calls and resumes write it here
+    (a resume with overrides must leave the config the run continued with)."""
+    path = run_dir / ".hydra" / "config.yaml"
+    if resume or not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(OmegaConf.to_yaml(cfg))
+
+
+def run(cfg: DictConfig, run_dir: Path | str | None, resume: bool = False,
+        stop: StopRequest | None = None) -> RunResult:
+    """Train the composed config `cfg`, writing everything into `run_dir`.
+
+    With `resume`, continue from `run_dir/checkpoints/last.pt`: same directory, same
+    TensorBoard run, same step counter, the same data order and random numbers.
+
+    Under torchrun (`trainer=ddp`) every rank calls this; rank 0's `run_dir` is the one
+    directory of the job (other ranks may pass None) and rank 0 alone writes into it.
+    """
     try:
         validate(cfg)
-        device = resolve_device(cfg.trainer.device)
-        if cfg.trainer.threads:
-            torch.set_num_threads(int(cfg.trainer.threads))
-        seed = int(cfg.trainer.seed)
-        seed_everything(seed)
-        with deterministic(bool(cfg.trainer.deterministic)):
-            data = build_data(cfg.data, device)
-            spec = data.spec
-            summary["task"] = spec.task
-            model = build_model(cfg.model, cfg.init, spec).to(device)
-            batches = train_batches(data, int(cfg.data.batch_size), seed)
-            settings = Settings.from_cfg(cfg.trainer, spec.task, int(cfg.data.batch_size))
-            _check_monitor(settings, spec.task)
-            optimizer = build_optimizer(cfg.optim, model)
-            total_steps = settings.total_steps(len(batches))
-            parts = Parts(
-                model=model,
-                forward=torch.compile(model) if cfg.trainer.compile else model,
-                loss=build_loss(cfg.loss, spec).to(device),
-                optimizer=optimizer,
-                scheduler=build_scheduler(cfg.sched, optimizer, total_steps),
-                scaler=torch.amp.GradScaler(device.type) if settings.precision == "16" else None,
-                penalties=penalties(cfg.penalty),
-            )
-            params = sum(p.numel() for p in model.parameters())
-            summary.update(params=params, device=str(device))
-            log.info(_describe(data, params, device, cfg))
-            log.info(f"run directory: {run_dir}")
+        d = from_env(str(cfg.trainer.get("strategy", "single")))
+        device = device_of(d, resolve_device(cfg.trainer.device))
+    except ConfigError as err:
+        return _refused(cfg, run_dir, err)
+    with process_group(d, device):
+        run_dir = Path(d.broadcast(None if run_dir is None else str(run_dir)))
+        return _run(cfg, run_dir, resume, stop or StopRequest(), d, device)
 
-            state = TrainState()
-            config = OmegaConf.to_container(cfg, resolve=True)
-            meta = {"config": config, "spec": spec.to_dict(), "norm": data.norm}
 
-            def save(state: TrainState, is_best: bool) -> None:
-                weights = {"model": model.state_dict(), "state": state.to_dict(), **meta}
-                save_checkpoint(run_dir / "checkpoints" / "last.pt", {
-                    **weights,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": parts.scheduler.state_dict() if parts.scheduler else None,
-                    "scaler": parts.scaler.state_dict() if parts.scaler else None,
-                    "rng": rng_state(),
-                })
-                if is_best:
-                    save_checkpoint(run_dir / "checkpoints" / "best.pt", weights)
+def _refused(cfg: DictConfig, run_dir: Path | str | None, err: ConfigError) -> RunResult:
+    """A run that could not start: its summary says why (where there is a directory)."""
+    summary = {"status": "failed", "error": str(err), "options": _options(cfg)}
+    if run_dir is not None and (Path(run_dir) / ".hydra").exists():
+        write_json(Path(run_dir) / "summary.json", summary)
+    return RunResult("failed", BAD_INPUT, summary)
 
-            logger = _loggers(cfg, run_dir, total_steps, state.step)
-            with stop.on_signals():
-                status = fit(parts, batches, data.val, spec.task, settings, state, logger, save,
-                             stop, device)
-            summary.update(_progress(state, settings))
-            summary["status"] = status
-            if status == "completed":
-                best = run_dir / "checkpoints" / "best.pt"
-                if best.exists():
-                    model.load_state_dict(torch.load(best, map_location=device,
-                                                     weights_only=True)["model"])
-                amp = autocast(device, settings.precision)
-                test = evaluate(parts, data.test, spec.task, settings.eval_batch_size, amp)
-                summary["test"] = test
-                test_tags = {f"test/{k}": v for k, v in test.items()}
-                logger.log_metrics(test_tags, state.step)
-                val_tags = {f"val/{k}": v for k, v in state.last_val.items()}
-                logger.log_hparams(flat_hparams(cfg), {**test_tags, **val_tags})
+
+def _options(cfg: DictConfig) -> dict[str, str]:
+    return {g: str(cfg[g].name) for g in GROUPS if g in cfg and "name" in cfg[g]}
+
+
+def _run(cfg: DictConfig, run_dir: Path, resume: bool, stop: StopRequest, d: Dist,
+         device: torch.device) -> RunResult:
+    started = time.perf_counter()
+    summary: dict[str, Any] = {"status": "failed", "options": _options(cfg)}
+    if d.active:
+        summary["world_size"] = d.world
+    logger: Logger | None = None
+    bad_input = keep_summary = False
+    if d.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_config(cfg, run_dir, resume)
+    try:
+        with stop.on_signals():  # from the start: a SIGTERM while loading still ends cleanly
+            if cfg.trainer.threads:
+                torch.set_num_threads(int(cfg.trainer.threads))
+            seed_everything(int(cfg.trainer.seed))
+            with deterministic(bool(cfg.trainer.deterministic)):
+                payload = _resume_payload(cfg, run_dir, resume)
+                job = build_job(cfg, device, d=d)
+                summary["task"] = job.spec.task
+                state = restore(job, payload) if payload else TrainState()
+                finished = payload is not None and _finished(state, job.settings)
+                if finished and resume:
+                    raise ConfigError(f"This run is finished ({finished}); to train on, raise "
+                                      "the budget, e.g. dltrain resume RUN_DIR "
+                                      "trainer.max_epochs=N.")
+                if finished:  # trainer.resume=auto on a resubmitted, finished job: nothing to do
+                    log.info(f"{run_dir} is already finished ({finished}).")
+                    keep_summary = True
+                    return _existing_result(run_dir)
+                params = sum(p.numel() for p in job.parts.model.parameters())
+                summary.update(params=params, device=str(device))
+                if d.is_main:
+                    log.info(_describe(job, params, cfg))
+                    log.info(f"resuming at step {state.step}: {run_dir}" if payload
+                             else f"run directory: {run_dir}")
+                    logger = _loggers(cfg, run_dir, job.total_steps, state.step)
+                save = checkpoint_writer(job, cfg, run_dir) if d.is_main else _no_save
+                status = "interrupted" if stop.requested else fit(
+                    job.parts, job.batches, job.data.val, job.spec.task, job.settings, state,
+                    logger or NullLogger(), save, stop, device, d)
+                summary.update(_progress(state, job.settings), status=status)
+                if d.active:
+                    summary["replicas_in_sync"] = d.in_sync(job.parts.model)
+                if status == "completed" and d.is_main:
+                    _test(job, run_dir, summary, state, logger, cfg)
     except ConfigError as err:
         summary.update(status="failed", error=str(err))
         bad_input = True
+        keep_summary = resume  # a refused resume leaves the run's own summary as it was
     except DivergedError as err:
         summary.update(status="diverged", error=str(err))
         log.error(str(err))
@@ -189,13 +324,14 @@ def run(cfg: DictConfig, run_dir: Path | str) -> RunResult:
     finally:
         if logger is not None:
             logger.close()
-        summary["wall_s"] = round(time.perf_counter() - started, 3)
-        summary["env"] = environment()
-        write_json(run_dir / "summary.json", summary)
-    if summary["status"] == "interrupted":
+        if not keep_summary and d.is_main:
+            summary["wall_s"] = round(time.perf_counter() - started, 3)
+            summary["env"] = environment()
+            write_json(run_dir / "summary.json", summary)
+    if summary["status"] == "interrupted" and d.is_main:
         log.warning(f"interrupted by {stop.signal or 'SIGINT'}; checkpoint saved in "
                     f"{run_dir / 'checkpoints'}; continue with: dltrain resume {run_dir}")
-    if not bad_input:
+    if not bad_input and d.is_main:
         from rich import get_console
 
         get_console().print(results_table(summary))
@@ -203,9 +339,44 @@ def run(cfg: DictConfig, run_dir: Path | str) -> RunResult:
     return RunResult(status, BAD_INPUT if bad_input else EXIT_CODES[status], summary)
 
 
+def _no_save(_state: TrainState, _is_best: bool) -> None:
+    """Ranks other than 0 keep no files."""
+
+
+def _finished(state: TrainState, settings: Settings) -> str | None:
+    """Why a checkpointed run has nothing left to do under `settings`, or None."""
+    if state.stopped_early:
+        return "it stopped early"
+    if state.epoch >= settings.max_epochs or state.step >= (settings.max_steps or float("inf")):
+        return f"it reached epoch {state.epoch}, step {state.step}"
+    return None
+
+
+def _existing_result(run_dir: Path) -> RunResult:
+    import json
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return RunResult(summary["status"], EXIT_CODES.get(summary["status"], 1), summary)
+
+
+def _test(job: Job, run_dir: Path, summary: dict[str, Any], state: TrainState,
+          logger: Logger, cfg: DictConfig) -> None:
+    """Score the best weights on the test split; log it and the run's HParams record."""
+    best = run_dir / "checkpoints" / "best.pt"
+    if best.exists():
+        job.parts.model.load_state_dict(load_checkpoint(best)["model"])
+    amp = autocast(job.device, job.settings.precision)
+    test = evaluate(job.parts, job.data.test, job.spec.task, job.settings.eval_batch_size, amp)
+    summary["test"] = test
+    test_tags = {f"test/{k}": v for k, v in test.items()}
+    logger.log_metrics(test_tags, state.step)
+    val_tags = {f"val/{k}": v for k, v in state.last_val.items()}
+    logger.log_hparams(flat_hparams(cfg), {**test_tags, **val_tags})
+
+
 def _progress(state: TrainState, settings: Settings) -> dict[str, Any]:
     """The summary's account of how far training went and how well it did."""
-    return {
+    progress = {
         "epochs": state.epoch,
         "steps": state.step,
         "samples_per_s": round(state.samples / state.train_s, 1) if state.train_s else None,
@@ -213,4 +384,34 @@ def _progress(state: TrainState, settings: Settings) -> dict[str, Any]:
                  "step": state.best_step},
         "val": state.best_val,
         "objective": state.best_value,
+        "stopped_early": state.stopped_early,
     }
+    if settings.nan_policy == "skip":
+        progress["skipped_steps"] = state.skipped
+    return progress
+
+
+def evaluate_run(cfg: DictConfig, run_dir: Path | str) -> dict[str, Any]:
+    """Rebuild a run from `cfg` (its own config), load best.pt (else last.pt), score the test
+    and validation splits, and write eval.json."""
+    run_dir = Path(run_dir)
+    validate(cfg)
+    device = resolve_device(cfg.trainer.device)
+    checkpoints = run_dir / "checkpoints"
+    path = checkpoints / "best.pt" if (checkpoints / "best.pt").exists() else \
+        checkpoints / "last.pt"
+    payload = load_checkpoint(path)
+    seed_everything(int(cfg.trainer.seed))
+    job = build_job(cfg, device, with_optimizer=False)
+    _load_weights(job.parts.model, payload)
+    amp = autocast(device, job.settings.precision)
+    batch = job.settings.eval_batch_size
+    result = {
+        "checkpoint": str(path),
+        "step": payload["state"]["step"],
+        "task": job.spec.task,
+        "test": evaluate(job.parts, job.data.test, job.spec.task, batch, amp),
+        "val": evaluate(job.parts, job.data.val, job.spec.task, batch, amp),
+    }
+    write_json(run_dir / "eval.json", result)
+    return result

@@ -39,7 +39,7 @@ def call_target(node: DictConfig, group: str, **runtime: Any) -> Any:
     except InstantiationException as err:
         raise ConfigError(f"{label}: {str(err).splitlines()[0]}") from None
     try:
-        inspect.signature(factory.func).bind(*factory.args, **factory.keywords, **runtime)
+        inspect.signature(factory.func).bind(*factory.args, **{**factory.keywords, **runtime})
     except TypeError as err:
         raise ConfigError(f"{label} does not accept its config: {err}.") from None
     except ValueError:  # a builtin without a signature: let the call itself check

@@ -5,11 +5,12 @@ of one `randperm` per epoch. The permutation of epoch `e` comes from a generator
 (seed, e) alone, so any epoch's order can be rebuilt from two integers — which is what makes
 resuming in the middle of an epoch exact.
 
-Every kind of training batches here has the same two-member interface — `len(batches)` is the
-batches of one epoch, `batches.epoch(e, start)` yields (x, y) from batch `start` on — and the
-same reproducibility: random windows of a token stream (WindowBatches), a split streamed from
-the host through a DataLoader (StreamedBatches), and any of them augmented (AugmentedBatches).
-`train_batches` picks the one a data set needs.
+Every kind of training batches here has the same small interface — `len(batches)` is the
+batches of one epoch, `batches.epoch(e, start)` yields (x, y) from batch `start` on,
+`batches.batch_size` is the size of every batch — and the same reproducibility: random windows
+of a token stream (WindowBatches), a split streamed from the host through a DataLoader
+(StreamedBatches), and any of them augmented (AugmentedBatches). `train_batches` picks the
+one a data set needs.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class Batches(Protocol):
+    batch_size: int
+
     def __len__(self) -> int: ...
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]: ...
@@ -207,6 +210,7 @@ class AugmentedBatches:
         self.inner = inner
         self.augment = augment
         self.seed = seed
+        self.batch_size = inner.batch_size
 
     def __len__(self) -> int:
         return len(self.inner)

@@ -31,9 +31,10 @@ class DataSpec:
 
     @property
     def out_features(self) -> int:
-        """Width of the model's last layer: classes, regression outputs or vocabulary."""
+        """Width of the model's last layer: classes (or one logit for a binary loss),
+        regression outputs, or the vocabulary."""
         if self.task == "classification":
-            return int(self.num_classes or 0)
+            return int(self.num_outputs or self.num_classes or 0)
         if self.task == "language_model":
             return int(self.vocab_size or 0)
         return int(self.num_outputs or 0)

@@ -4,6 +4,9 @@ The step loop does no host synchronisation: per-step losses stay on the device i
 list and are read once every `log_every` steps (and at the end of each epoch), which is also
 where a non-finite loss is caught. Checkpoints are written only after such a read has shown
 every loss since the last one to be finite, so `last.pt` is always a good state.
+
+(`trainer.nan_policy=skip` is the one exception: it must look at every step's loss before the
+optimiser applies it, so it syncs once per step.)
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from dltrain.data.spec import Split
 from dltrain.errors import DivergedError
 from dltrain.log import Logger
 from dltrain.losses import MetricTotals
-from dltrain.optim import penalised_weights
+from dltrain.optim import penalised_weights, steps_per_batch
+from dltrain.train.distributed import SINGLE, Dist
 from dltrain.train.signals import StopRequest
 from dltrain.train.state import Parts, Settings, TrainState
 
@@ -38,22 +42,28 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 @torch.inference_mode()
 def evaluate(parts: Parts, split: Split, task: str, batch_size: int,
-             amp: contextlib.AbstractContextManager) -> dict[str, float]:
-    """Mean loss and the task's metrics over `split`, in eval mode (one host sync)."""
+             amp: contextlib.AbstractContextManager, d: Dist = SINGLE) -> dict[str, float]:
+    """Mean loss and the task's metrics over `split`, in eval mode (one host sync).
+
+    In a data-parallel job each rank scores its shard and the totals are summed.
+    """
     was_training = parts.model.training
     parts.model.eval()
+    forward = parts.eval_forward or parts.forward
+    if d.active:
+        split = Split(split.x[d.rank::d.world], split.y[d.rank::d.world])
     totals = MetricTotals(task)
     for x, y in sequential_batches(split, batch_size):
         with amp:
-            out = parts.forward(x)
+            out = forward(x)
             loss = parts.loss(out, y)
         totals.update(out, y, loss)
     parts.model.train(was_training)
-    return totals.compute()
+    return totals.compute(reduce=d.sum if d.active else None)
 
 
 def first_nonfinite(model: nn.Module, x: torch.Tensor) -> str | None:
-    """The first layer (in forward order) whose output, weights or gradient is not finite."""
+    """The first layer (in forward order) whose output, or else whose gradient, is not finite."""
     found: list[str] = []
 
     def hook(name: str) -> Callable[..., None]:
@@ -83,9 +93,12 @@ class _Window:
         self.samples = 0
         self.started = time.perf_counter()
 
-    def read(self, state: TrainState) -> tuple[float, float]:
-        """(mean loss, samples/s) of the window; raises DivergedError on a non-finite loss."""
-        values = torch.stack(self.losses).tolist()  # the host sync of this log point
+    def read(self, state: TrainState, d: Dist) -> tuple[float, float]:
+        """(mean loss, samples/s) of the window; raises DivergedError on a non-finite loss.
+
+        Losses are averaged over the ranks of a data-parallel job; samples/s is this rank's.
+        """
+        values = d.mean(torch.stack(self.losses)).tolist()  # the host sync of this log point
         elapsed = time.perf_counter() - self.started
         state.train_s += elapsed
         state.samples += self.samples
@@ -98,23 +111,40 @@ class _Window:
 
 def fit(parts: Parts, batches: ShuffledBatches, val: Split, task: str, settings: Settings,
         state: TrainState, logger: Logger, save: Callable[[TrainState, bool], None],
-        stop: StopRequest, device: torch.device) -> str:
-    """Train from `state` until max_epochs / max_steps or a stop request.
+        stop: StopRequest, device: torch.device, d: Dist = SINGLE) -> str:
+    """Train from `state` until max_epochs / max_steps, early stopping or a stop request.
 
     Validates every `val_every` epochs and at the end; after each validation calls
     `save(state, is_best)`. Returns "completed" or "interrupted"; raises DivergedError.
+
+    In a data-parallel job (`d.active`) every rank takes the same decisions at the same step:
+    losses and metrics are reduced over the ranks, and a stop request is honoured at the next
+    log point, where the ranks agree on it (a rank that stopped alone would leave the others
+    waiting in their next gradient exchange).
     """
     model, optimizer, scheduler = parts.model, parts.optimizer, parts.scheduler
     scaler = parts.scaler
+    params = [p for p in model.parameters() if p.requires_grad]
     weights = penalised_weights(model) if parts.penalties else []
     amp = autocast(device, settings.precision)
     max_steps = settings.max_steps or math.inf
+    k = settings.accumulate  # micro-batches per optimiser step
+    steps_per_epoch = len(batches) // k
+    lbfgs = isinstance(optimizer, torch.optim.LBFGS)
+    step_schedule = steps_per_batch(scheduler)
     metric = settings.monitor.split("/", 1)[1]
+
+    def batch_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with amp:
+            loss = parts.loss(parts.forward(x), y)
+            for penalty in parts.penalties:
+                loss = loss + penalty(weights)
+        return loss
 
     def log_window(window: _Window, x: torch.Tensor) -> _Window:
         if window.losses:
             try:
-                loss, rate = window.read(state)
+                loss, rate = window.read(state, d)
             except DivergedError as err:
                 where = first_nonfinite(model, x)
                 raise DivergedError(f"{err}{f'; first non-finite: {where}' if where else ''}.") \
@@ -123,52 +153,102 @@ def fit(parts: Parts, batches: ShuffledBatches, val: Split, task: str, settings:
                                 "perf/samples_per_s": rate}, state.step)
         return _Window()
 
+    def optimiser_step(step_loss: torch.Tensor) -> bool:
+        """Apply the accumulated gradient; False if nan_policy=skip refused it."""
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        if settings.nan_policy == "skip":
+            norm = torch.nn.utils.clip_grad_norm_(params, math.inf, foreach=True)
+            finite = bool(torch.isfinite(step_loss) & torch.isfinite(norm))  # a host sync
+            if d.any(not finite, device):
+                state.skipped += 1
+                if scaler is not None:
+                    scaler.update()
+                return False
+        if settings.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, settings.clip_norm, foreach=True)
+        elif settings.clip_value is not None:
+            torch.nn.utils.clip_grad_value_(params, settings.clip_value, foreach=True)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        return True
+
+    if steps_per_epoch == 0:
+        raise DivergedError(f"An epoch has {len(batches)} batches, fewer than "
+                            f"trainer.accumulate={k}: no optimiser step could be taken")
+    optimizer.zero_grad(set_to_none=True)
     while state.epoch < settings.max_epochs and state.step < max_steps:
         model.train()
         window = _Window()
         x = None
+        step_loss = torch.zeros((), device=device)
         for x, y in batches.epoch(state.epoch, start=state.batch):
-            with amp:
-                out = parts.forward(x)
-                loss = parts.loss(out, y)
-                for penalty in parts.penalties:
-                    loss = loss + penalty(weights)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+            if lbfgs:  # re-evaluates the loss as often as its line search asks
+                def closure(x: torch.Tensor = x, y: torch.Tensor = y) -> torch.Tensor:
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = batch_loss(x, y)
+                    loss.backward()
+                    return loss
+
+                step_loss = optimizer.step(closure).detach()
+                state.batch += 1
+                window.samples += x.shape[0]
+                took_step = True
             else:
-                loss.backward()
-                optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            window.losses.append(loss.detach())
-            window.samples += x.shape[0]
-            state.step += 1
-            state.batch += 1
-            if state.step % settings.log_every == 0:
-                window = log_window(window, x)
-            if stop.requested or state.step >= max_steps:
-                break
+                if state.batch % k == 0:  # a new step: clear the last one's gradient
+                    optimizer.zero_grad(set_to_none=True)
+                loss = batch_loss(x, y) / k if k > 1 else batch_loss(x, y)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                else:
+                    loss.backward()
+                step_loss = loss.detach() if state.batch % k == 0 else step_loss + loss.detach()
+                state.batch += 1
+                window.samples += x.shape[0]
+                if state.batch % k:
+                    continue  # more micro-batches to add to this step's gradient
+                took_step = optimiser_step(step_loss)
+            halt = stop.requested and not d.active
+            if took_step:
+                if step_schedule:
+                    scheduler.step()
+                window.losses.append(step_loss)
+                state.step += 1
+                if state.step % settings.log_every == 0:
+                    window = log_window(window, x)
+                    halt = d.any(stop.requested, device)  # ranks agree where they all are
+            if halt or state.step >= max_steps or state.batch >= steps_per_epoch * k:
+                break  # (micro-batches that cannot fill a whole step are left for later epochs)
         if x is not None:
             window = log_window(window, x)
-        if state.batch >= len(batches):
+        if state.batch >= steps_per_epoch * k:
             state.epoch += 1
             state.batch = 0
-        finished = state.epoch >= settings.max_epochs or state.step >= max_steps
-        if stop.requested:
+        if d.any(stop.requested, device):
+            stop.requested = True
             save(state, False)
             return "interrupted"
+        finished = state.epoch >= settings.max_epochs or state.step >= max_steps
         if finished or (state.batch == 0 and state.epoch % settings.val_every == 0):
-            val_metrics = evaluate(parts, val, task, settings.eval_batch_size, amp)
+            val_metrics = evaluate(parts, val, task, settings.eval_batch_size, amp, d)
             state.last_val = val_metrics
-            epoch = state.epoch + state.batch / len(batches)  # fractional when cut short
+            epoch = state.epoch + state.batch / (steps_per_epoch * k)  # fractional if cut short
             logger.log_metrics({"epoch": round(epoch, 3),
-                                **{f"val/{k}": v for k, v in val_metrics.items()}}, state.step)
-            is_best = state.improved(val_metrics[metric], settings.mode)
+                                **{f"val/{name}": v for name, v in val_metrics.items()}},
+                               state.step)
+            if scheduler is not None and not step_schedule:
+                scheduler.step(val_metrics["loss"])  # plateau: on the validation loss
+            value = val_metrics[metric]
+            is_best = state.improved(value, settings.mode)
             if is_best:
-                state.best_value, state.best_step = val_metrics[metric], state.step
+                state.best_value, state.best_step = value, state.step
                 state.best_val = val_metrics
+            stop_early = state.note_progress(value, settings)
             save(state, is_best)
+            if stop_early:
+                state.stopped_early = True
+                return "completed"
     return "completed"

@@ -20,16 +20,24 @@ class Settings:
 
     max_epochs: int
     max_steps: int | None
-    log_every: int
+    log_every: int  # optimiser steps between log points
     val_every: int
     precision: str  # "32" | "bf16" | "16"
     monitor: str  # e.g. "val/accuracy"
     mode: str  # "min" | "max"
     eval_batch_size: int
+    accumulate: int = 1  # micro-batches per optimiser step
+    clip_norm: float | None = None
+    clip_value: float | None = None
+    patience: int | None = None  # early stopping: validations without improvement
+    min_delta: float = 0.0
+    nan_policy: str = "stop"  # "stop" | "skip"
 
     @classmethod
     def from_cfg(cls, trainer: DictConfig, task: str, batch_size: int) -> Settings:
         monitor, mode = monitor_metric(task, str(trainer.get("monitor", "auto")))
+        clip = trainer.get("grad_clip") or {}
+        early = trainer.get("early_stopping") or {}
         return cls(
             max_epochs=int(trainer.max_epochs),
             max_steps=None if trainer.max_steps is None else int(trainer.max_steps),
@@ -39,11 +47,17 @@ class Settings:
             monitor=monitor,
             mode=mode,
             eval_batch_size=max(4 * batch_size, 256),
+            accumulate=int(trainer.get("accumulate", 1)),
+            clip_norm=clip.get("max_norm"),
+            clip_value=clip.get("value"),
+            patience=early.get("patience"),
+            min_delta=float(early.get("min_delta", 0.0)),
+            nan_policy=str(trainer.get("nan_policy", "stop")),
         )
 
-    def total_steps(self, steps_per_epoch: int) -> int:
+    def total_steps(self, batches_per_epoch: int) -> int:
         """Optimiser steps of the whole run: the schedules' length."""
-        by_epochs = self.max_epochs * steps_per_epoch
+        by_epochs = self.max_epochs * (batches_per_epoch // self.accumulate)
         return by_epochs if self.max_steps is None else min(by_epochs, self.max_steps)
 
 
@@ -54,10 +68,13 @@ class Parts:
     model: nn.Module  # whose weights are saved
     forward: Callable[[torch.Tensor], torch.Tensor]  # the model, compiled or not
     loss: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: Any  # an LRScheduler or None
+    optimizer: torch.optim.Optimizer | None  # None when only evaluating
+    scheduler: Any  # an LRScheduler, ReduceLROnPlateau, or None
     scaler: torch.amp.GradScaler | None = None
     penalties: list[Penalty] = field(default_factory=list)
+    # Evaluation's forward when it differs from training's: the bare model under DDP, whose
+    # wrapper would otherwise call collectives that only this rank takes part in.
+    eval_forward: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 @dataclass
@@ -73,11 +90,27 @@ class TrainState:
     best_step: int | None = None
     best_val: dict[str, float] = field(default_factory=dict)  # val metrics at the best step
     last_val: dict[str, float] = field(default_factory=dict)
+    skipped: int = 0  # steps not taken because of a non-finite loss (nan_policy=skip)
+    stale: int = 0  # validations since the monitored metric last improved by min_delta
+    reference: float | None = None  # the value that improvement is measured against
+    stopped_early: bool = False
 
     def improved(self, value: float, mode: str) -> bool:
-        if self.best_value is None:
+        return self._better(value, self.best_value, mode, 0.0)
+
+    @staticmethod
+    def _better(value: float, than: float | None, mode: str, delta: float) -> bool:
+        if than is None:
             return True
-        return value > self.best_value if mode == "max" else value < self.best_value
+        return value > than + delta if mode == "max" else value < than - delta
+
+    def note_progress(self, value: float, settings: Settings) -> bool:
+        """Track improvement for early stopping; True when patience has run out."""
+        if self._better(value, self.reference, settings.mode, settings.min_delta):
+            self.reference, self.stale = value, 0
+        else:
+            self.stale += 1
+        return settings.patience is not None and self.stale >= settings.patience
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

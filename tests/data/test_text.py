@@ -191,6 +191,7 @@ def bigram_perplexity(train: torch.Tensor, test: torch.Tensor, vocab_size: int) 
 
 def test_a_bigram_model_reaches_the_counted_bigram_perplexity(make_cfg, tmp_path):
     from dltrain.run import run
+    from dltrain.train.checkpoint import load_checkpoint
 
     path = write(tmp_path, english(12000))
     cfg = make_cfg("data=text", f"data.path={path}", "data.block_size=32", "data.batch_size=32",
@@ -204,3 +205,6 @@ def test_a_bigram_model_reaches_the_counted_bigram_perplexity(make_cfg, tmp_path
     counted = bigram_perplexity(data.tokens, data.test.x.flatten(), data.spec.vocab_size)
     assert data.spec.vocab_size > 20
     assert test["perplexity"] == pytest.approx(counted, rel=0.05)  # far below uniform (vocab)
+    # the run keeps the vocabulary: a checkpoint decodes on its own
+    saved = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["spec"]
+    assert DataSpec.from_dict(saved).vocab == data.spec.vocab

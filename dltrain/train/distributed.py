@@ -1,0 +1,139 @@
+"""Data parallelism on PyTorch's own engine: torchrun's environment, DistributedDataParallel.
+
+`torchrun --nproc_per_node=N -m dltrain trainer=ddp ...` starts N processes; each reads its
+rank from the environment torchrun sets, joins the process group (nccl on GPUs, gloo on CPUs),
+wraps the model in DDP and takes its shard of every global batch. Rank 0 alone writes files.
+In a single process everything here is the identity, so the trainer needs no `if` for it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from dltrain.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in the job: rank, world size, local rank (its GPU on the node)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    def mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The average of `tensor` over all ranks (every rank gets it)."""
+        if not self.active:
+            return tensor
+        out = tensor.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out / self.world
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        if not self.active:
+            return tensor
+        out = tensor.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    def any(self, flag: bool, device: torch.device) -> bool:
+        """True on every rank if it is true on any (e.g. a stop request one rank received)."""
+        if not self.active:
+            return flag
+        t = torch.tensor(float(flag), device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's `obj`, on every rank."""
+        if not self.active:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def in_sync(self, model: torch.nn.Module) -> bool:
+        """Whether every rank holds the same weights (a checksum compared across ranks)."""
+        if not self.active:
+            return True
+        with torch.no_grad():
+            total = torch.stack([torch.stack([p.double().sum(), p.double().square().sum()])
+                                 for p in model.parameters()]).sum(0)
+        low, high = total.clone(), total.clone()
+        dist.all_reduce(low, op=dist.ReduceOp.MIN)
+        dist.all_reduce(high, op=dist.ReduceOp.MAX)
+        return bool(torch.equal(low, high))
+
+
+SINGLE = Dist()  # one process: every collective is the identity (immutable, safe to share)
+
+
+def from_env(strategy: str) -> Dist:
+    """The job torchrun describes in the environment, checked against `trainer.strategy`."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and strategy != "ddp":
+        raise ConfigError(f"This process is one of {world} started by torchrun, but "
+                          f"trainer.strategy={strategy}; add trainer=ddp to train them as one.")
+    if world == 1:
+        return SINGLE
+    return Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def device_of(d: Dist, device: torch.device) -> torch.device:
+    """On GPUs each process of a node drives its own device, the one of its local rank."""
+    if d.active and device.type == "cuda":
+        return torch.device("cuda", d.local_rank)
+    return device
+
+
+@contextmanager
+def process_group(d: Dist, device: torch.device) -> Iterator[None]:
+    """Join torchrun's process group for the block (nccl on GPUs, gloo otherwise)."""
+    if not d.active or dist.is_initialized():
+        yield
+        return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+class ShardedBatches:
+    """Each rank's share of every global batch: rows rank, rank + world, ... of it.
+
+    Every rank draws the same global batch (the same seeded order), so DDP's averaged
+    gradient is the gradient of the global batch: the same dynamics as one process.
+    """
+
+    def __init__(self, batches: Any, d: Dist) -> None:
+        self.batches, self.d = batches, d
+        size = batches.batch_size
+        if size % d.world:
+            raise ConfigError(f"data.batch_size={size} does not split evenly over {d.world} "
+                              f"processes; use a multiple of {d.world}.")
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        r, w = self.d.rank, self.d.world
+        for x, y in self.batches.epoch(epoch, start):
+            yield x[r::w], y[r::w]

@@ -1,0 +1,82 @@
+"""Data-parallel training with torchrun on CPU (gloo): two processes, one run directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.e2e
+
+RUN = ["data=moons", "trainer.max_epochs=2", "trainer.log_every=10"]
+
+
+def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node=2", "-m", "dltrain", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory) -> Path:
+    cwd = tmp_path_factory.mktemp("single")
+    proc = run_cli(*RUN, f"hydra.run.dir={cwd / 'run'}", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return cwd / "run"
+
+
+def test_two_processes_write_one_run_directory_and_match_one_process(tmp_path, single):
+    proc = torchrun("trainer=ddp", *RUN, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no directory of another rank
+    run_dir = tmp_path / "run"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["world_size"] == 2
+    assert summary["replicas_in_sync"] is True  # both ranks ended with the same weights
+    # rank 0 alone writes: one event file, every logged step once
+    assert len(list((run_dir / "tb").iterdir())) == 1
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").open()
+             if "train/loss" in line]
+    assert steps == sorted(set(steps))
+    # same global batch, same dynamics: the weights of one process, up to rounding
+    a, b = weights(run_dir), weights(single)
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in b)
+    reference = json.loads((single / "summary.json").read_text())["test"]
+    assert summary["test"]["accuracy"] == pytest.approx(reference["accuracy"], abs=0.01)
+
+
+def test_resume_under_ddp(tmp_path, single):
+    run_dir = tmp_path / "run"
+    first = torchrun("trainer=ddp", "data=moons", "trainer.max_epochs=1",
+                     "trainer.log_every=10", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    more = torchrun("resume", str(run_dir), "trainer.max_epochs=2", cwd=tmp_path)
+    assert more.returncode == 0, more.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 56 and summary["world_size"] == 2
+    a, b = weights(run_dir), weights(single)
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in b)
+
+
+def test_a_batch_that_does_not_split_over_the_ranks_is_refused(tmp_path):
+    proc = torchrun("trainer=ddp", "data=moons", "data.batch_size=63",
+                    f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "data.batch_size=63 does not split evenly over 2 processes" in proc.stderr
+
+
+def test_torchrun_without_trainer_ddp_is_refused(tmp_path):
+    proc = torchrun("data=moons", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode != 0 and "add trainer=ddp" in proc.stderr
