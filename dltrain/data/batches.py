@@ -107,7 +107,7 @@ class WindowBatches:
         self.seed = seed
 
     def __len__(self) -> int:
-        return max(1, (len(self.tokens) - 1) // (self.batch_size * self.block_size))
+        return max(1, len(self.tokens) // (self.batch_size * self.block_size))
 
     def offsets(self, epoch: int) -> torch.Tensor:
         """(len, B) start positions of every window of `epoch`, on the tokens' device."""
