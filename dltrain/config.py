@@ -27,6 +27,7 @@ PRECISIONS = ("32", "bf16", "16")
 INITS = ("default", "lecun", "xavier", "kaiming", "orthogonal", "normal")
 TASKS = ("classification", "regression", "language_model", "reconstruction")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_URL = re.compile(r"^(https?|file)://\S+$")
 
 
 def suggest(name: str, candidates: Iterable[str]) -> str | None:
@@ -126,6 +127,33 @@ def boolean(v: Any) -> str | None:
     return None if isinstance(v, bool) else "must be true or false"
 
 
+def text(optional: bool = False) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        if v is None and optional:
+            return None
+        if isinstance(v, str) and v.strip():
+            return None
+        return "must be a path" + (" or null" if optional else "")
+
+    return check
+
+
+def url(v: Any) -> str | None:
+    if v is None or (isinstance(v, str) and _URL.match(v)):
+        return None
+    return "must be null or a base URL (http://, https:// or file://)"
+
+
+def flip(v: Any) -> str | None:
+    return None if isinstance(v, bool) or v == "auto" else "must be auto, true or false"
+
+
+def augmentation(v: Any) -> str | None:
+    if v is None or isinstance(v, dict):
+        return None
+    return "must be null or set by reg=[augment] (then data.augment.crop=4 and the like)"
+
+
 RULES: tuple[Rule, ...] = (
     Rule("data.batch_size", batch_size),
     Rule("data.n_train", integer(1, optional=True)),
@@ -134,6 +162,19 @@ RULES: tuple[Rule, ...] = (
     Rule("data.test_fraction", number(0, 1, lo_open=True)),
     Rule("data.noise", number(0)),
     Rule("data.seed", integer(0)),
+    Rule("data.root", text()),
+    Rule("data.path", text(optional=True)),
+    Rule("data.download", boolean),
+    Rule("data.mirror", url),
+    Rule("data.in_memory", boolean),
+    Rule("data.workers", integer(0)),
+    Rule("data.block_size", integer(1)),
+    Rule("data.augment", augmentation),
+    Rule("data.augment.crop", integer(0)),
+    Rule("data.augment.flip", flip),
+    Rule("data.augment.rotate", number(0, 180, hi_open=False)),
+    Rule("data.augment.translate", number(0, 0.5, hi_open=False)),
+    Rule("data.augment.noise", number(0)),
     Rule("model.hidden", widths),
     Rule("model.depth", integer(0)),
     Rule("model.width", integer(1)),

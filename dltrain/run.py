@@ -206,6 +206,7 @@ def _loggers(cfg: DictConfig, run_dir: Path, total_steps: int, start_step: int) 
 def _describe(job: Job, params: int, cfg: DictConfig) -> str:
     spec, data = job.spec, job.data
     what = (f"{spec.num_classes} classes" if spec.task == "classification"
+            else f"a vocabulary of {spec.vocab_size}" if spec.task == "language_model"
             else f"{spec.out_features} outputs")
     return (f"{spec.name}: {spec.task}, input {tuple(spec.input_shape)}, {what}, "
             f"{len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test · "

@@ -92,3 +92,37 @@ def test_list_of_one_group_and_of_a_typo(capsys):
     assert out.startswith("optim") and "data" not in out
     with pytest.raises(ConfigError, match="did you mean optim"):
         list_options(["optm"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data=mnist", "data.in_memory=yes"], "data.in_memory=yes must be true or false"),
+        (["data=mnist", "data.workers=-1"], "data.workers=-1 must be a whole number >= 0"),
+        (["data=mnist", "data.download=1"], "data.download=1 must be true or false"),
+        (["data=mnist", "data.mirror=example.org/mnist"], "must be null or a base URL"),
+        (["data=mnist", "data.root=''"], "data.root= must be a path"),
+        (["data=text", "data.block_size=0"], "data.block_size=0 must be a whole number >= 1"),
+        (["data=text", "data.test_fraction=0"], "data.test_fraction=0 must be a number in (0, 1)"),
+        (["data=mnist", "data.augment=5"], "data.augment=5 must be null or set by reg=[augment]"),
+        (["data=mnist", "reg=[augment]", "data.augment.flip=maybe"],
+         "data.augment.flip=maybe must be auto, true or false"),
+        (["data=mnist", "reg=[augment]", "data.augment.rotate=270"],
+         "data.augment.rotate=270 must be a number in [0, 180]"),
+        (["data=cifar10", "reg=[augment]", "data.augment.crop=-2"],
+         "data.augment.crop=-2 must be a whole number >= 0"),
+    ],
+)
+def test_data_keys_of_real_data_are_validated(make_cfg, overrides, message):
+    with pytest.raises(ConfigError) as err:
+        validate(make_cfg(*overrides))
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["glyphs", "mnist", "fashion_mnist", "cifar10", "text",
+                                  "tiny_shakespeare", "moons"])
+def test_every_data_option_takes_the_augment_preset_under_struct_mode(make_cfg, name):
+    cfg = make_cfg(f"data={name}", "reg=[augment]", "data.augment.noise=0.1")
+    validate(cfg)
+    assert cfg.data.augment.flip == "auto" and cfg.data.augment.noise == 0.1
+    assert make_cfg(f"data={name}").data.augment is None

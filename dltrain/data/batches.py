@@ -4,26 +4,53 @@ No DataLoader, no per-sample Python, no collate: a batch is `x[idx], y[idx]` for
 of one `randperm` per epoch. The permutation of epoch `e` comes from a generator seeded with
 (seed, e) alone, so any epoch's order can be rebuilt from two integers — which is what makes
 resuming in the middle of an epoch exact.
+
+Every kind of training batches here has the same small interface — `len(batches)` is the
+batches of one epoch, `batches.epoch(e, start)` yields (x, y) from batch `start` on,
+`batches.batch_size` is the size of every batch — and the same reproducibility: random windows
+of a token stream (WindowBatches), a split streamed from the host through a DataLoader
+(StreamedBatches), and any of them augmented (AugmentedBatches). `train_batches` picks the
+one a data set needs.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from typing import Any, Protocol
 
+import numpy as np
 import torch
 
-from dltrain.data.spec import Data, Split
+from dltrain.data.spec import Augmentation, Data, HostSplit, Split
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class Batches(Protocol):
+    batch_size: int
+
+    def __len__(self) -> int: ...
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]: ...
+
+
+def _seed(*parts: object) -> int:
+    """32 bits hashed from `parts`: torch's CPU generator keeps only 32 bits of its seed, so
+    (seed, epoch) is hashed rather than packed side by side (which would give every seed the
+    same orders)."""
+    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little")
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """The generator that orders epoch `epoch` of a run seeded with `seed`.
+    """The generator that orders epoch `epoch` of a run seeded with `seed`."""
+    return torch.Generator().manual_seed(_seed(seed, epoch))
 
-    torch's CPU generator keeps only 32 bits of its seed, so (seed, epoch) is hashed into 32
-    bits rather than packed side by side (which would give every seed the same orders).
-    """
-    digest = hashlib.blake2b(f"{seed}:{epoch}".encode(), digest_size=4).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest, "little"))
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The order (a permutation of range(n), on the CPU) of epoch `epoch`."""
+    return torch.randperm(n, generator=epoch_generator(seed, epoch))
 
 
 class ShuffledBatches:
@@ -43,8 +70,7 @@ class ShuffledBatches:
 
     def order(self, epoch: int) -> torch.Tensor:
         """The sample order of `epoch`, on the data's device."""
-        perm = torch.randperm(len(self.split), generator=epoch_generator(self.seed, epoch))
-        return perm.to(self.split.x.device)
+        return epoch_order(len(self.split), self.seed, epoch).to(self.split.x.device)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of `epoch`, from batch number `start` on."""
@@ -61,6 +87,149 @@ def sequential_batches(split: Split, batch_size: int
         yield split.x[i:i + batch_size], split.y[i:i + batch_size]
 
 
-def train_batches(data: Data, batch_size: int, seed: int) -> ShuffledBatches:
-    """The training batches of a data set, ordered by `seed` (the trainer's seed)."""
-    return ShuffledBatches(data.train, batch_size, seed)
+class WindowBatches:
+    """Training batches of a token stream: `batch_size` windows of `block_size` tokens each,
+    at random offsets, with targets shifted by one: x, y (B, T) int64.
+
+    One epoch is `len(tokens) // (batch_size * block_size)` batches — about as many tokens as
+    the stream holds, though windows are drawn with replacement, so an epoch is a measure of
+    work, not a pass over every window. The offsets of epoch `e` come from (seed, e) alone.
+    """
+
+    def __init__(self, tokens: torch.Tensor, batch_size: int, block_size: int, seed: int
+                 ) -> None:
+        if len(tokens) < block_size + 1:
+            raise ValueError(f"a stream of {len(tokens)} tokens holds no window of "
+                             f"{block_size} + 1")
+        self.tokens = tokens
+        self.batch_size = batch_size
+        self.block_size = block_size
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return max(1, len(self.tokens) // (self.batch_size * self.block_size))
+
+    def offsets(self, epoch: int) -> torch.Tensor:
+        """(len, B) start positions of every window of `epoch`, on the tokens' device."""
+        highest = len(self.tokens) - self.block_size  # exclusive: room for the shifted target
+        starts = torch.randint(0, highest, (len(self), self.batch_size),
+                               generator=epoch_generator(self.seed, epoch))
+        return starts.to(self.tokens.device)
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        """The batches of `epoch`, from batch number `start` on."""
+        starts = self.offsets(epoch)
+        span = torch.arange(self.block_size, device=self.tokens.device)
+        for i in range(start, len(self)):
+            idx = starts[i][:, None] + span  # (B, T)
+            yield self.tokens[idx], self.tokens[idx + 1]
+
+
+class _HostBatches(torch.utils.data.Dataset):
+    """Batch `i` of an epoch's order, gathered from host arrays: a DataLoader worker's job.
+
+    A memory-mapped file is handed to worker processes by name and reopened there, not
+    copied into each of them.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> None:
+        self.x, self.y, self.rows = x, y, rows  # rows: (batches, B) indices into x and y
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> Batch:
+        idx = self.rows[i]
+        return torch.from_numpy(np.ascontiguousarray(self.x[idx])), torch.from_numpy(self.y[idx])
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if isinstance(self.x, np.memmap) and self.x.filename:  # a map of a whole file (vision)
+            state["x"] = ("memmap", self.x.filename, self.x.offset, self.x.shape, self.x.dtype)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if isinstance(state["x"], tuple):
+            _, filename, offset, shape, dtype = state["x"]
+            state["x"] = np.memmap(filename, dtype=dtype, mode="r", offset=offset, shape=shape)
+        self.__dict__.update(state)
+
+
+class StreamedBatches:
+    """Training batches of a split left on the host (`data.in_memory=false`).
+
+    The same batches as ShuffledBatches would give — the same order from (seed, epoch), the
+    same samples — but gathered by DataLoader workers from host memory or a memory-mapped
+    file, into pinned memory when the device is a GPU, and normalised on the device.
+    """
+
+    def __init__(self, split: HostSplit, batch_size: int, seed: int) -> None:
+        self.split = split
+        self.batch_size = min(batch_size, len(split))
+        self.seed = seed
+        self.device = torch.device(split.device)
+        shape = (1, len(split.mean)) + (1,) * (split.x.ndim - 2)
+        self.mean = torch.tensor(split.mean, device=self.device).view(shape)
+        self.std = torch.tensor(split.std, device=self.device).view(shape)
+
+    def __len__(self) -> int:
+        return len(self.split) // self.batch_size
+
+    def loader(self, epoch: int, start: int = 0) -> torch.utils.data.DataLoader:
+        """A DataLoader over the raw batches `start..` of `epoch` (each item is one batch)."""
+        b = self.batch_size
+        order = epoch_order(len(self.split), self.seed, epoch).numpy()
+        rows = self.split.index[order[:len(self) * b]].reshape(len(self), b)[start:]
+        workers = self.split.workers
+        return torch.utils.data.DataLoader(
+            _HostBatches(self.split.x, self.split.y, rows), batch_size=None, shuffle=False,
+            num_workers=workers, pin_memory=self.device.type == "cuda",
+            prefetch_factor=4 if workers else None)
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        """The batches of `epoch`, from batch number `start` on."""
+        for x, y in self.loader(epoch, start):
+            x = x.to(self.device, non_blocking=True).float() / self.split.scale
+            yield (x - self.mean) / self.std, y.to(self.device, non_blocking=True)
+
+
+def augment_generator(seed: int, epoch: int, batch: int, device: torch.device
+                      ) -> torch.Generator:
+    """The generator of the augmentation of one batch, on its device: from three integers."""
+    return torch.Generator(device=device).manual_seed(_seed("augment", seed, epoch, batch))
+
+
+class AugmentedBatches:
+    """Training batches passed through a batched augmentation on their own device.
+
+    Batch `i` of epoch `e` is augmented with a generator seeded by (seed, e, i) alone, so an
+    augmented epoch is as reproducible, and a resume in its middle as exact, as a plain one.
+    """
+
+    def __init__(self, inner: Batches, augment: Augmentation, seed: int) -> None:
+        self.inner = inner
+        self.augment = augment
+        self.seed = seed
+        self.batch_size = inner.batch_size
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        for i, (x, y) in enumerate(self.inner.epoch(epoch, start), start):
+            yield self.augment(x, augment_generator(self.seed, epoch, i, x.device)), y
+
+
+def train_batches(data: Data, batch_size: int, seed: int) -> Batches:
+    """The training batches of a data set, ordered by `seed` (the trainer's seed):
+    random windows for a token stream, streamed batches for a split left on the host, index
+    slices otherwise; augmented when the data set says so.
+    """
+    batches: Batches
+    if data.tokens is not None:
+        batches = WindowBatches(data.tokens, batch_size, data.spec.input_shape[0], seed)
+    elif isinstance(data.train, HostSplit):
+        batches = StreamedBatches(data.train, batch_size, seed)
+    else:
+        batches = ShuffledBatches(data.train, batch_size, seed)
+    return AugmentedBatches(batches, data.augment, seed) if data.augment else batches

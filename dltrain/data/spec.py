@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -13,7 +15,8 @@ class DataSpec:
     """What a model and a loss need to know about the data, and nothing else.
 
     `kind` says how a sample is shaped: "image" (C, H, W), "vector" (features,),
-    "signal" (C, length) or "tokens" (a sequence of integer ids).
+    "signal" (C, length) or "tokens" (a sequence of integer ids). For tokens, `vocab` holds
+    the character of every id, so that a saved spec decodes a model's output on its own.
     """
 
     name: str
@@ -24,6 +27,7 @@ class DataSpec:
     num_outputs: int | None = None
     vocab_size: int | None = None
     class_names: tuple[str, ...] = field(default_factory=tuple)
+    vocab: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def out_features(self) -> int:
@@ -39,6 +43,7 @@ class DataSpec:
         d = asdict(self)
         d["input_shape"] = list(self.input_shape)
         d["class_names"] = list(self.class_names)
+        d["vocab"] = list(self.vocab)
         return d
 
     @classmethod
@@ -46,6 +51,7 @@ class DataSpec:
         d = dict(d)
         d["input_shape"] = tuple(d["input_shape"])
         d["class_names"] = tuple(d.get("class_names", ()))
+        d["vocab"] = tuple(d.get("vocab", ()))
         return cls(**d)
 
 
@@ -61,11 +67,44 @@ class Split:
 
 
 @dataclass
-class Data:
-    """Train, validation and test splits, their spec, and the input normalisation (from train)."""
+class HostSplit:
+    """A training split left on the host and read batch by batch (`data.in_memory=false`).
 
-    train: Split
+    `x` holds the raw samples of a whole file (an array, or a read-only memory map of the
+    file, so the split need not fit in memory); `index` says which of them form the split.
+    A batch becomes `((x[idx] / scale) - mean) / std` on `device`, per channel.
+    """
+
+    x: np.ndarray  # (N, C, H, W) raw values, e.g. uint8 pixels
+    y: np.ndarray  # (N,) int64 labels
+    index: np.ndarray  # (n,) rows of x and y that belong to the split
+    scale: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    device: str
+    workers: int = 0
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+# An augmentation: (batch on the device, generator on the same device) -> augmented batch.
+Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+@dataclass
+class Data:
+    """Train, validation and test splits, their spec, and the input normalisation (from train).
+
+    `tokens` is the training text as one stream of ids (language models draw random windows
+    from it; `train` then holds its consecutive windows). `augment` is applied to training
+    batches only, on their device.
+    """
+
+    train: Split | HostSplit
     val: Split
     test: Split
     spec: DataSpec
     norm: dict[str, list[float]] = field(default_factory=dict)
+    tokens: torch.Tensor | None = None
+    augment: Augmentation | None = None

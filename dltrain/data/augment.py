@@ -1,0 +1,99 @@
+"""Batched image augmentation on the training device: one call per batch, no per-sample Python.
+
+`reg=[augment]` sets `data.augment`; build_data turns it into an `Augment`, and the training
+batches (never the evaluation ones) pass through it. Every random draw comes from the generator
+it is handed, which the batches seed from (seed, epoch, batch): an augmented run resumes exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+
+from dltrain.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random crop with padding, horizontal flip, small rotation and shift, Gaussian noise.
+
+    Images are normalised when they get here, so a blank pixel is not 0: `fill` (one value per
+    channel) is what a black pixel became, and it is what padding and the area a rotation or
+    shift uncovers are filled with — a digit is padded with background, not with grey.
+    """
+
+    crop: int = 0  # zero-pad by this many pixels, then crop back at a random offset
+    flip: bool = False  # mirror left-right with probability 1/2
+    rotate: float = 0.0  # largest rotation, degrees
+    translate: float = 0.0  # largest shift, as a fraction of the image's size
+    noise: float = 0.0  # std of the Gaussian noise added, in normalised units
+    fill: tuple[float, ...] = ()
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """The augmented batch: x (B, C, H, W) -> (B, C, H, W)."""
+        b, c, h, w = x.shape
+        dev = x.device
+        fill = torch.tensor(self.fill or [0.0] * c, device=dev, dtype=x.dtype).view(1, c, 1, 1)
+        x = x - fill  # blank is 0 from here on: zero padding pads with background
+        if self.crop:
+            p = self.crop
+            padded = F.pad(x, (p, p, p, p))  # (B, C, H+2p, W+2p)
+            dy = torch.randint(0, 2 * p + 1, (b,), generator=gen, device=dev)
+            dx = torch.randint(0, 2 * p + 1, (b,), generator=gen, device=dev)
+            rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]  # (B,1,H,1)
+            cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :]  # (B,1,1,W)
+            batch = torch.arange(b, device=dev)[:, None, None, None]
+            channel = torch.arange(c, device=dev)[None, :, None, None]
+            x = padded[batch, channel, rows, cols]  # (B, C, H, W)
+        if self.flip:
+            mirrored = torch.rand(b, generator=gen, device=dev) < 0.5
+            x = torch.where(mirrored.view(b, 1, 1, 1), x.flip(-1), x)
+        if self.rotate or self.translate:
+            x = self._affine(x, gen)
+        x = x + fill
+        if self.noise:
+            x = x + self.noise * torch.randn(x.shape, generator=gen, device=dev, dtype=x.dtype)
+        return x
+
+    def _affine(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Rotate by up to ±rotate degrees and shift by up to ±translate, one draw per image."""
+        b, dev = x.shape[0], x.device
+
+        def uniform(limit: float) -> torch.Tensor:
+            return (2 * torch.rand(b, generator=gen, device=dev) - 1) * limit
+
+        angle = uniform(math.radians(self.rotate))
+        # affine_grid spans an image with [-1, 1]: a shift by fraction f is 2f in its units.
+        tx, ty = uniform(2 * self.translate), uniform(2 * self.translate)
+        cos, sin = angle.cos(), angle.sin()
+        theta = torch.stack([torch.stack([cos, -sin, tx], -1),
+                             torch.stack([sin, cos, ty], -1)], dim=1)  # (B, 2, 3)
+        grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros",
+                             align_corners=False)
+
+
+def build_augment(node: DictConfig | None, name: str, kind: str, mirror_safe: bool,
+                  fill: tuple[float, ...]) -> Augment | None:
+    """The `Augment` that `data.augment` describes, or None when it is null.
+
+    `flip: auto` flips only data sets whose labels survive a mirror image (not digits).
+    """
+    if node is None:
+        return None
+    if kind != "image":
+        held = {"vector": "vectors", "tokens": "token sequences"}.get(kind, f"{kind} data")
+        raise ConfigError(f"reg=[augment] augments images, and data={name} holds {held}.")
+    flip = node.get("flip", "auto")
+    return Augment(
+        crop=int(node.get("crop", 0)),
+        flip=mirror_safe if flip == "auto" else bool(flip),
+        rotate=float(node.get("rotate", 0.0)),
+        translate=float(node.get("translate", 0.0)),
+        noise=float(node.get("noise", 0.0)),
+        fill=tuple(float(v) for v in fill),
+    )
