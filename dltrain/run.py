@@ -170,10 +170,7 @@ def run(cfg: DictConfig, run_dir: Path | str) -> RunResult:
                 amp = autocast(device, settings.precision)
                 test = evaluate(parts, data.test, spec.task, settings.eval_batch_size, amp)
                 summary["test"] = test
-                test_tags = {f"test/{k}": v for k, v in test.items()}
-                logger.log_metrics(test_tags, state.step)
-                val_tags = {f"val/{k}": v for k, v in state.last_val.items()}
-                logger.log_hparams(flat_hparams(cfg), {**test_tags, **val_tags})
+                logger.log_metrics({f"test/{k}": v for k, v in test.items()}, state.step)
     except ConfigError as err:
         summary.update(status="failed", error=str(err))
         bad_input = True
@@ -186,7 +183,11 @@ def run(cfg: DictConfig, run_dir: Path | str) -> RunResult:
         summary.update(status="failed", error=f"{type(err).__name__}: {err}")
         log.error("training failed:\n%s", traceback.format_exc())
     finally:
-        if logger is not None:
+        if logger is not None:  # the HParams record of every run that got as far as logging
+            try:
+                logger.log_hparams(flat_hparams(cfg), summary["status"])
+            except Exception as err:  # never at the cost of summary.json
+                log.warning(f"no HParams record: {type(err).__name__}: {err}")
             logger.close()
         summary["wall_s"] = round(time.perf_counter() - started, 3)
         summary["env"] = environment()
