@@ -524,7 +524,7 @@ def _write(path: Path, text: str) -> None:
 def _write_plots(report: Report) -> tuple[list[tuple[str, str]], dict[str, bytes], list[str]]:
     """plots/objective_vs_<key>.png for each swept key: ((key, path), ...), the PNGs by
     TensorBoard tag, and what could not be drawn."""
-    from dltrain.sweep import safe_name
+    from dltrain.io import safe_name
 
     plots: list[tuple[str, str]] = []
     images: dict[str, bytes] = {}

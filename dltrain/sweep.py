@@ -2,16 +2,14 @@
 
 conf/train.yaml names run and sweep directories with the resolvers registered here and hands
 the end of every multirun to `ReportCallback`. Hydra's launchers re-resolve the directory names
-in every job's process (a joblib worker, a SLURM node); the task function in cli.py refers to
-this module, so unpickling it there imports this module and registers the resolvers before
-Hydra resolves anything.
+in every job's process (a joblib worker, a SLURM node). The task function in cli.py refers to
+this module, and Hydra's context sent along holds a `ReportCallback`: unpickling either there
+imports this module, which registers the resolvers, before Hydra resolves anything.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import re
 import secrets
 import string
 from collections.abc import Mapping
@@ -21,27 +19,16 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from dltrain.io import safe_name
+
 UNIQUE = "dltrain.unique"
 JOB_DIR = "dltrain.job_dir"
-NAME_LIMIT = 120  # characters of a job directory's name, its number excluded
-_UNSAFE = re.compile(r"[^\w.,=+\-\[\]{}@%~]")  # path separators, quotes, spaces, ':' and the like
 
 
 def unique_suffix(length: int = 4) -> str:
     """A short random tag (36^4 ≈ 1.7 million values) that keeps directories apart."""
     alphabet = string.ascii_lowercase + string.digits
     return "".join(secrets.choice(alphabet) for _ in range(length))
-
-
-def safe_name(text: str, limit: int = NAME_LIMIT) -> str:
-    """`text` as one directory name: characters that split paths or trouble shells and Windows
-    become `_`; a name longer than `limit` is cut and ends with a hash of the whole text, so
-    that two long names stay apart."""
-    name = _UNSAFE.sub("_", text)
-    if len(name) > limit:
-        digest = hashlib.sha1(text.encode()).hexdigest()[:8]
-        name = f"{name[:limit - 9]}~{digest}"
-    return name
 
 
 def job_dir_name(num: Any, overrides: Any) -> str:

@@ -12,7 +12,8 @@ from omegaconf import OmegaConf, read_write
 
 from dltrain.cli import CONFIG_NAME, _explain, conf_dir, preflight
 from dltrain.errors import ConfigError
-from dltrain.sweep import NAME_LIMIT, job_dir_name, safe_name, sweeper_value
+from dltrain.io import NAME_LIMIT, safe_name
+from dltrain.sweep import job_dir_name, sweeper_value
 
 STAMP = r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_[a-z0-9]{4}"
 
