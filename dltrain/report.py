@@ -496,7 +496,7 @@ def plot_objective(report: Report, key: str) -> bytes:
         err = [r.objective.std or 0.0 for r in members]
         ax.errorbar(x, y, yerr=err if any(err) else None, marker="o", capsize=3,
                     linestyle="-" if as_lines else "none", label=label or None)
-    if numeric and xs_all and min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 100:
+    if numeric and xs_all and min(xs_all) > 0 and max(xs_all) / min(xs_all) >= 20:
         ax.set_xscale("log")
     if not numeric:
         ax.set_xticks(list(positions.values()), list(positions))
