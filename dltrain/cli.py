@@ -23,6 +23,15 @@ from dltrain.errors import ConfigError
 CONFIG_NAME = "train"
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+REPORT_USAGE = ("Usage: dltrain report SWEEP_DIR (e.g. outputs/sweeps/<date>_<time>_<tag>): "
+                "the table, report.csv, report.md and plots of a sweep.")
+# Config options that Hydra plugins provide, and the extra of dltrain that installs each.
+PLUGINS = {
+    "hydra/sweeper/optuna": ("Optuna sweeper", "sweep"),
+    "hydra/launcher/joblib": ("joblib launcher", "sweep"),
+    "hydra/launcher/submitit_slurm": ("submitit launcher", "slurm"),
+    "hydra/launcher/submitit_local": ("submitit launcher", "slurm"),
+}
 
 
 def conf_dir() -> Path:
@@ -97,26 +106,36 @@ def list_options(args: Sequence[str]) -> int:
 # Preflight: compose and validate before Hydra runs anything
 
 
-def _variants(overrides: list[str]) -> list[list[str]]:
+def _sweep_values(override) -> list[str] | None:
+    """The values a sweep override stands for, as far as validation needs them: every value of
+    a choice or a range, both ends of an interval (Optuna's search spaces); None for what only
+    the sweeper can expand (a glob)."""
+    if override.is_interval_sweep():
+        interval = override.value()
+        return [str(interval.start), str(interval.end)]
+    try:
+        return list(override.sweep_string_iterator())
+    except Exception:
+        return None
+
+
+def _variants(overrides: list) -> list[list[str]]:
     """Override lists that together give every swept value once.
 
-    The first variant takes the first value of each sweep; each further one changes a
-    single swept key to another of its values. Sweeps a sweeper defines itself (intervals
-    for Optuna, say) cannot be enumerated and are left to it.
+    `overrides` are parsed overrides; for one key the last one counts, as in Hydra. The first
+    variant takes the first value of each sweep; each further one changes a single swept key
+    to another of its values.
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
+    by_key = {o.key_or_group: o for o in overrides}
     fixed: list[str] = []
     swept: list[tuple[str, list[str]]] = []
-    for override in OverridesParser.create().parse_overrides(overrides):
+    for override in by_key.values():
         if not override.is_sweep_override():
             fixed.append(override.input_line)
             continue
-        try:
-            values = list(override.sweep_string_iterator())
-        except Exception:  # an interval or a glob: only the sweeper can expand it
-            continue
-        swept.append((override.get_key_element(), values))
+        values = _sweep_values(override)
+        if values:
+            swept.append((override.get_key_element(), values))
     first = [f"{key}={values[0]}" for key, values in swept]
     variants = [fixed + first]
     for i, (key, values) in enumerate(swept):
@@ -133,6 +152,10 @@ def _explain(err: Exception, overrides: list[str], root: Path,
     text = str(err)
     if isinstance(err, MissingConfigException) and err.missing_cfg_file:
         group, _, option = str(err.missing_cfg_file).rpartition("/")
+        if f"{group}/{option}" in PLUGINS:
+            plugin, extra = PLUGINS[f"{group}/{option}"]
+            return (f"{group}={option} needs Hydra's {plugin} plugin, which is not installed: "
+                    f"pip install 'dltrain[{extra}]'.")
         options = groups(root).get(group, [])
         if options:
             near = suggest(option, options)
@@ -181,31 +204,56 @@ def _unknown_key(key: str, candidates: list[str]) -> str:
 def preflight(overrides: list[str], multirun: bool, root: Path | None = None) -> None:
     """Compose the config for every value the overrides take, and validate each one.
 
-    Raises ConfigError with one sentence for the first problem found.
+    A sweep can come from the command line (`-m a=1,2`) or from the config itself
+    (`hparams_search=optuna` sets hydra.mode=MULTIRUN and a search space in
+    hydra.sweeper.params); both are checked, intervals at their ends. Raises ConfigError with
+    one sentence for the first problem found.
     """
     from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException, OverrideParseException
+    from hydra.types import RunMode
     from omegaconf.errors import OmegaConfBaseException
 
     root = root or conf_dir()
-    try:
-        variants = _variants(overrides) if multirun else [overrides]
-    except OverrideParseException as err:
-        raise ConfigError(f"Cannot read the overrides: {str(err).splitlines()[0]}") from None
+    parser = OverridesParser.create()
+
+    def parse(lines: list[str]) -> list:
+        try:
+            return parser.parse_overrides(lines)
+        except OverrideParseException as err:
+            raise ConfigError(f"Cannot read the overrides: {str(err).splitlines()[0]}") \
+                from None
+
+    parsed = parse(overrides)
     with initialize_config_dir(str(root), version_base="1.3", job_name=CONFIG_NAME):
 
-        def composed(ov: list[str]):
-            return compose(CONFIG_NAME, overrides=ov)
+        def composed(ov: list[str], with_hydra: bool = False):
+            return compose(CONFIG_NAME, overrides=ov, return_hydra_config=with_hydra)
 
-        for variant in variants:
+        def checked(ov: list[str], with_hydra: bool = False):
             try:
-                cfg = composed(variant)
+                return composed(ov, with_hydra)
             except OverrideParseException as err:
                 raise ConfigError(f"Cannot read the overrides: {str(err).splitlines()[0]}") \
                     from None
             except (HydraException, OmegaConfBaseException) as err:
-                raise ConfigError(_explain(err, variant, root, composed)) from None
-            validate(cfg)
+                raise ConfigError(_explain(err, ov, root, composed)) from None
+
+        base = checked([o.input_line for o in parsed if not o.is_sweep_override()], True)
+        sweeper = base.hydra.sweeper
+        if multirun or base.hydra.mode == RunMode.MULTIRUN:
+            direction = sweeper.get("direction")
+            if direction is not None and not isinstance(direction, str):
+                raise ConfigError("hydra.sweeper.direction must be maximize or minimize: dltrain "
+                                  "hands the sweeper one objective per run.")
+            params = sweeper.get("params") or {}
+            space = parse([f"{key}={value}" for key, value in params.items()])
+            variants = _variants(space + parsed)
+        else:
+            variants = [overrides]
+        for variant in variants:
+            validate(checked(variant))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,6 +264,8 @@ def _train(argv: list[str]) -> int:
     """Hand the arguments to the Hydra app after a preflight; return the worst exit code."""
     import hydra
     from hydra._internal.utils import get_args_parser
+
+    from dltrain.sweep import sweeper_value  # also registers the resolvers conf/ names dirs with
 
     args = get_args_parser().parse_args(argv)
     just_asking = args.help or args.hydra_help or args.info or args.shell_completion
@@ -229,6 +279,7 @@ def _train(argv: list[str]) -> int:
                 return _worker(list(args.overrides))
 
     outcomes: list[tuple[str, int, str]] = []  # (run dir, exit code, status and error)
+    codes: list[int] = []  # exits of Hydra itself and of the sweep's report
 
     @hydra.main(config_path=str(conf_dir()), config_name=CONFIG_NAME, version_base="1.3")
     def job(cfg) -> float | None:
@@ -236,7 +287,8 @@ def _train(argv: list[str]) -> int:
 
         from dltrain.run import run  # torch is imported here, after the config is known good
 
-        run_dir = HydraConfig.get().runtime.output_dir
+        hydra_cfg = HydraConfig.get()
+        run_dir = hydra_cfg.runtime.output_dir
         result = run(cfg, run_dir)
         error = result.summary.get("error", "")
         outcomes.append((run_dir, result.exit_code, f"{result.status}: {error}"))
@@ -244,12 +296,14 @@ def _train(argv: list[str]) -> int:
             print(f"dltrain: {error}", file=sys.stderr)
         if result.status == "interrupted":  # a stopped sweep stops, it does not go on
             raise SystemExit(EXIT_INTERRUPTED)
-        return result.objective
+        return sweeper_value(result.summary, hydra_cfg.sweeper.get("direction"))
 
     saved = sys.argv
     sys.argv = ["dltrain", *argv]
     try:
         job()
+    except SystemExit as stop:  # Hydra's own exits, and a sweep's report naming failures
+        codes.append(0 if stop.code is None else stop.code if isinstance(stop.code, int) else 1)
     finally:
         sys.argv = saved
     failures = [(d, why) for d, code, why in outcomes if code != 0]
@@ -258,7 +312,7 @@ def _train(argv: list[str]) -> int:
               file=sys.stderr)
         for run_dir, why in failures:
             print(f"  {run_dir}  {why}", file=sys.stderr)
-    return max((code for _, code, _ in outcomes), default=0)
+    return max([*codes, *(code for _, code, _ in outcomes)], default=0)
 
 
 def _worker(overrides: list[str]) -> int:
@@ -363,10 +417,24 @@ def evaluate(args: list[str]) -> int:
     return 0
 
 
+def report(args: Sequence[str]) -> int:
+    """`dltrain report SWEEP_DIR`: the sweep's table again, and its report files rewritten."""
+    if list(args[:1]) in (["-h"], ["--help"]):
+        print(REPORT_USAGE)
+        return 0
+    if len(args) != 1:
+        raise ConfigError(f"dltrain report takes one sweep directory. {REPORT_USAGE}")
+    from dltrain.report import write_report  # lazy: no torch, but rich tables and yaml
+
+    write_report(Path(args[0]))
+    return 0
+
+
 VERBS: dict[str, Callable[[list[str]], int]] = {
     "list": list_options,
     "resume": resume,
     "eval": evaluate,
+    "report": report,
 }
 
 

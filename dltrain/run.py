@@ -308,7 +308,7 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool, stop: StopRequest, d: Dis
                 if d.active:
                     summary["replicas_in_sync"] = d.in_sync(job.parts.model)
                 if status == "completed" and d.is_main:
-                    _test(job, run_dir, summary, state, logger, cfg)
+                    _test(job, run_dir, summary, state, logger)
     except ConfigError as err:
         summary.update(status="failed", error=str(err))
         bad_input = True
@@ -322,7 +322,11 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool, stop: StopRequest, d: Dis
         summary.update(status="failed", error=f"{type(err).__name__}: {err}")
         log.error("training failed:\n%s", traceback.format_exc())
     finally:
-        if logger is not None:
+        if logger is not None:  # the HParams record of every run that got as far as logging
+            try:
+                logger.log_hparams(flat_hparams(cfg), summary["status"])
+            except Exception as err:  # never at the cost of summary.json
+                log.warning(f"no HParams record: {type(err).__name__}: {err}")
             logger.close()
         if not keep_summary and d.is_main:
             summary["wall_s"] = round(time.perf_counter() - started, 3)
@@ -360,18 +364,15 @@ def _existing_result(run_dir: Path) -> RunResult:
 
 
 def _test(job: Job, run_dir: Path, summary: dict[str, Any], state: TrainState,
-          logger: Logger, cfg: DictConfig) -> None:
-    """Score the best weights on the test split; log it and the run's HParams record."""
+          logger: Logger) -> None:
+    """Score the best weights on the test split, into the summary and the logs."""
     best = run_dir / "checkpoints" / "best.pt"
     if best.exists():
         job.parts.model.load_state_dict(load_checkpoint(best)["model"])
     amp = autocast(job.device, job.settings.precision)
     test = evaluate(job.parts, job.data.test, job.spec.task, job.settings.eval_batch_size, amp)
     summary["test"] = test
-    test_tags = {f"test/{k}": v for k, v in test.items()}
-    logger.log_metrics(test_tags, state.step)
-    val_tags = {f"val/{k}": v for k, v in state.last_val.items()}
-    logger.log_hparams(flat_hparams(cfg), {**test_tags, **val_tags})
+    logger.log_metrics({f"test/{k}": v for k, v in test.items()}, state.step)
 
 
 def _progress(state: TrainState, settings: Settings) -> dict[str, Any]:

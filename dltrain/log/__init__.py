@@ -13,7 +13,9 @@ from typing import Any, Protocol
 class Logger(Protocol):
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
 
-    def log_hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None: ...
+    def log_hparams(self, hparams: Mapping[str, Any], status: str) -> None:
+        """The run's hyperparameters and how it ended (summary.json's status); called once, at
+        the end, whatever the end was."""
 
     def close(self) -> None: ...
 
@@ -24,7 +26,7 @@ class NullLogger:
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         pass
 
-    def log_hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+    def log_hparams(self, hparams: Mapping[str, Any], status: str) -> None:
         pass
 
     def close(self) -> None:
@@ -41,9 +43,9 @@ class Loggers(NullLogger):
         for logger in self.loggers:
             logger.log_metrics(metrics, step)
 
-    def log_hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+    def log_hparams(self, hparams: Mapping[str, Any], status: str) -> None:
         for logger in self.loggers:
-            logger.log_hparams(hparams, metrics)
+            logger.log_hparams(hparams, status)
 
     def close(self) -> None:
         for logger in self.loggers:

@@ -1,19 +1,78 @@
-"""TensorBoard event files in RUN_DIR/tb: scalars, and the HParams record of the run."""
+"""TensorBoard event files: a run's scalars and HParams record in RUN_DIR/tb, and the sweep-level
+run (report plots and text) in SWEEP_DIR/tb.
+
+HParams. Each run writes its hyperparameters (a session start, grouped with the runs that differ
+from it only in the seed) and how it ended (a session end), and no experiment summary of its
+own: TensorBoard then builds the HParams table from all runs together, every hyperparameter any
+run has, and as metrics the final value of every scalar tag the runs log (test/..., val/...).
+An experiment summary per run would be taken from one run, arbitrarily chosen, for all of them:
+its hyperparameters and metrics only, columns left empty for every run unlike it.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import struct
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from dltrain.log import NullLogger
 
+# How a run ended, as the HParams plugin's session status. An interrupted run has no end yet:
+# `dltrain resume` continues the same TensorBoard run and writes its end.
+_SESSION_STATUS = {"completed": "STATUS_SUCCESS", "failed": "STATUS_FAILURE",
+                   "diverged": "STATUS_FAILURE"}
 
-def _hparam_value(value: Any) -> Any:
+
+def _hparam_value(value: Any) -> bool | int | float | str:
     """HParams takes numbers, strings and booleans; anything else is shown as text."""
     if isinstance(value, (bool, int, float, str)):
         return value
     return str(value)
+
+
+def session_group(hparams: Mapping[str, Any]) -> str:
+    """The HParams session group of a run: a digest of its hyperparameters without the seed,
+    so that runs differing only in `trainer.seed` form one group (the report's rows, too)."""
+    from dltrain.report import SEED_KEYS
+
+    kept = {k: _hparam_value(v) for k, v in sorted(hparams.items()) if k not in SEED_KEYS}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def hparams_summaries(hparams: Mapping[str, Any], status: str) -> list[Any]:
+    """Summary protos of the HParams plugin: the session start and, once a run has ended, its
+    end (torch-free; tensorboard's own protos)."""
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    start = plugin_data_pb2.SessionStartInfo(group_name=session_group(hparams),
+                                             start_time_secs=time.time())
+    for name, value in sorted(hparams.items()):
+        value = _hparam_value(value)
+        if isinstance(value, bool):
+            start.hparams[name].bool_value = value
+        elif isinstance(value, (int, float)):
+            start.hparams[name].number_value = value
+        else:
+            start.hparams[name].string_value = value
+    infos = [(metadata.SESSION_START_INFO_TAG,
+              plugin_data_pb2.HParamsPluginData(session_start_info=start))]
+    if status in _SESSION_STATUS:
+        end = plugin_data_pb2.SessionEndInfo(status=api_pb2.Status.Value(_SESSION_STATUS[status]),
+                                             end_time_secs=time.time())
+        infos.append((metadata.SESSION_END_INFO_TAG,
+                      plugin_data_pb2.HParamsPluginData(session_end_info=end)))
+    summaries = []
+    for tag, data in infos:
+        summary = summary_pb2.Summary()
+        summary.value.add(tag=tag, metadata=metadata.create_summary_metadata(data),
+                          tensor=metadata.NULL_TENSOR)
+        summaries.append(summary)
+    return summaries
 
 
 class TensorBoardLogger(NullLogger):
@@ -28,16 +87,50 @@ class TensorBoardLogger(NullLogger):
         for tag, value in metrics.items():
             self.writer.add_scalar(tag, value, step)
 
-    def log_hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
-        """Write the HParams records into this run's own event file (not a sub-run)."""
-        from torch.utils.tensorboard.summary import hparams as hparams_summaries
-
-        values = {k: _hparam_value(v) for k, v in hparams.items()}
-        # The metrics named here are tags this run also logs as scalars (test/..., val/...):
-        # the HParams tab reads their values from them.
-        for summary in hparams_summaries(values, dict(metrics)):
+    def log_hparams(self, hparams: Mapping[str, Any], status: str) -> None:
+        """The run's HParams records, in its own event file (not a sub-run)."""
+        for summary in hparams_summaries(hparams, status):
             self.writer.file_writer.add_summary(summary)
         self.writer.flush()
 
     def close(self) -> None:
         self.writer.close()
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's header."""
+    return struct.unpack(">II", png[16:24])
+
+
+def write_sweep_run(log_dir: Path, images: Mapping[str, bytes], texts: Mapping[str, str]
+                    ) -> None:
+    """A TensorBoard run of the sweep itself: PNG images and markdown texts at step 0.
+
+    Torch-free, so that `dltrain report` needs none. Replaces what an earlier report wrote.
+    """
+    from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2
+    from tensorboard.plugins.text import plugin_data_pb2 as text_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    log_dir = Path(log_dir)
+    for old in log_dir.glob("events.out.tfevents.*"):
+        old.unlink()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    summary = summary_pb2.Summary()
+    for tag, png in images.items():
+        width, height = _png_size(png)
+        summary.value.add(tag=tag, image=summary_pb2.Summary.Image(
+            height=height, width=width, colorspace=4, encoded_image_string=png))
+    text_meta = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(
+        plugin_name="text", content=text_pb2.TextPluginData(version=0).SerializeToString()))
+    for tag, text in texts.items():
+        tensor = tensor_pb2.TensorProto(
+            dtype="DT_STRING", string_val=[text.encode("utf-8")],
+            tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1)]))
+        summary.value.add(tag=tag, metadata=text_meta, tensor=tensor)
+    writer = EventFileWriter(str(log_dir))
+    try:
+        writer.add_event(event_pb2.Event(wall_time=time.time(), step=0, summary=summary))
+    finally:
+        writer.close()
