@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from rich import get_console
 
 from dltrain.config import validate
 from dltrain.data import Data, build_data
@@ -24,6 +25,7 @@ from dltrain.log.console import ConsoleLogger, results_table
 from dltrain.log.jsonl import JsonlLogger
 from dltrain.losses import METRICS, build_loss
 from dltrain.models import build_model
+from dltrain.models.summary import layer_table
 from dltrain.optim import build_optimizer, build_scheduler, penalties
 from dltrain.runtime import deterministic, environment, resolve_device, seed_everything
 from dltrain.train.checkpoint import rng_state, save_checkpoint
@@ -138,6 +140,7 @@ def run(cfg: DictConfig, run_dir: Path | str) -> RunResult:
             params = sum(p.numel() for p in model.parameters())
             summary.update(params=params, device=str(device))
             log.info(_describe(data, params, device, cfg))
+            get_console().print(layer_table(model, spec))
             log.info(f"run directory: {run_dir}")
 
             state = TrainState()
@@ -195,8 +198,6 @@ def run(cfg: DictConfig, run_dir: Path | str) -> RunResult:
         log.warning(f"interrupted by {stop.signal or 'SIGINT'}; checkpoint saved in "
                     f"{run_dir / 'checkpoints'}; continue with: dltrain resume {run_dir}")
     if not bad_input:
-        from rich import get_console
-
         get_console().print(results_table(summary))
     status = summary["status"]
     return RunResult(status, BAD_INPUT if bad_input else EXIT_CODES[status], summary)
