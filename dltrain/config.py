@@ -153,7 +153,7 @@ RULES: tuple[Rule, ...] = (
     Rule("model.stem_pool", boolean),
     Rule("model.heads", integer(1)),
     Rule("model.mlp_ratio", number(0, lo_open=True)),
-    Rule("model.patch_size", integer(1)),
+    Rule("model.patch_size", integer(1, optional=True)),
     Rule("model.readout", choice(READOUTS)),
     Rule("model.norm", choice(NORMS)),
     Rule("optim.lr", number(0, lo_open=True)),

@@ -5,7 +5,8 @@ How a sample becomes a sequence of tokens (B, T, width) depends on the data:
   positions <= t, and the model predicts the next token at every position (a GPT-style
   decoder: logits (B, T, vocab)).
 - images (C, H, W): ViT patches, non-overlapping `patch_size` squares, each projected
-  linearly (a convolution whose kernel and stride are the patch size).
+  linearly (a convolution whose kernel and stride are the patch size); by default about a
+  4 x 4 grid of them, which on small images is both faster and more accurate than finer ones.
 - vectors (F,): one token per feature; signals (C, L): one token per time step.
 A learned position embedding tells the tokens apart. Except for language modelling, the
 tokens are read out (their mean, or a class token's) into a linear head.
@@ -139,11 +140,19 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(2, n) if n % d == 0]
 
 
+def auto_patch_size(h: int, w: int) -> int:
+    """The patch side that cuts an image into about 4 x 4 patches: the divisor of both sides
+    nearest a quarter of the shorter one (7 for 28x28, 8 for 32x32)."""
+    target = min(h, w) / 4
+    return min([*_divisors(math.gcd(h, w)), 1, math.gcd(h, w)],
+               key=lambda d: (abs(d - target), d))
+
+
 class Transformer(nn.Module):
     """`depth` pre-norm blocks of `width` channels and `heads` attention heads."""
 
     def __init__(self, spec: DataSpec, width: int = 64, depth: int = 2, heads: int = 4,
-                 mlp_ratio: float = 4.0, patch_size: int = 4, readout: str = "mean",
+                 mlp_ratio: float = 4.0, patch_size: int | None = None, readout: str = "mean",
                  activation: str = "gelu", dropout: float = 0.0, norm: str = "layer",
                  batchnorm: bool = False) -> None:
         super().__init__()
@@ -160,6 +169,7 @@ class Transformer(nn.Module):
             length = spec.input_shape[0]
         elif spec.kind == "image":
             c, h, w = spec.input_shape
+            patch_size = patch_size or auto_patch_size(h, w)
             if h % patch_size or w % patch_size:
                 sizes = [str(d) for d in _divisors(math.gcd(h, w))]
                 hint = (f"use one that divides {math.gcd(h, w)}: "

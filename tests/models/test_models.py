@@ -194,7 +194,7 @@ def test_image_transformer_attends_across_all_patches(make_cfg):
     spec = SPECS["image"]
     torch.manual_seed(0)
     model = build(make_cfg, spec, "model=transformer", "model.readout=cls").eval()
-    assert model.embed.position.weight.shape == (7 * 7 + 1, 64)  # 49 patches + class token
+    assert model.embed.position.weight.shape == (4 * 4 + 1, 64)  # 7x7 patches + class token
     captured = []
     model.blocks[0].register_forward_hook(lambda m, i, o: captured.append(o))
     x = torch.randn(1, 1, 28, 28)
@@ -205,6 +205,15 @@ def test_image_transformer_attends_across_all_patches(make_cfg):
         model(changed)
     # not causal: the class token (position 0) and the first patch see the last patch
     assert not torch.allclose(captured[0][:, :2], captured[1][:, :2], atol=1e-4)
+
+
+@pytest.mark.parametrize(("kind", "patch_size", "tokens"),
+                         [("image", 7, 16), ("rgb", 8, 16), ("image", 2, 196)])
+def test_patches_default_to_a_4_by_4_grid(make_cfg, kind, patch_size, tokens):
+    chosen = [] if patch_size != 2 else ["model.patch_size=2"]
+    model = build(make_cfg, SPECS[kind], "model=transformer", *chosen)
+    assert model.embed.patches.proj.kernel_size == (patch_size, patch_size)
+    assert model.embed.position.weight.shape[0] == tokens
 
 
 def test_patch_size_that_does_not_divide_the_image_is_refused(make_cfg):
