@@ -25,6 +25,9 @@ from dltrain.errors import ConfigError
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "gelu", "silu", "identity")
 PRECISIONS = ("32", "bf16", "16")
 INITS = ("default", "lecun", "xavier", "kaiming", "orthogonal", "normal")
+POOLINGS = ("max", "avg", "none")  # model=cnn: the pooling after each conv block
+READOUTS = ("mean", "cls")  # model=transformer: the tokens' mean or a class token
+NORMS = ("layer", "none")  # model=transformer
 TASKS = ("classification", "regression", "language_model", "reconstruction")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _URL = re.compile(r"^(https?|file)://\S+$")
@@ -119,6 +122,12 @@ def widths(v: Any) -> str | None:
     return "must be null or a list of positive layer widths, e.g. [256,128]"
 
 
+def channels(v: Any) -> str | None:
+    if isinstance(v, (list, tuple, ListConfig)) and v and all(_is_int(c) and c >= 1 for c in v):
+        return None
+    return "must be a non-empty list of positive channel counts, e.g. [16,32]"
+
+
 def device(v: Any) -> str | None:
     return None if _DEVICE.match(str(v)) else "must be auto, cpu, cuda, cuda:N or mps"
 
@@ -181,6 +190,19 @@ RULES: tuple[Rule, ...] = (
     Rule("model.activation", choice(ACTIVATIONS)),
     Rule("model.dropout", number(0, 1)),
     Rule("model.batchnorm", boolean),
+    Rule("model.channels", channels),
+    Rule("model.kernel_size", integer(1)),
+    Rule("model.stride", integer(1)),
+    Rule("model.padding", integer(0, optional=True)),
+    Rule("model.pooling", choice(POOLINGS)),
+    Rule("model.pool_size", integer(1)),
+    Rule("model.blocks", integer(1)),
+    Rule("model.stem_pool", boolean),
+    Rule("model.heads", integer(1)),
+    Rule("model.mlp_ratio", number(0, lo_open=True)),
+    Rule("model.patch_size", integer(1, optional=True)),
+    Rule("model.readout", choice(READOUTS)),
+    Rule("model.norm", choice(NORMS)),
     Rule("optim.lr", number(0, lo_open=True)),
     Rule("optim.weight_decay", number(0)),
     Rule("optim.momentum", number(0, 1)),

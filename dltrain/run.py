@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from rich import get_console
 
 from dltrain.config import validate
 from dltrain.data import Data, build_data
@@ -29,6 +30,7 @@ from dltrain.log.console import ConsoleLogger, results_table
 from dltrain.log.jsonl import JsonlLogger
 from dltrain.losses import METRICS, build_loss, loss_spec
 from dltrain.models import build_model
+from dltrain.models.summary import layer_table
 from dltrain.optim import build_optimizer, build_scheduler, penalties
 from dltrain.runtime import deterministic, environment, resolve_device, seed_everything
 from dltrain.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -297,6 +299,7 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool, stop: StopRequest, d: Dis
                 summary.update(params=params, device=str(device))
                 if d.is_main:
                     log.info(_describe(job, params, cfg))
+                    get_console().print(layer_table(job.parts.model, job.spec))
                     log.info(f"resuming at step {state.step}: {run_dir}" if payload
                              else f"run directory: {run_dir}")
                     logger = _loggers(cfg, run_dir, job.total_steps, state.step)
@@ -336,8 +339,6 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool, stop: StopRequest, d: Dis
         log.warning(f"interrupted by {stop.signal or 'SIGINT'}; checkpoint saved in "
                     f"{run_dir / 'checkpoints'}; continue with: dltrain resume {run_dir}")
     if not bad_input and d.is_main:
-        from rich import get_console
-
         get_console().print(results_table(summary))
     status = summary["status"]
     return RunResult(status, BAD_INPUT if bad_input else EXIT_CODES[status], summary)

@@ -1,7 +1,7 @@
 import pytest
 
 from dltrain.cli import list_options, preflight
-from dltrain.config import ACTIVATIONS, dotted_keys, suggest, validate
+from dltrain.config import ACTIVATIONS, POOLINGS, dotted_keys, suggest, validate
 from dltrain.errors import ConfigError
 
 
@@ -35,11 +35,18 @@ def test_the_default_config_is_valid(make_cfg):
         ("model.hidden=[64,0]", "model.hidden=[64, 0] must be null or a list of positive"),
         ("model.dropout=1.0", "model.dropout=1.0 must be a number in [0, 1)"),
         ("trainer.compile=yes", "trainer.compile=yes must be true or false"),
+        ("model=cnn model.pooling=maxx", "model.pooling=maxx must be one of: max, avg, none; "
+                                         "did you mean max?"),
+        ("model=cnn model.channels=[]", "model.channels=[] must be a non-empty list"),
+        ("model=cnn model.kernel_size=0", "model.kernel_size=0 must be a whole number >= 1"),
+        ("model=resnet model.blocks=0", "model.blocks=0 must be a whole number >= 1"),
+        ("model=transformer model.readout=first", "must be one of: mean, cls"),
+        ("model=transformer model.heads=0", "model.heads=0 must be a whole number >= 1"),
     ],
 )
 def test_validate_names_the_key_and_the_allowed_range(make_cfg, override, message):
     with pytest.raises(ConfigError) as err:
-        validate(make_cfg(override))
+        validate(make_cfg(*override.split()))
     assert message in str(err.value)
 
 
@@ -47,6 +54,12 @@ def test_activation_names_match_the_model_table():
     from dltrain.models.layers import ACTIVATIONS as TORCH_ACTIVATIONS
 
     assert set(ACTIVATIONS) == set(TORCH_ACTIVATIONS)
+
+
+def test_pooling_names_match_the_model_table():
+    from dltrain.models.layers import POOLS
+
+    assert set(POOLINGS) == {*POOLS, "none"}
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from dltrain.data.spec import DataSpec
-from dltrain.errors import ConfigError
+from dltrain.models.compat import refusal
 from dltrain.models.layers import dense_block
 
 
@@ -21,8 +21,7 @@ class MLP(nn.Module):
                  batchnorm: bool = False) -> None:
         super().__init__()
         if spec.kind == "tokens":
-            raise ConfigError(f"model=mlp cannot read token sequences (data={spec.name}); "
-                              "use model=transformer for language modelling.")
+            raise refusal("mlp", spec, "images, vectors or signals", "model=transformer")
         widths = list(hidden) if hidden is not None else [width] * depth
         n_in = math.prod(spec.input_shape)
         blocks = []

@@ -51,3 +51,34 @@ def test_default_leaves_pytorch_initialisation_alone():
 def test_fans_of_linear_and_convolution():
     assert fans(torch.empty(300, 400)) == (400, 300)
     assert fans(torch.empty(16, 8, 5, 5)) == (200, 400)
+
+
+# Parameters of two or more dimensions that are not linear or conv weights: lookup tables and
+# learned tokens, which keep their own initialisation.
+_NOT_LAYER_WEIGHTS = ("Embedding", "PositionEmbedding", "ClassToken")
+
+
+@pytest.mark.parametrize("model_name", ["mlp", "cnn", "resnet", "transformer"])
+@pytest.mark.parametrize("kind", ["image", "points", "tokens"])
+def test_init_reaches_every_weight_matrix_of_every_model(make_cfg, model_name, kind):
+    from dltrain.errors import ConfigError
+    from dltrain.models import build_model
+    from tests.models.test_models import SPECS
+
+    cfg = make_cfg(f"model={model_name}", "init=normal", "init.std=5.0")
+    try:
+        model = build_model(cfg.model, cfg.init, SPECS[kind])
+    except ConfigError:
+        return  # the model does not take this data (tested in test_models)
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+    assert layers
+    for layer in layers:
+        # PyTorch's default draws |w| <= 1/sqrt(fan_in) <= 1; std 5 puts 84% beyond 1
+        assert (layer.weight.abs() > 1).float().mean() > 0.5, layer
+        assert layer.bias is None or torch.count_nonzero(layer.bias) == 0
+    # every other weight matrix belongs to a lookup table or a learned token
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+            continue
+        for name, p in module.named_parameters(recurse=False):
+            assert p.ndim < 2 or type(module).__name__ in _NOT_LAYER_WEIGHTS, (module, name)
