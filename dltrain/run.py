@@ -308,6 +308,10 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool, stop: StopRequest, d: Dis
                     job.parts, job.batches, job.data.val, job.spec.task, job.settings, state,
                     logger or NullLogger(), save, stop, device, d)
                 summary.update(_progress(state, job.settings), status=status)
+                if job.spec.task == "language_model" and summary["samples_per_s"]:
+                    # a sample is a window of block_size tokens: tokens/s is the usual measure
+                    summary["tokens_per_s"] = round(
+                        summary["samples_per_s"] * job.spec.input_shape[0], 1)
                 if d.active:
                     summary["replicas_in_sync"] = d.in_sync(job.parts.model)
                 if status == "completed" and d.is_main:
