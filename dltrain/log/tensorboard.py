@@ -87,6 +87,24 @@ class TensorBoardLogger(NullLogger):
         for tag, value in metrics.items():
             self.writer.add_scalar(tag, value, step)
 
+    def log_histogram(self, tag: str, values: Any, step: int) -> None:
+        self.writer.add_histogram(tag, values, step)
+
+    def log_image(self, tag: str, image: bytes | Any, step: int) -> None:
+        if isinstance(image, bytes):  # an encoded PNG, e.g. a matplotlib figure
+            from tensorboard.compat.proto import summary_pb2
+
+            width, height = _png_size(image)
+            summary = summary_pb2.Summary()
+            summary.value.add(tag=tag, image=summary_pb2.Summary.Image(
+                height=height, width=width, colorspace=4, encoded_image_string=image))
+            self.writer.file_writer.add_summary(summary, step)
+        else:
+            self.writer.add_image(tag, image, step, dataformats="HWC")
+
+    def log_text(self, tag: str, text: str, step: int) -> None:
+        self.writer.add_text(tag, text, step)
+
     def log_hparams(self, hparams: Mapping[str, Any], status: str) -> None:
         """The run's HParams records, in its own event file (not a sub-run)."""
         for summary in hparams_summaries(hparams, status):

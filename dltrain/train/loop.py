@@ -27,6 +27,7 @@ from dltrain.log import Logger
 from dltrain.losses import MetricTotals
 from dltrain.optim import penalised_weights, steps_per_batch
 from dltrain.train.distributed import SINGLE, Dist
+from dltrain.train.hooks import NO_HOOKS, Hooks
 from dltrain.train.signals import StopRequest
 from dltrain.train.state import Parts, Settings, TrainState
 
@@ -117,7 +118,8 @@ class _Window:
 
 def fit(parts: Parts, batches: ShuffledBatches, val: Split, task: str, settings: Settings,
         state: TrainState, logger: Logger, save: Callable[[TrainState, bool], None],
-        stop: StopRequest, device: torch.device, d: Dist = SINGLE) -> str:
+        stop: StopRequest, device: torch.device, d: Dist = SINGLE, hooks: Hooks = NO_HOOKS
+        ) -> str:
     """Train from `state` until max_epochs / max_steps, early stopping or a stop request.
 
     Validates every `val_every` epochs and at the end; after each validation calls
@@ -186,6 +188,8 @@ def fit(parts: Parts, batches: ShuffledBatches, val: Split, task: str, settings:
         raise DivergedError(f"An epoch has {len(batches)} batches, fewer than "
                             f"trainer.accumulate={k}: no optimiser step could be taken")
     optimizer.zero_grad(set_to_none=True)
+    if state.step == 0:
+        hooks.start(state)  # the network at its initialisation
     while state.epoch < settings.max_epochs and state.step < max_steps:
         model.train()
         window = _Window()
@@ -223,6 +227,7 @@ def fit(parts: Parts, batches: ShuffledBatches, val: Split, task: str, settings:
                     scheduler.step()
                 window.losses.append(step_loss)
                 state.step += 1
+                hooks.step(state)
                 if state.step % settings.log_every == 0:
                     window = log_window(window, x)
                     halt = d.any(stop.requested, device)  # ranks agree where they all are
@@ -254,7 +259,9 @@ def fit(parts: Parts, batches: ShuffledBatches, val: Split, task: str, settings:
                 state.best_val = val_metrics
             stop_early = state.note_progress(value, settings)
             save(state, is_best)
+            hooks.validated(state, val_metrics)
             if stop_early:
                 state.stopped_early = True
-                return "completed"
+                break
+    hooks.end(state)
     return "completed"

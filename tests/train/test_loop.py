@@ -140,3 +140,32 @@ def test_a_non_finite_loss_names_its_step_and_no_bad_state_is_saved():
 def test_divergence_names_the_first_bad_layer():
     with pytest.raises(DivergedError, match=r"first non-finite: 0 \(output\)"):
         train(parts(lr=1e30), settings(log_every=2, max_epochs=3))
+
+
+class RecordingHooks:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+
+    def start(self, state):
+        self.calls.append(("start", state.step))
+
+    def step(self, state):
+        self.calls.append(("step", state.step))
+
+    def validated(self, state, metrics):
+        assert "accuracy" in metrics
+        self.calls.append(("validated", state.step))
+
+    def end(self, state):
+        self.calls.append(("end", state.step))
+
+
+def test_hooks_are_called_at_their_named_points():
+    hooks = RecordingHooks()
+    train_split, val_split = problem()
+    fit(parts(), ShuffledBatches(train_split, 16, seed=0), val_split, "classification",
+        settings(max_epochs=2), TrainState(), Recorder(), lambda st, best: None, StopRequest(),
+        CPU, hooks=hooks)
+    assert hooks.calls[0] == ("start", 0) and hooks.calls[-1] == ("end", 16)
+    assert [s for name, s in hooks.calls if name == "step"] == list(range(1, 17))
+    assert [s for name, s in hooks.calls if name == "validated"] == [8, 16]
