@@ -150,8 +150,8 @@ class Checkpoints:
     """A run's checkpoints/: last.pt with everything a resume needs, best.pt with the weights.
 
     Called as `save(state, is_best)` after each validation: last.pt always, best.pt when the
-    monitored metric improved. `payloads` gives both as they would be written now, for a
-    caller that writes them later (the members of a vectorised stack).
+    monitored metric improved. `compose` makes both from states kept elsewhere, for a caller
+    that writes them later (the members of a vectorised stack).
     """
 
     def __init__(self, job: Job, cfg: DictConfig, run_dir: Path) -> None:
@@ -161,16 +161,20 @@ class Checkpoints:
                      "spec": job.spec.to_dict(), "norm": job.data.norm}
 
     def payloads(self, state: TrainState) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(last.pt, best.pt) now; best.pt's entries are last.pt's own objects."""
+        """(last.pt, best.pt) of the run as it stands now."""
         parts = self.parts
-        weights = {"model": parts.model.state_dict(), "state": state.to_dict(), **self.meta}
-        return {
-            **weights,
-            "optimizer": parts.optimizer.state_dict(),
-            "scheduler": parts.scheduler.state_dict() if parts.scheduler else None,
-            "scaler": parts.scaler.state_dict() if parts.scaler else None,
-            "rng": rng_state(),
-        }, weights
+        return self.compose(state, parts.model.state_dict(), parts.optimizer.state_dict(),
+                            parts.scheduler.state_dict() if parts.scheduler else None,
+                            parts.scaler.state_dict() if parts.scaler else None, rng_state())
+
+    def compose(self, state: TrainState, model: dict[str, Any],
+                optimizer: dict[str, Any] | None = None, scheduler: Any = None,
+                scaler: Any = None, rng: dict[str, Any] | None = None
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(last.pt, best.pt) from the given states; best.pt's entries are last.pt's own."""
+        weights = {"model": model, "state": state.to_dict(), **self.meta}
+        return {**weights, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler,
+                "rng": rng}, weights
 
     def write(self, last: dict[str, Any] | None, best: dict[str, Any] | None) -> None:
         if last is not None:

@@ -214,7 +214,7 @@ class StackedModel:
         shared = len(splits) == 1
         xs = splits[0].x if shared else torch.stack([splits[d].x for d in which])
         ys = splits[0].y if shared else torch.stack([splits[d].y for d in which])
-        totals = [MetricTotals(task) for _ in range(self.members)]
+        totals = MetricTotals(task, members=self.members)
         axis = None if shared else 0
 
         def member(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
@@ -228,9 +228,8 @@ class StackedModel:
             x = xs[start:start + batch_size] if shared else xs[:, start:start + batch_size]
             y = ys[start:start + batch_size] if shared else ys[:, start:start + batch_size]
             out, loss = forward(params, x, y)
-            for i, total in enumerate(totals):
-                total.update(out[i], y if shared else y[i], loss[i])
-        return [t.compute() for t in totals]
+            totals.update(out, y.expand(self.members, *y.shape) if shared else y, loss)
+        return totals.compute_each()
 
 
 @dataclass

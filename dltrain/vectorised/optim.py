@@ -11,6 +11,7 @@ for checkpoints that `dltrain resume` continues with the member's own optimiser.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -118,6 +119,9 @@ class StackedOptimizer(Protocol):
     def member_state(self, i: int) -> dict[str, dict[str, Any]]:
         """Member i's state as torch's optimiser keeps it, by parameter name."""
 
+    def snapshot(self) -> StackedOptimizer:
+        """A copy of the state as it is now, which later steps leave alone."""
+
 
 def _f32(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.float32)
@@ -155,6 +159,11 @@ class StackedSGD:
             step = g + self.momentum * self.buffer if self.nesterov else self.buffer
             g = step if self.plain is None else torch.where(self.plain, g, step)
         params.sub_(self.lr * g)
+
+    def snapshot(self) -> StackedSGD:
+        frozen = copy.copy(self)
+        frozen.buffer = None if self.buffer is None else self.buffer.clone()
+        return frozen
 
     def member_state(self, i: int) -> dict[str, dict[str, Any]]:
         if self.buffer is None:
@@ -205,6 +214,11 @@ class StackedAdam:
         step_size = _f32(-(self.lr / correction1))
         denom = (self.exp_avg_sq.sqrt() / _f32(correction2_sqrt)).add_(self.eps)
         params.add_(step_size * self.exp_avg / denom)
+
+    def snapshot(self) -> StackedAdam:
+        frozen = copy.copy(self)
+        frozen.exp_avg, frozen.exp_avg_sq = self.exp_avg.clone(), self.exp_avg_sq.clone()
+        return frozen
 
     def member_state(self, i: int) -> dict[str, dict[str, Any]]:
         layout = self.hp.layout

@@ -24,7 +24,7 @@ import math
 import time
 import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,7 @@ from dltrain.run import (
     write_config,
 )
 from dltrain.runtime import deterministic, environment, resolve_device, seed_everything
-from dltrain.train.checkpoint import rng_state, set_rng_state
+from dltrain.train.checkpoint import rng_state
 from dltrain.train.loop import first_nonfinite
 from dltrain.train.signals import StopRequest
 from dltrain.train.state import Settings, TrainState
@@ -68,7 +68,12 @@ from dltrain.vectorised.model import (
     check_layers,
     epoch_orders,
 )
-from dltrain.vectorised.optim import StackedOptimizer, load_member_state, stacked_optimizer
+from dltrain.vectorised.optim import (
+    Layout,
+    StackedOptimizer,
+    load_member_state,
+    stacked_optimizer,
+)
 
 log = logging.getLogger("dltrain")
 
@@ -85,17 +90,12 @@ class Member:
     state: TrainState = field(default_factory=TrainState)
     logger: Logger = field(default_factory=NullLogger)
     checkpoints: Checkpoints | None = None
-    # checkpoints as its run would have written them by now, not yet on disk
-    last: dict[str, Any] | None = None
-    best: dict[str, Any] | None = None
+    # Where it stood at its last validation (or stop): its run's last.pt, not yet written;
+    # and its best validation so far (the weights are the stack's `best` row), if not written.
+    snapshot: _Snapshot | None = None
+    best_state: TrainState | None = None
     status: str = "running"  # running | completed | diverged | interrupted | failed
     error: str | None = None
-
-    def flush(self) -> None:
-        """Write the checkpoints taken since the last flush."""
-        if self.checkpoints is not None and (self.last or self.best):
-            self.checkpoints.write(self.last, self.best)
-        self.last = self.best = None
 
     @property
     def running(self) -> bool:
@@ -141,17 +141,27 @@ def build_members(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path], device: 
     return members, data, which
 
 
-def _sync(member: Member, stack: StackedModel, optimizer: StackedOptimizer, i: int) -> None:
-    """Put member i's numbers from the stack into its own model and optimiser, and its random
-    state into the process, so that dltrain's checkpoint writer saves its run as it is."""
-    parts = member.job.parts
-    rows = stack.layout.row(stack.flat[i])
+@dataclass(frozen=True)
+class _Snapshot:
+    """What a member's last.pt holds, taken when its run would write it: its training state,
+    the stack's parameters and optimiser state (shared by the members taken at that moment),
+    its schedule and its random stream."""
+
+    state: TrainState
+    flat: torch.Tensor
+    optimizer: StackedOptimizer
+    scheduler: Any
+    generator: torch.Tensor
+
+
+def _weights(member: Member, layout: Layout, row: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The member's model's state_dict with the parameters of `row` (copies)."""
+    model = member.job.parts.model
+    rows = layout.row(row)
     with torch.no_grad():
-        for name, p in parts.model.named_parameters():
+        for name, p in model.named_parameters():
             p.copy_(rows[name])
-    load_member_state(parts.optimizer, parts.model, optimizer.member_state(i))
-    member.rng["torch"] = member.generator.get_state()
-    set_rng_state(member.rng)
+    return {k: v.clone() for k, v in model.state_dict().items()}
 
 
 @dataclass
@@ -272,29 +282,53 @@ class _Stack:
         member.error = (f"The training loss became {values[at]} at step {step}"
                         f"{f'; first non-finite: {where}' if where else ''}.")
         log.error(f"{member.run_dir.name}: {member.error}")
+        self.write(i, member)  # its checkpoints of the last validation, as its run left them
 
-    def save(self, i: int, member: Member, is_best: bool) -> None:
-        """Take member i's checkpoints as its run writes them after a validation: in memory,
-        written by `flush` (a stack of many small runs would spend longer writing every
-        member's files after every epoch than training)."""
-        _sync(member, self.model, self.optimizer, i)
+    # Checkpoints. A run writes last.pt (and best.pt when it improved) after every
+    # validation; a stack of many small runs would spend longer on that than on training. So
+    # the stack keeps what each member's files would hold (a _Snapshot, the best weights)
+    # and writes them when the member stops, on a stop request, every `save_every_s`
+    # seconds, and at the end: the files are then what its run's files are at that point.
+
+    def snapshot(self) -> Callable[[Member], None]:
+        """A function that records where a member stands now (its state as it is when
+        called); the stack's parameters and optimiser state are copied once for all."""
+        flat, optimizer = self.model.flat.clone(), self.optimizer.snapshot()
+
+        def take(member: Member) -> None:
+            scheduler = member.job.parts.scheduler
+            member.snapshot = _Snapshot(
+                copy.copy(member.state), flat, optimizer,
+                copy.deepcopy(scheduler.state_dict()) if scheduler is not None else None,
+                member.generator.get_state())
+        return take
+
+    def write(self, i: int, member: Member) -> None:
+        """Write member i's checkpoints that are not on disk yet."""
         assert member.checkpoints is not None
-        last, best = member.checkpoints.payloads(member.state)
-        weights = last["model"]  # the live parameters, which train on: copy them
-        for key, value in weights.items():
-            weights[key] = value.clone()
-        last["scheduler"] = copy.deepcopy(last["scheduler"])
-        member.last = last
-        if is_best:
-            member.best = best
+        snap, layout = member.snapshot, self.model.layout
+        if member.best_state is not None:
+            _, best = member.checkpoints.compose(member.best_state,
+                                                 _weights(member, layout, self.best[i]))
+            member.checkpoints.write(None, best)
+            member.best_state = None
+        if snap is not None:
+            parts = member.job.parts
+            weights = _weights(member, layout, snap.flat[i])
+            load_member_state(parts.optimizer, parts.model, snap.optimizer.member_state(i))
+            last, _ = member.checkpoints.compose(
+                snap.state, weights, parts.optimizer.state_dict(), snap.scheduler, None,
+                {**member.rng, "torch": snap.generator})
+            member.checkpoints.write(last, None)
+            member.snapshot = None
 
     def flush(self, every_s: float = 0.0) -> None:
-        """Write the members' pending checkpoints, if `every_s` seconds have passed since
+        """Write every member's pending checkpoints, if `every_s` seconds have passed since
         the last time."""
         now = time.perf_counter()
         if now - self.flushed >= every_s:
-            for member in self.members:
-                member.flush()
+            for i, member in enumerate(self.members):
+                self.write(i, member)
             self.flushed = now
 
     def validate(self, steps_per_epoch: int) -> None:
@@ -312,6 +346,7 @@ class _Stack:
                  f"step {state.step}  {len(running)} of {len(self.members)} members training  "
                  f"{settings.monitor} mean {fmt(sum(scores) / len(scores))} "
                  f"(min {fmt(min(scores))}, max {fmt(max(scores))})")
+        take = self.snapshot()
         for i, member in running:
             state, val = member.state, results[i]
             state.last_val = val
@@ -326,10 +361,13 @@ class _Stack:
                 state.best_value, state.best_step, state.best_val = value, state.step, val
                 self.best[i] = self.model.flat[i]
             stop_early = state.note_progress(value, settings)
-            self.save(i, member, is_best)
+            take(member)  # what its run saves here: last.pt, and best.pt if is_best
+            if is_best:
+                member.best_state = member.snapshot.state  # type: ignore[union-attr]
             if stop_early:
                 state.stopped_early = True
                 member.status = "completed"
+                self.write(i, member)
         if not self.step_schedule and self.schedulers[0] is not None:
             self.optimizer.refresh()
 
@@ -372,8 +410,9 @@ class _Stack:
                     member.state.epoch += 1
                     member.state.batch = 0
             if self.stop.requested:
-                for i, member in self.running():
-                    self.save(i, member, False)
+                take = self.snapshot()
+                for _, member in self.running():
+                    take(member)
                     member.status = "interrupted"
                 return
             finished = clock.epoch >= settings.max_epochs or clock.step >= max_steps
