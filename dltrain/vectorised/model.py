@@ -30,13 +30,15 @@ class Unstackable(Exception):
     """These jobs cannot train as one stack; the message says why, in one sentence."""
 
 
-# Layers whose forward is the same function of (parameters, input) for every member, with no
-# state and no randomness of their own: what a stack computes exactly under vmap.
+# Layers whose forward is the same function of (parameters, buffers, input) for every member
+# and draws no random numbers of its own (dropout's are handed in): what a stack computes
+# exactly under vmap. Batch norm's running statistics are buffers, stacked like parameters:
+# each member updates its own rows of them in its training forward pass.
 _POOL_TYPES = {cls for by_dims in POOLS.values() for cls in by_dims.values()}
 STACKED_LAYERS: tuple[type[nn.Module], ...] = (
     MLP, CNN, ResNet, ResidualBlock, nn.Sequential, nn.Linear, nn.Conv1d, nn.Conv2d,
-    nn.Flatten, nn.Identity, nn.Dropout, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
-    *ACTIVATIONS.values(), *_POOL_TYPES,
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.Flatten, nn.Identity, nn.Dropout,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, *ACTIVATIONS.values(), *_POOL_TYPES,
 )
 
 
@@ -63,14 +65,10 @@ class DropoutLayer:
 
 
 def check_layers(model: nn.Module, name: str) -> None:
-    """Refuse a model with a layer the stack does not compute exactly (or any buffer)."""
+    """Refuse a model with a layer the stack does not compute exactly."""
     odd = sorted({type(m).__name__ for m in model.modules() if not isinstance(m, STACKED_LAYERS)})
     if odd:
         raise Unstackable(f"model={name} has layers the stack does not train: {', '.join(odd)}")
-    buffers = [n for n, _ in model.named_buffers()]
-    if buffers:
-        raise Unstackable(f"model={name} keeps state in buffers ({buffers[0]}), which the "
-                          "stack does not carry per member")
 
 
 def _template(models: Sequence[nn.Module]) -> tuple[nn.Module, list[str]]:
@@ -107,7 +105,7 @@ class StackedModel:
         for model in models[1:]:
             if Layout.of(model) != self.layout:
                 raise Unstackable("the members' models differ in their parameters")
-        params, _ = stack_module_state(list(models))
+        params, buffers = stack_module_state(list(models))
         # The stack's numbers live in `flat`; the parameters the forward pass reads are leaf
         # views of it, whose gradients land in views of `grad`: the optimiser updates `flat`
         # from `grad` in a few whole-stack operations, and autograd never slices back.
@@ -116,6 +114,8 @@ class StackedModel:
         self.params = {n: v.requires_grad_(True) for n, v in self.layout.views(self.flat).items()}
         for name, view in self.layout.views(self.grad).items():
             self.params[name].grad = view
+        # (members, ...) per buffer: batch norm's running statistics, updated in place
+        self.buffers = {n: b.to(device) for n, b in buffers.items()}
         self.template, self._dropout_names = _template(models)
         self.rates = {name: tuple(_rate(m, name) for m in models)
                       for name in self._dropout_names}
@@ -144,6 +144,7 @@ class StackedModel:
             self.template.eval()
             with torch.no_grad():
                 one = {k: v[0] for k, v in self.layout.views(self.flat).items()}
+                one.update({k: b[0].clone() for k, b in self.buffers.items()})
                 functional_call(self.template, one, (x,))
         finally:
             for handle in handles:
@@ -188,10 +189,11 @@ class StackedModel:
         template, loss_fn, penalised = self.template, self.loss, self.penalised
         zeros = torch.zeros(self.members, device=self.device)
 
-        def member(params: dict[str, torch.Tensor], mask: dict[str, torch.Tensor],
-                   x: torch.Tensor, y: torch.Tensor, c1: torch.Tensor, c2: torch.Tensor
-                   ) -> torch.Tensor:
-            loss = loss_fn(functional_call(template, {**params, **mask}, (x,)), y)
+        def member(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                   mask: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                   c1: torch.Tensor, c2: torch.Tensor) -> torch.Tensor:
+            out = functional_call(template, {**params, **buffers, **mask}, (x,))
+            loss = loss_fn(out, y)
             weights = [params[n] for n in penalised]
             if l1 is not None:
                 loss = loss + c1 * Penalty(1.0, 1).total(weights)
@@ -199,14 +201,19 @@ class StackedModel:
                 loss = loss + c2 * Penalty(1.0, 2).total(weights)
             return loss
 
-        return vmap(member)(self.params, masks, x, y,
+        return vmap(member)(self.params, self.buffers, masks, x, y,
                             zeros if l1 is None else l1, zeros if l2 is None else l2)
 
     # -- evaluation ----------------------------------------------------------------------
 
+    def weights(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """A copy of every member's parameters and buffers as they are now."""
+        return self.flat.clone(), {n: b.clone() for n, b in self.buffers.items()}
+
     @torch.inference_mode()
-    def evaluate(self, flat: torch.Tensor, splits: Sequence[Split], which: Sequence[int],
-                 task: str, batch_size: int) -> list[dict[str, float]]:
+    def evaluate(self, flat: torch.Tensor, buffers: dict[str, torch.Tensor],
+                 splits: Sequence[Split], which: Sequence[int], task: str, batch_size: int
+                 ) -> list[dict[str, float]]:
         """Every member's mean loss and metrics on its split (`splits[which[i]]`), scored as
         dltrain.train.loop.evaluate scores one model: the same batches, the same sums."""
         self.template.eval()
@@ -223,7 +230,7 @@ class StackedModel:
             return out, loss_fn(out, y)
 
         forward = vmap(member, in_dims=(0, axis, axis))
-        params = self.layout.views(flat)
+        params = {**self.layout.views(flat), **buffers}
         for start in range(0, len(splits[0]), batch_size):
             x = xs[start:start + batch_size] if shared else xs[:, start:start + batch_size]
             y = ys[start:start + batch_size] if shared else ys[:, start:start + batch_size]

@@ -115,9 +115,6 @@ def alone_reason(cfg: DictConfig, device_type: str = "cpu") -> str | None:
     if model.get("name") not in MODELS:
         return (f"model={model.get('name')}: only {', '.join(MODELS)} are stacked (the "
                 "transformer's attention draws its dropout inside one kernel)")
-    if model.get("batchnorm"):
-        return ("model.batchnorm=true: batch norm in training mode keeps running statistics "
-                "of its own batches, which the stack does not carry per member")
     if not _off(model.get("dropout")) and device_type != "cpu":
         return (f"model.dropout on {device_type}: dropout masks there come from a fused "
                 "kernel whose random stream a member cannot reproduce (on cpu it can)")

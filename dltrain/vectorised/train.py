@@ -149,19 +149,28 @@ class _Snapshot:
 
     state: TrainState
     flat: torch.Tensor
+    buffers: dict[str, torch.Tensor]
     optimizer: StackedOptimizer
     scheduler: Any
     generator: torch.Tensor
 
 
-def _weights(member: Member, layout: Layout, row: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The member's model's state_dict with the parameters of `row` (copies)."""
+def _weights(member: Member, layout: Layout, row: torch.Tensor,
+             buffers: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The member's model's state_dict with the parameters of `row` and its rows of the
+    stack's `buffers` (copies)."""
     model = member.job.parts.model
     rows = layout.row(row)
     with torch.no_grad():
         for name, p in model.named_parameters():
             p.copy_(rows[name])
+        for name, b in model.named_buffers():
+            b.copy_(buffers[name])
     return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _row(buffers: dict[str, torch.Tensor], i: int) -> dict[str, torch.Tensor]:
+    return {name: b[i] for name, b in buffers.items()}
 
 
 @dataclass
@@ -194,7 +203,7 @@ class _Stack:
         self.optimizer = stacked_optimizer([m.job.parts.optimizer for m in members],
                                            [m.job.parts.model for m in members],
                                            self.model.layout, device)
-        self.best = self.model.flat.clone()  # each member's best weights so far
+        self.best, self.best_buffers = self.model.weights()  # each member's best so far
         l1 = [float(m.cfg.penalty.get("l1", 0.0)) for m in members]
         l2 = [float(m.cfg.penalty.get("l2", 0.0)) for m in members]
         self.l1 = torch.tensor(l1, device=device) if any(c > 0 for c in l1) else None
@@ -293,12 +302,12 @@ class _Stack:
     def snapshot(self) -> Callable[[Member], None]:
         """A function that records where a member stands now (its state as it is when
         called); the stack's parameters and optimiser state are copied once for all."""
-        flat, optimizer = self.model.flat.clone(), self.optimizer.snapshot()
+        (flat, buffers), optimizer = self.model.weights(), self.optimizer.snapshot()
 
         def take(member: Member) -> None:
             scheduler = member.job.parts.scheduler
             member.snapshot = _Snapshot(
-                copy.copy(member.state), flat, optimizer,
+                copy.copy(member.state), flat, buffers, optimizer,
                 copy.deepcopy(scheduler.state_dict()) if scheduler is not None else None,
                 member.generator.get_state())
         return take
@@ -308,13 +317,14 @@ class _Stack:
         assert member.checkpoints is not None
         snap, layout = member.snapshot, self.model.layout
         if member.best_state is not None:
-            _, best = member.checkpoints.compose(member.best_state,
-                                                 _weights(member, layout, self.best[i]))
+            _, best = member.checkpoints.compose(
+                member.best_state,
+                _weights(member, layout, self.best[i], _row(self.best_buffers, i)))
             member.checkpoints.write(None, best)
             member.best_state = None
         if snap is not None:
             parts = member.job.parts
-            weights = _weights(member, layout, snap.flat[i])
+            weights = _weights(member, layout, snap.flat[i], _row(snap.buffers, i))
             load_member_state(parts.optimizer, parts.model, snap.optimizer.member_state(i))
             last, _ = member.checkpoints.compose(
                 snap.state, weights, parts.optimizer.state_dict(), snap.scheduler, None,
@@ -335,7 +345,7 @@ class _Stack:
         """Every running member's validation, best weights, schedule, early stopping, save:
         what fit() does after an epoch."""
         settings, metric = self.settings, self.settings.monitor.split("/", 1)[1]
-        results = self.model.evaluate(self.model.flat, self.data.val,
+        results = self.model.evaluate(self.model.flat, self.model.buffers, self.data.val,
                                       self.data.which_list, self.task,
                                       settings.eval_batch_size)
         running = self.running()
@@ -360,6 +370,8 @@ class _Stack:
             if is_best:
                 state.best_value, state.best_step, state.best_val = value, state.step, val
                 self.best[i] = self.model.flat[i]
+                for name, b in self.model.buffers.items():
+                    self.best_buffers[name][i] = b[i]
             stop_early = state.note_progress(value, settings)
             take(member)  # what its run saves here: last.pt, and best.pt if is_best
             if is_best:
@@ -426,7 +438,8 @@ class _Stack:
 
     def test(self) -> list[dict[str, float]]:
         """Every member's test metrics with its best weights (its run tests best.pt)."""
-        return self.model.evaluate(self.best, self.data.test, self.data.which_list, self.task,
+        return self.model.evaluate(self.best, self.best_buffers, self.data.test,
+                                   self.data.which_list, self.task,
                                    self.settings.eval_batch_size)
 
 

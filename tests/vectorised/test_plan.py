@@ -21,10 +21,12 @@ def test_seeds_rates_and_regularisation_strengths_stack_together(cfgs):
     jobs = cfgs("trainer.seed=0 optim.lr=0.01", "trainer.seed=1 optim.lr=0.1",
                 "trainer.seed=2 optim.weight_decay=0.1 optim.betas=[0.8,0.99]",
                 "model.dropout=0.3 penalty.l1=0.001 penalty.l2=0.01 optim.eps=1e-6",
-                "init=normal", "init=normal init.std=0.5", "data.noise=0.05 data.seed=3")
+                "init=normal", "init=normal init.std=0.5", "data.noise=0.05 data.seed=3",
+                "reg=[batchnorm] trainer.seed=0", "reg=[batchnorm] trainer.seed=1")
     result = plan(jobs, GENERATED)
-    # init=normal is another initialisation (a config group), not another value of one
-    assert result.stacks == [[0, 1, 2, 3, 6], [4, 5]]
+    # init=normal is another initialisation (a config group), not another value of one;
+    # batch norm is another architecture
+    assert result.stacks == [[0, 1, 2, 3, 6], [4, 5], [7, 8]]
     assert result.alone == {}
     assert varying([jobs[i] for i in result.stacks[0]]) == [
         "trainer.seed", "optim.lr", "optim.weight_decay", "optim.betas", "optim.eps",
@@ -53,9 +55,6 @@ def test_the_draw_of_data_stacks_only_for_generated_data(make_cfg):
     ("optim=rmsprop", "optim=rmsprop: only SGD (plain, momentum, Nesterov), Adam and AdamW "
                       "steps are vectorised"),
     ("+optim.amsgrad=true", "optim.amsgrad=true is not implemented by the vectorised optimiser"),
-    ("reg=[batchnorm]", "model.batchnorm=true: batch norm in training mode keeps running "
-                        "statistics of its own batches, which the stack does not carry per "
-                        "member"),
     ("model=transformer", "model=transformer: only mlp, cnn, resnet are stacked (the "
                           "transformer's attention draws its dropout inside one kernel)"),
     ("trainer.precision=bf16", "trainer.precision=bf16: mixed precision runs alone"),

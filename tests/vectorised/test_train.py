@@ -15,19 +15,25 @@ from dltrain.train.signals import StopRequest
 from dltrain.vectorised.model import Unstackable
 from dltrain.vectorised.train import train_stack
 
-SMALL = ("data=moons", "data.n_train=300", "data.n_test=200", "model.hidden=[8,8]",
-         "trainer.device=cpu", "trainer.log_every=3")
+SMALL = ("data=moons", "data.n_train=300", "data.n_test=200", "trainer.device=cpu",
+         "trainer.log_every=3")
+MLP = "model.hidden=[8,8]"
 
-# Two stacks that between them vary every stackable value and use every optimiser kind,
-# dropout, penalties, schedules (per step and on validation), clipping and early stopping.
+# Stacks that between them vary every stackable value and use every optimiser kind,
+# dropout, batch norm, penalties, schedules (per step and on validation), clipping and early
+# stopping.
 CASES = {
     "momentum": (
-        ("optim=momentum", "reg=[dropout,l2]", "sched=cosine", "trainer.max_epochs=3"),
+        (MLP, "optim=momentum", "reg=[dropout,l2]", "sched=cosine", "trainer.max_epochs=3"),
         ["trainer.seed=0 optim.lr=0.05 model.dropout=0.0",
          "trainer.seed=1 optim.momentum=0.5 model.dropout=0.3 penalty.l2=0 data.noise=0.3",
          "trainer.seed=2 optim.weight_decay=0.01 penalty.l1=0.001 data.seed=3"]),
+    "batchnorm": (  # running statistics, stacked like the parameters
+        ("model=resnet", "model.width=8", "model.depth=1", "model.dropout=0.1", "optim=adam",
+         "sched=onecycle", "trainer.max_epochs=2"),
+        ["trainer.seed=0", "trainer.seed=1 optim.lr=0.01 model.dropout=0.0"]),
     "adamw": (
-        ("optim=adamw", "init=normal", "sched=plateau", "trainer.grad_clip.max_norm=0.5",
+        (MLP, "optim=adamw", "init=normal", "sched=plateau", "trainer.grad_clip.max_norm=0.5",
          "reg=[early_stopping]", "trainer.early_stopping.patience=1", "trainer.max_epochs=6"),
         ["trainer.seed=0 optim.lr=0.03",
          "trainer.seed=1 init.std=0.3 optim.betas=[0.8,0.99] optim.eps=1e-6",
@@ -72,7 +78,7 @@ def test_a_member_ends_as_its_run_alone(make_cfg, tmp_path, case):
         a, b = tmp_path / f"stack{i}", tmp_path / f"alone{i}"
         assert member.status == alone.status == "completed"
         summary = json.loads((a / "summary.json").read_text())
-        assert summary.pop("vectorised") == {"members": 3, "member": i}
+        assert summary.pop("vectorised") == {"members": len(cfgs), "member": i}
         close({k: v for k, v in summary.items() if k not in ("wall_s", "env")},
               {k: v for k, v in alone.summary.items() if k not in ("wall_s", "env")})
         for name in ("last.pt", "best.pt"):  # weights, optimiser, schedule, random states
@@ -106,7 +112,7 @@ class StopAfter(StopRequest):
 
 
 def test_an_interrupted_stack_resumes_member_by_member_as_runs_do(make_cfg, tmp_path):
-    shared = (*SMALL, "optim=adam", "model.dropout=0.2", "trainer.max_epochs=3")
+    shared = (*SMALL, MLP, "optim=adam", "model.dropout=0.2", "trainer.max_epochs=3")
     cfgs = [make_cfg(*shared, f"trainer.seed={s}") for s in (0, 1)]
     # 4 steps an epoch (and a read at its end): stopped after the first step of the second
     results = train_stack(cfgs, [tmp_path / f"s{i}" for i in range(2)], stop=StopAfter(5))
@@ -124,7 +130,7 @@ def test_an_interrupted_stack_resumes_member_by_member_as_runs_do(make_cfg, tmp_
 
 
 def test_a_diverging_member_stops_alone_and_the_others_train_on(make_cfg, tmp_path):
-    cfgs = [make_cfg(*SMALL, "optim=sgd", "trainer.max_epochs=2", f"optim.lr={lr}")
+    cfgs = [make_cfg(*SMALL, MLP, "optim=sgd", "trainer.max_epochs=2", f"optim.lr={lr}")
             for lr in (0.1, 1e30)]
     stacked = train_stack(cfgs, [tmp_path / "ok", tmp_path / "bad"])
     alone = run(cfgs[1], tmp_path / "bad_alone")
