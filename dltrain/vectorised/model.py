@@ -125,6 +125,7 @@ class StackedModel:
         self.penalised = list(penalised)
         self.members = len(models)
         self.device = device
+        self.zeros = torch.zeros(self.members, device=device)  # penalties nobody has
 
     # -- dropout -------------------------------------------------------------------------
 
@@ -185,9 +186,10 @@ class StackedModel:
         `l1`, `l2`: (members,) coefficients of the penalty terms, None where no member has
         one; a member with coefficient 0 adds exactly 0, as its run adds nothing.
         """
-        self.template.train()
+        if not self.template.training:
+            self.template.train()
         template, loss_fn, penalised = self.template, self.loss, self.penalised
-        zeros = torch.zeros(self.members, device=self.device)
+        zeros = self.zeros
 
         def member(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
                    mask: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,

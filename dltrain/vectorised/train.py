@@ -233,19 +233,13 @@ class _Stack:
         model.grad.zero_()
         losses = model.losses(x, y, masks, self.l1, self.l2)
         # members are independent: the gradient of the sum is each member's own gradient
-        with warnings.catch_warnings():
-            # the gradients land in views of `grad` by design (see StackedModel)
-            warnings.filterwarnings("ignore", message="grad and param do not obey")
-            losses.sum().backward()
+        losses.sum().backward()
         with torch.no_grad():
             self._clip(model.grad)
             self.optimizer.step(model.flat, model.grad)
         if self.step_schedule:
-            with warnings.catch_warnings():
-                # the members' own optimisers never step: the stack steps for them
-                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler")
-                for scheduler in self.schedulers:
-                    scheduler.step()
+            for scheduler in self.schedulers:
+                scheduler.step()
             self.optimizer.refresh()
         return losses.detach(), x
 
@@ -385,9 +379,27 @@ class _Stack:
 
     # -- the loop ------------------------------------------------------------------------
 
+    def catch_up(self, clock: TrainState) -> None:
+        """Running members are where the stack is (their counts are kept between log points
+        by the stack's own clock, not member by member every step)."""
+        for _, member in self.running():
+            member.state.step, member.state.batch = clock.step, clock.batch
+            member.state.epoch = clock.epoch
+
     def fit(self) -> None:
         """Train until max_epochs / max_steps, or until no member runs on; a stop request
         ends every running member as interrupted (checkpoint saved), as it ends a run."""
+        with warnings.catch_warnings():
+            # the gradients land in views of `grad` by design (see StackedModel), and the
+            # members' own optimisers never step: the stack steps for them
+            warnings.filterwarnings("ignore", message="grad and param do not obey")
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler")
+            self._fit()
+        for member in self.members:
+            if member.running:
+                member.status = "completed"
+
+    def _fit(self) -> None:
         settings, b = self.settings, self.batches.batch_size
         max_steps = settings.max_steps or math.inf
         steps_per_epoch = len(self.batches)
@@ -405,22 +417,21 @@ class _Stack:
                 window.samples += b
                 clock.batch += 1
                 clock.step += 1
-                for _, member in self.running():
-                    member.state.batch += 1
-                    member.state.step += 1
                 if clock.step % settings.log_every == 0:
+                    self.catch_up(clock)
                     window = self.log_window(window, x)
+                    if not self.running():
+                        break
                 if (self.stop.requested or clock.step >= max_steps
-                        or clock.batch >= steps_per_epoch or not self.running()):
+                        or clock.batch >= steps_per_epoch):
                     break
+            self.catch_up(clock)
             if x is not None:
                 window = self.log_window(window, x)
             if clock.batch >= steps_per_epoch:
                 clock.epoch += 1
                 clock.batch = 0
-                for _, member in self.running():
-                    member.state.epoch += 1
-                    member.state.batch = 0
+                self.catch_up(clock)
             if self.stop.requested:
                 take = self.snapshot()
                 for _, member in self.running():
@@ -432,9 +443,6 @@ class _Stack:
                                                and clock.epoch % settings.val_every == 0)):
                 self.validate(steps_per_epoch)
                 self.flush(self.save_every_s)
-        for member in self.members:
-            if member.running:
-                member.status = "completed"
 
     def test(self) -> list[dict[str, float]]:
         """Every member's test metrics with its best weights (its run tests best.pt)."""
