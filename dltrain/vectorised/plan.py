@@ -142,16 +142,17 @@ def alone_reason(cfg: DictConfig, device_type: str = "cpu") -> str | None:
     return next((why for bad, why in checks if bad), None)
 
 
-def plan(cfgs: Sequence[DictConfig], generated: Collection[str], device_type: str = "cpu",
-         max_members: int = 128) -> Plan:
+def plan(cfgs: Sequence[DictConfig], generated: Collection[str],
+         device_types: Sequence[str] | None = None, max_members: int = 128) -> Plan:
     """Group the jobs `cfgs` into stacks of at most `max_members`; say why the rest run alone.
 
-    Groups keep the order of the jobs; a group of one runs alone.
+    `device_types[i]` is where job i would train (cpu by default). Groups keep the order of
+    the jobs; a group of one runs alone.
     """
     result = Plan()
     groups: dict[str, list[int]] = {}
     for i, cfg in enumerate(cfgs):
-        why = alone_reason(cfg, device_type)
+        why = alone_reason(cfg, device_types[i] if device_types else "cpu")
         if why is not None:
             result.alone[i] = why
         else:

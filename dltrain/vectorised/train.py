@@ -194,10 +194,10 @@ class _Stack:
         self.settings: Settings = first.settings
         self.task = first.spec.task
         self.batches: ShuffledBatches = first.batches  # type: ignore[assignment]
+        penalised = {id(w) for w in penalised_weights(first.parts.model)}
         self.model = StackedModel([m.job.parts.model for m in members], first.parts.loss,
                                   [n for n, p in first.parts.model.named_parameters()
-                                   if any(p is w for w in penalised_weights(first.parts.model))],
-                                  device)
+                                   if id(p) in penalised], device)
         self.data = StackedData.of([d.train for d in data], [d.val for d in data],
                                    [d.test for d in data], which)
         self.optimizer = stacked_optimizer([m.job.parts.optimizer for m in members],
@@ -480,10 +480,13 @@ def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path | str],
     """
     started = time.perf_counter()
     stop = stop or StopRequest()
-    for cfg in cfgs:
-        validate(cfg)
     first = cfgs[0]
-    device = resolve_device(first.trainer.device)
+    try:
+        for cfg in cfgs:
+            validate(cfg)
+        device = resolve_device(first.trainer.device)
+    except ConfigError as err:  # each job says so itself, when it runs alone
+        raise Unstackable(f"the config is refused ({err})") from None
     if first.trainer.threads:
         torch.set_num_threads(int(first.trainer.threads))
     with stop.on_signals(), deterministic(bool(first.trainer.deterministic)):
@@ -501,12 +504,13 @@ def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path | str],
                 tests = stack.test()
         except KeyboardInterrupt:
             for m in members:
-                if m.running or m.status == "completed":
+                if m.status != "diverged":
                     m.status, m.error = "interrupted", "stopped at once by a second interrupt"
         except Exception as err:  # recorded in every member, as a run records its failure
             log.error("training the stack failed:\n%s", traceback.format_exc())
             for m in members:
-                m.status, m.error = "failed", f"{type(err).__name__}: {err}"
+                if m.status != "diverged":  # (a diverged member ended on its own)
+                    m.status, m.error = "failed", f"{type(err).__name__}: {err}"
         finally:
             stack.flush()
     env = environment()

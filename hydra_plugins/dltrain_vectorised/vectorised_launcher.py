@@ -166,6 +166,7 @@ class VectorisedLauncher(Launcher):
 
     def _plan(self, configs: Sequence[DictConfig], tasks: Sequence[DictConfig]) -> Any:
         from dltrain.data import SOURCES, Generated
+        from dltrain.errors import ConfigError
         from dltrain.runtime import resolve_device
         from dltrain.vectorised.plan import Plan, job_numbers, plan, varying
 
@@ -178,8 +179,15 @@ class VectorisedLauncher(Launcher):
                                  "runs alone" for i in range(len(configs))})
         else:
             generated = {name for name, s in SOURCES.items() if isinstance(s, Generated)}
-            device = resolve_device(str(tasks[0].trainer.device)).type if tasks else "cpu"
-            result = plan(tasks, generated, device, self.max_members)
+            devices: dict[str, str] = {}
+            for task in tasks:
+                name = str(task.trainer.device)
+                try:
+                    devices.setdefault(name, resolve_device(name).type)
+                except ConfigError:  # the stack refuses it, and each job says why alone
+                    devices[name] = "cpu"
+            result = plan(tasks, generated, [devices[str(t.trainer.device)] for t in tasks],
+                          self.max_members)
         log.info(f"Launching {len(configs)} jobs: {len(result.stacks)} vectorised "
                  f"stack{'s' if len(result.stacks) != 1 else ''} "
                  f"({sum(len(s) for s in result.stacks)} jobs), {len(result.alone)} alone")

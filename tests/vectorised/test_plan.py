@@ -74,8 +74,8 @@ def test_what_cannot_stack_runs_alone_and_says_why(make_cfg, overrides, why):
 
 def test_dropout_stacks_on_the_cpu_only(make_cfg):
     jobs = [make_cfg(*BASE, "model.dropout=0.2", f"trainer.seed={s}") for s in (0, 1)]
-    assert plan(jobs, GENERATED, device_type="cpu").stacks == [[0, 1]]
-    assert plan(jobs, GENERATED, device_type="cuda").alone[0] == (
+    assert plan(jobs, GENERATED, ["cpu", "cpu"]).stacks == [[0, 1]]
+    assert plan(jobs, GENERATED, ["cuda", "cuda"]).alone[0] == (
         "model.dropout on cuda: dropout masks there come from a fused kernel whose random "
         "stream a member cannot reproduce (on cpu it can)")
 
