@@ -297,13 +297,15 @@ class _Stack:
         """A function that records where a member stands now (its state as it is when
         called); the stack's parameters and optimiser state are copied once for all."""
         (flat, buffers), optimizer = self.model.weights(), self.optimizer.snapshot()
+        # without dropout no member draws from its stream after building
+        drawn = bool(self.model.dropout) or not self.model.dropout_found
 
         def take(member: Member) -> None:
             scheduler = member.job.parts.scheduler
             member.snapshot = _Snapshot(
                 copy.copy(member.state), flat, buffers, optimizer,
                 copy.deepcopy(scheduler.state_dict()) if scheduler is not None else None,
-                member.generator.get_state())
+                member.generator.get_state() if drawn else member.rng["torch"])
         return take
 
     def write(self, i: int, member: Member) -> None:
