@@ -29,6 +29,7 @@ POOLINGS = ("max", "avg", "none")  # model=cnn: the pooling after each conv bloc
 READOUTS = ("mean", "cls")  # model=transformer: the tokens' mean or a class token
 NORMS = ("layer", "none")  # model=transformer
 TASKS = ("classification", "regression", "language_model", "reconstruction")
+PROBES = ("activations", "gradients", "landscape", "boundary", "fit", "samples")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _URL = re.compile(r"^(https?|file)://\S+$")
 
@@ -157,6 +158,22 @@ def flip(v: Any) -> str | None:
     return None if isinstance(v, bool) or v == "auto" else "must be auto, true or false"
 
 
+def odd(lo: int) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        if _is_int(v) and v >= lo and v % 2:
+            return None
+        return f"must be an odd whole number >= {lo} (so that the grid has a centre)"
+
+    return check
+
+
+def interval(v: Any) -> str | None:
+    if (isinstance(v, (list, tuple, ListConfig)) and len(v) == 2 and all(map(_is_number, v))
+            and v[0] < v[1]):
+        return None
+    return "must be a pair [low, high] of numbers with low < high"
+
+
 def augmentation(v: Any) -> str | None:
     if v is None or isinstance(v, dict):
         return None
@@ -241,6 +258,26 @@ RULES: tuple[Rule, ...] = (
     Rule("trainer.nan_policy", choice(("stop", "skip"))),
     Rule("trainer.resume", choice(("never", "auto"))),
     Rule("trainer.strategy", choice(("single", "ddp"))),
+    Rule("probe.every", integer(1)),
+    Rule("probe.batch", integer(1)),
+    *(Rule(f"probe.{name}.every", integer(1, optional=True))
+      for name in ("activations", "gradients", "boundary", "fit")),
+    Rule("probe.activations.histograms", boolean),
+    Rule("probe.activations.histogram_values", integer(1)),
+    Rule("probe.gradients.histograms", boolean),
+    Rule("probe.gradients.histogram_values", integer(1)),
+    Rule("probe.landscape.resolution", odd(3)),
+    Rule("probe.landscape.span", number(0, lo_open=True)),
+    Rule("probe.landscape.points", integer(2)),
+    Rule("probe.landscape.line", interval),
+    Rule("probe.landscape.seed", integer(0)),
+    Rule("probe.boundary.resolution", integer(2)),
+    Rule("probe.boundary.points", integer(1)),
+    Rule("probe.fit.points", integer(2)),
+    Rule("probe.samples.length", integer(1)),
+    Rule("probe.samples.prompt", integer(1)),
+    Rule("probe.samples.temperature", number(0, lo_open=True)),
+    Rule("probe.samples.seed", integer(0)),
 )
 
 
@@ -277,8 +314,20 @@ def _nesterov(cfg: DictConfig) -> str | None:
     return None
 
 
+def _probes(cfg: DictConfig) -> str | None:
+    """An unknown name under `probe` (added with +probe.NAME=...)."""
+    group = _get(cfg, "probe") or {}
+    for name in group:
+        if name not in ("every", "batch") and name not in PROBES:
+            near = suggest(str(name), PROBES)
+            hint = f"; did you mean {near}?" if near else f" (probes: {', '.join(PROBES)})"
+            return f"probe.{name} is not a probe{hint}"
+    return None
+
+
 # Checks that involve several keys: each returns what is wrong (a sentence) or None.
-COMBINATIONS: tuple[Callable[[DictConfig], str | None], ...] = (_lbfgs, _one_clip, _nesterov)
+COMBINATIONS: tuple[Callable[[DictConfig], str | None], ...] = (_lbfgs, _one_clip, _nesterov,
+                                                                 _probes)
 
 
 def _value(cfg: DictConfig, key: str) -> tuple[bool, Any]:
@@ -312,4 +361,4 @@ def validate(cfg: DictConfig, rules: Iterable[Rule] = RULES) -> None:
     for combination in COMBINATIONS:
         problem = combination(cfg)
         if problem:
-            raise ConfigError(problem + ".")
+            raise ConfigError(problem if problem.endswith("?") else problem + ".")

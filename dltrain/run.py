@@ -32,6 +32,7 @@ from dltrain.losses import METRICS, build_loss, loss_spec
 from dltrain.models import build_model
 from dltrain.models.summary import layer_table
 from dltrain.optim import build_optimizer, build_scheduler, penalties
+from dltrain.probes import build_probes
 from dltrain.runtime import deterministic, environment, resolve_device, seed_everything
 from dltrain.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from dltrain.train.distributed import (
@@ -304,9 +305,10 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool, stop: StopRequest, d: Dis
                              else f"run directory: {run_dir}")
                     logger = _loggers(cfg, run_dir, job.total_steps, state.step)
                 save = checkpoint_writer(job, cfg, run_dir) if d.is_main else _no_save
+                hooks = build_probes(cfg, job, logger or NullLogger(), run_dir, d.is_main)
                 status = "interrupted" if stop.requested else fit(
                     job.parts, job.batches, job.data.val, job.spec.task, job.settings, state,
-                    logger or NullLogger(), save, stop, device, d)
+                    logger or NullLogger(), save, stop, device, d, hooks)
                 summary.update(_progress(state, job.settings), status=status)
                 if job.spec.task == "language_model" and summary["samples_per_s"]:
                     # a sample is a window of block_size tokens: tokens/s is the usual measure
