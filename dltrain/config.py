@@ -271,6 +271,8 @@ RULES: tuple[Rule, ...] = (
     Rule("probe.landscape.points", integer(2)),
     Rule("probe.landscape.line", interval),
     Rule("probe.landscape.seed", integer(0)),
+    Rule("probe.boundary.images", boolean),
+    Rule("probe.fit.images", boolean),
     Rule("probe.boundary.resolution", integer(2)),
     Rule("probe.boundary.points", integer(1)),
     Rule("probe.fit.points", integer(2)),

@@ -2,8 +2,8 @@
 
 Drawn at step 0, every `every` steps and at the end, in the data's own coordinates (the inputs
 un-normalised): TensorBoard images `probe/boundary` (step through them with the slider to watch
-the boundary form), RUN_DIR/boundary.png and RUN_DIR/boundary.npz (the grid and the class the
-model gives every grid point) at the end.
+the boundary form; with `images=false` only the one at the end), RUN_DIR/boundary.png and
+RUN_DIR/boundary.npz (the grid and the class the model gives every grid point) at the end.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ def classify(model: torch.nn.Module, x: torch.Tensor, chunk: int = 8192) -> torc
 
 class Boundary(NoHooks):
     def __init__(self, ctx: ProbeContext, resolution: int = 100, points: int = 1000,
-                 every: int | None = None) -> None:
-        self.ctx, self.every = ctx, every
+                 every: int | None = None, images: bool = True) -> None:
+        self.ctx, self.every, self.images = ctx, every, images
         norm = ctx.data.norm
         self.mean = np.asarray(norm.get("mean", [0.0, 0.0]), dtype=np.float64)
         self.std = np.asarray(norm.get("std", [1.0, 1.0]), dtype=np.float64)
@@ -59,10 +59,11 @@ class Boundary(NoHooks):
         self.drawn: tuple[int, bytes] | None = None
 
     def start(self, state: TrainState) -> None:
-        self.draw(state)
+        if self.images:
+            self.draw(state)
 
     def step(self, state: TrainState) -> None:
-        if self.ctx.due(state.step, self.every):
+        if self.images and self.ctx.due(state.step, self.every):
             self.draw(state)
 
     def regions(self) -> np.ndarray:

@@ -1,11 +1,12 @@
 """A 1-D regression's fit: the true function, the noisy training points and the prediction.
 
-Drawn at step 0, every `every` steps and at the end: TensorBoard images `probe/fit`,
-RUN_DIR/fit.png, and RUN_DIR/fit.npz with the numbers of the final weights: the prediction on a
-fixed grid over the data's input range (the same grid in every run of the same data, so a sweep
-can average predictions over training sets: bias and variance), the true function there, the
-training points with their predictions, and the training and test mean squared errors. The last
-two are also logged as `probe/fit/train_mse` and `probe/fit/test_mse`.
+Drawn at step 0, every `every` steps and at the end: TensorBoard images `probe/fit` (with
+`images=false` only the one at the end), RUN_DIR/fit.png, and RUN_DIR/fit.npz with the numbers
+of the final weights: the prediction on a fixed grid over the data's input range (the same grid
+in every run of the same data, so a sweep can average predictions over training sets: bias and
+variance), the true function there, the training points with their predictions, and the
+training and test mean squared errors. The last two are also logged as `probe/fit/train_mse`
+and `probe/fit/test_mse`.
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ def mse(model: torch.nn.Module, split: Split) -> float:
 
 
 class Fit(NoHooks):
-    def __init__(self, ctx: ProbeContext, points: int = 200, every: int | None = None) -> None:
-        self.ctx, self.every = ctx, every
+    def __init__(self, ctx: ProbeContext, points: int = 200, every: int | None = None,
+                 images: bool = True) -> None:
+        self.ctx, self.every, self.images = ctx, every, images
         cfg, name = ctx.data_cfg, ctx.spec.name
         self.mean = float(ctx.data.norm.get("mean", [0.0])[0])
         self.std = float(ctx.data.norm.get("std", [1.0])[0])
@@ -73,10 +75,11 @@ class Fit(NoHooks):
         self.drawn: tuple[int, bytes] | None = None
 
     def start(self, state: TrainState) -> None:
-        self.draw(state)
+        if self.images:
+            self.draw(state)
 
     def step(self, state: TrainState) -> None:
-        if self.ctx.due(state.step, self.every):
+        if self.images and self.ctx.due(state.step, self.every):
             self.draw(state)
 
     def draw(self, state: TrainState) -> bytes:
