@@ -347,9 +347,9 @@ def overfitting(runs: Sequence[Run], keys: Sequence[str]) -> Section:
                 f"{last['params']}; test error lowest at {best['params']} parameters "
                 f"({fmt(best['test_mse'])})")
         if last is not best:
-            text += f", {fmt(last['test_mse'])} at the largest model"
-            if last["test_mse"] > best["test_mse"]:
-                text += f" (x{fmt(last['test_mse'] / best['test_mse'])}: overfitting)"
+            rise = last["test_mse"] / best["test_mse"]
+            text += (f", {fmt(last['test_mse'])} at the largest model: "
+                     + (f"x{fmt(rise)}, overfitting" if rise > 1.1 else "flat"))
         findings.append(text + ".")
     figure = _error_figure(rows, "training and test error against capacity")
     return Section("overfitting", OVERFITTING_POINT, findings, rows, {"u_curve": figure})
@@ -357,11 +357,12 @@ def overfitting(runs: Sequence[Run], keys: Sequence[str]) -> Section:
 
 DOUBLE_DESCENT_POINT = (
     "Past the classical U-curve: when the number of parameters approaches the number of "
-    "training points, the model can just interpolate them, noise included, and it has one way "
-    "left to do so: the test error peaks at this interpolation threshold. With many more "
-    "parameters there are many interpolating solutions, gradient descent finds a smooth one, "
-    "and the test error falls again (Belkin et al. 2019, Nakkiran et al. 2019). The dash-dot "
-    "line marks parameters = training points.")
+    "training points, the model can just interpolate them, noise included, and has hardly "
+    "any freedom left in how: the test error peaks around this interpolation threshold. With "
+    "many more parameters there are many fits of the training points as good as any other, "
+    "the optimiser ends in a smooth one, and the test error falls again (Belkin et al. 2019, "
+    "Nakkiran et al. 2019). The dash-dot line marks parameters = training points; for a "
+    "network the threshold is not sharp.")
 
 
 def double_descent(runs: Sequence[Run], keys: Sequence[str]) -> Section:
@@ -382,7 +383,9 @@ def double_descent(runs: Sequence[Run], keys: Sequence[str]) -> Section:
                 f"Below the peak the best test error is {fmt(low_before['test_mse'])} at "
                 f"{low_before['params']} parameters; above it, "
                 f"{fmt(low_after['test_mse'])} at {low_after['params']} parameters"
-                + (" — a second descent." if low_after["test_mse"] < peak["test_mse"]
+                + (" — a second descent, below the best of the smaller models."
+                   if low_after["test_mse"] < low_before["test_mse"]
+                   else " — a second descent." if low_after["test_mse"] < peak["test_mse"]
                    else "."))
         else:
             findings.append("The peak is at an end of the sweep: no double descent is "
@@ -429,29 +432,12 @@ def bias_variance(runs: Sequence[Run], keys: Sequence[str]) -> Section:
         gap = row["measured_test_mse"] / row["expected"] - 1 if row["expected"] else math.nan
         findings.append(
             f"{row['configuration']} ({row['params']} parameters, {row['training_sets']} "
-            f"training sets): bias² {fmt(row['bias2'])}, variance {fmt(row['variance'])}, "
-            f"noise {fmt(row['noise'])}; sum {fmt(row['expected'])} against a measured test "
-            f"error of {fmt(row['measured_test_mse'])} ({gap:+.0%}).")
+            f"training sets): bias² {_estimate(row['bias2'])}, variance "
+            f"{fmt(row['variance'])}, noise {fmt(row['noise'])}; sum {fmt(row['expected'])} "
+            f"against a measured test error of {fmt(row['measured_test_mse'])} ({gap:+.0%}).")
     figures = {}
     if rows:
-        fig, axes = _figure()
-        ax = axes[0][0]
-        params = [r["params"] for r in rows]
-        for key, style in (("bias2", "o-"), ("variance", "s-"), ("noise", ":"),
-                           ("expected", "k--"), ("measured_test_mse", "x")):
-            name = {"bias2": "bias²", "expected": "bias² + variance + noise",
-                    "measured_test_mse": "measured test error"}.get(key, key)
-            ax.plot(params, [r[key] for r in rows], style, label=name,
-                    markersize=9 if key == "measured_test_mse" else 5)
-        ax.set_xscale("log")
-        if _log_safe([r[k] for r in rows for k in ("bias2", "variance", "expected")]):
-            ax.set_yscale("log")
-        ax.set_xlabel("parameters")
-        ax.set_ylabel("squared error")
-        ax.set_title("bias² and variance against capacity")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
-        figures["decomposition"] = _png(fig)
+        figures["decomposition"] = _decomposition_figure(rows)
         fig, axes = _figure(1, len(panels), size=(4.2, 3.6))
         for ax, (label, x, truth, predictions) in zip(axes[0], panels, strict=True):
             for p in predictions:
@@ -463,6 +449,34 @@ def bias_variance(runs: Sequence[Run], keys: Sequence[str]) -> Section:
         axes[0][0].legend(fontsize="x-small")
         figures["fits"] = _png(fig)
     return Section("bias_variance", BIAS_VARIANCE_POINT, findings, rows, figures)
+
+
+def _estimate(value: float) -> str:
+    """A term estimated without bias can come out below zero when the true term is smaller
+    than its noise: say so rather than print a negative square."""
+    return fmt(value) if value >= 0 else f"≈ 0 (estimate {fmt(value)}, within its noise)"
+
+
+def _decomposition_figure(rows: Sequence[dict[str, Any]]) -> bytes:
+    """Stacked bars per capacity: bias², variance and noise, with the measured test error."""
+    fig, axes = _figure()
+    ax = axes[0][0]
+    positions = np.arange(len(rows))
+    bottom = np.zeros(len(rows))
+    for key, name, colour in (("bias2", "bias²", "C0"), ("variance", "variance", "C1"),
+                              ("noise", "noise", "0.7")):
+        heights = np.array([max(r[key], 0.0) for r in rows])
+        ax.bar(positions, heights, bottom=bottom, color=colour, label=name, width=0.6)
+        bottom += heights
+    ax.plot(positions, [r["measured_test_mse"] for r in rows], "kD", markersize=8,
+            label="measured test error")
+    ax.set_xticks(positions, [f"{r['configuration']}\n{r['params']} parameters" for r in rows],
+                  fontsize="small")
+    ax.set_ylabel("squared error")
+    ax.set_title("expected error = bias² + variance + noise")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize="small")
+    return _png(fig)
 
 
 OPTIMIZERS_POINT = (

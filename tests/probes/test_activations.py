@@ -78,3 +78,36 @@ def test_scalars_and_histograms_every_probe_step_and_dead_relus(make_cfg, tmp_pa
     histogram = acc.Histograms("probe/activations/hidden.0.act")[0].histogram_value
     assert histogram.num == 200 * 32  # moons' validation split: 200 points < probe.batch
     assert histogram.min >= 0.0  # after a ReLU
+
+
+@pytest.mark.parametrize(("model", "kind", "shape", "expected"), [
+    ("mlp", "vector", (2,), ["hidden.0.act", "hidden.1.act", "head"]),
+    ("cnn", "image", (1, 8, 8), ["features.0.act", "features.1.act", "head"]),
+    ("resnet", "vector", (2,), ["stem.act", "stages.0.0.branch.act1", "stages.0.0.act",
+                                "stages.0.1.act", "head"]),
+    ("transformer", "tokens", (6,), ["blocks.0.mlp.act", "blocks.1.mlp.act", "head"]),
+])
+def test_every_model_family_shows_its_activations_and_gradients(model, kind, shape, expected):
+    from hydra import compose, initialize_config_dir
+
+    from dltrain.cli import conf_dir
+    from dltrain.data.spec import DataSpec
+    from dltrain.models import build_model
+    from dltrain.probes.gradients import gradient_norms, parameter_layers
+
+    spec = (DataSpec("toy", "language_model", "tokens", shape, vocab_size=5,
+                     vocab=tuple("abcde")) if kind == "tokens"
+            else DataSpec("toy", "classification", kind, shape, num_classes=3))
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        cfg = compose("train", overrides=[f"model={model}"]
+                      + (["model.channels=[4,4]"] if model == "cnn" else ["model.depth=2"]))
+    net = build_model(cfg.model, cfg.init, spec)
+    x = (torch.randint(0, 5, (4, *shape)) if kind == "tokens" else torch.randn(4, *shape))
+    layers = watched_layers(net)
+    outputs = layer_outputs(net, x, layers)
+    assert [name for name in outputs if name in expected] == expected
+    assert all(torch.isfinite(out).all() for out in outputs.values())
+    net(x).float().sum().backward()
+    grads = {layer: [p.grad for p in ps] for layer, ps in parameter_layers(net).items()}
+    norms = gradient_norms(grads)
+    assert "head/norm" in norms and norms["total_norm"] > 0
