@@ -12,6 +12,7 @@ translation equivariance, beats an MLP here just as it does on MNIST.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -90,8 +91,11 @@ def _distance_field(polylines: list[list[tuple[float, float]]], size: int) -> to
     return (p - nearest).norm(dim=-1).min(dim=1).values.reshape(size, size)
 
 
+@functools.cache  # a pure function of constants: the pool and the test set share one render
 def _templates() -> tuple[torch.Tensor, torch.Tensor]:
-    """All skeleton variants as distance fields (V, 1, T, T) and their digit labels (V,)."""
+    """All skeleton variants as distance fields (V, 1, T, T) and their digit labels (V,).
+
+    Callers only read them (gathers copy), so the cached tensors are never changed."""
     fields, labels = [], []
     for digit, variants in _SKELETONS.items():
         for polylines in variants:
