@@ -238,6 +238,7 @@ RULES: tuple[Rule, ...] = (
     Rule("trainer.deterministic", boolean),
     Rule("trainer.log_every", integer(1)),
     Rule("trainer.val_every", integer(1)),
+    Rule("trainer.eval_batch_size", integer(1, optional=True)),
     Rule("trainer.threads", integer(1, optional=True)),
     Rule("trainer.accumulate", integer(1)),
     Rule("trainer.grad_clip.max_norm", number(0, lo_open=True, optional=True)),

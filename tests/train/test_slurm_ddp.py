@@ -1,28 +1,26 @@
 """Data-parallel jobs on SLURM: the launcher's config and the environment of one task."""
 
 import os
+from unittest import mock
 
 import pytest
 
 from dltrain.train.distributed import from_env
 
 
-def test_a_slurm_task_becomes_a_ddp_rank(monkeypatch):
+def test_a_slurm_task_becomes_a_ddp_rank():
     pytest.importorskip("submitit")
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.delenv(key, raising=False)
     env = {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "123", "SLURM_NTASKS": "8",
            "SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_JOB_NODELIST": "gpu[07-08]",
            "SLURM_JOB_NUM_NODES": "2", "SLURM_NODEID": "1"}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    d = from_env("ddp")
-    assert (d.rank, d.world, d.local_rank) == (5, 8, 1)
-    assert os.environ["MASTER_ADDR"] == "gpu07" and os.environ["MASTER_PORT"].isdigit()
-    # cleaned up by monkeypatch only for what it set: drop what the export added
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
-                "MASTER_PORT"):
-        monkeypatch.delenv(key, raising=False)
+    # patch.dict puts the whole environment back afterwards, the variables the export adds too
+    with mock.patch.dict(os.environ, env):
+        for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+            os.environ.pop(key, None)
+        d = from_env("ddp")
+        assert (d.rank, d.world, d.local_rank) == (5, 8, 1)
+        assert os.environ["MASTER_ADDR"] == "gpu07" and os.environ["MASTER_PORT"].isdigit()
+    assert "WORLD_SIZE" not in os.environ
 
 
 def test_the_ddp_launcher_config_requests_one_task_per_gpu():
