@@ -133,6 +133,10 @@ def device(v: Any) -> str | None:
     return None if _DEVICE.match(str(v)) else "must be auto, cpu, cuda, cuda:N or mps"
 
 
+def auto_or_boolean(v: Any) -> str | None:
+    return None if isinstance(v, bool) or v == "auto" else "must be auto, true or false"
+
+
 def boolean(v: Any) -> str | None:
     return None if isinstance(v, bool) else "must be true or false"
 
@@ -245,10 +249,13 @@ RULES: tuple[Rule, ...] = (
     Rule("trainer.device", device),
     Rule("trainer.precision", choice(PRECISIONS)),
     Rule("trainer.compile", boolean),
+    Rule("trainer.compile_min_steps", integer(0)),
+    Rule("trainer.channels_last", auto_or_boolean),
     Rule("trainer.seed", integer(0)),
     Rule("trainer.deterministic", boolean),
     Rule("trainer.log_every", integer(1)),
     Rule("trainer.val_every", integer(1)),
+    Rule("trainer.eval_batch_size", integer(1, optional=True)),
     Rule("trainer.threads", integer(1, optional=True)),
     Rule("trainer.accumulate", integer(1)),
     Rule("trainer.grad_clip.max_norm", number(0, lo_open=True, optional=True)),

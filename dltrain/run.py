@@ -22,7 +22,7 @@ from rich import get_console
 from dltrain.config import validate
 from dltrain.data import Data, build_data
 from dltrain.data.batches import train_batches
-from dltrain.data.spec import DataSpec
+from dltrain.data.spec import DataSpec, Split
 from dltrain.errors import ConfigError, DivergedError
 from dltrain.io import write_json
 from dltrain.log import Logger, Loggers, NullLogger
@@ -125,7 +125,13 @@ def build_job(cfg: DictConfig, device: torch.device, with_optimizer: bool = True
     _check_monitor(settings, spec.task)
     batches = train_batches(data, batch_size, int(cfg.trainer.seed))
     total_steps = settings.total_steps(len(batches))
-    optimizer = build_optimizer(cfg.optim, model) if with_optimizer else None
+    channels_last = _channels_last(cfg, device, model)
+    if channels_last:  # conv kernels on GPUs run fastest on NHWC; the data is laid out once
+        model = model.to(memory_format=torch.channels_last)
+        for split in (data.train, data.val, data.test):
+            if isinstance(split, Split) and split.x.ndim == 4:
+                split.x = split.x.contiguous(memory_format=torch.channels_last)
+    optimizer = build_optimizer(cfg.optim, model, device) if with_optimizer else None
     forward: Any = model
     if d.active:
         from torch.nn.parallel import DistributedDataParallel
@@ -135,7 +141,7 @@ def build_job(cfg: DictConfig, device: torch.device, with_optimizer: bool = True
             model, device_ids=[device.index] if device.type == "cuda" else None)
     parts = Parts(
         model=model,
-        forward=torch.compile(forward) if cfg.trainer.compile else forward,
+        forward=torch.compile(forward) if _compile(cfg, total_steps) else forward,
         eval_forward=model if d.active else None,
         loss=build_loss(cfg.loss, spec).to(device),
         optimizer=optimizer,
@@ -144,6 +150,27 @@ def build_job(cfg: DictConfig, device: torch.device, with_optimizer: bool = True
         penalties=penalties(cfg.penalty),
     )
     return Job(data, spec, parts, settings, batches, total_steps, device)
+
+
+def _channels_last(cfg: DictConfig, device: torch.device, model: torch.nn.Module) -> bool:
+    """trainer.channels_last: auto means on CUDA for a model with 2-D convolutions."""
+    choice = cfg.trainer.get("channels_last", "auto")
+    if choice != "auto":
+        return bool(choice)
+    return device.type == "cuda" and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+
+
+def _compile(cfg: DictConfig, total_steps: int) -> bool:
+    """torch.compile when asked for, unless the run is too short to repay the compile time
+    (tens of seconds): trainer.compile_min_steps is that budget, in optimiser steps."""
+    if not cfg.trainer.compile:
+        return False
+    minimum = int(cfg.trainer.get("compile_min_steps", 0))
+    if total_steps < minimum:
+        log.info(f"not compiling: {total_steps} steps are too few to repay torch.compile's "
+                 f"start-up (trainer.compile_min_steps={minimum})")
+        return False
+    return True
 
 
 def checkpoint_writer(job: Job, cfg: DictConfig, run_dir: Path

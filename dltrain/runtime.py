@@ -50,14 +50,18 @@ def seed_everything(seed: int) -> None:
 def deterministic(enabled: bool) -> Iterator[None]:
     """torch.use_deterministic_algorithms for the block, restored afterwards."""
     before = torch.are_deterministic_algorithms_enabled()
-    if enabled:
-        # cuBLAS needs a fixed workspace to be deterministic; harmless elsewhere.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(enabled or before)
+    if not enabled or before:
+        # Nothing to switch. (Calling use_deterministic_algorithms at all loads ~70 MB of
+        # torch's machinery: a run that does not ask for it should not pay for it.)
+        yield
+        return
+    # cuBLAS needs a fixed workspace to be deterministic; harmless elsewhere.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(before)
+        torch.use_deterministic_algorithms(False)
 
 
 def git_commit(cwd: str | None = None) -> str | None:

@@ -12,6 +12,7 @@ translation equivariance, beats an MLP here just as it does on MNIST.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -90,8 +91,11 @@ def _distance_field(polylines: list[list[tuple[float, float]]], size: int) -> to
     return (p - nearest).norm(dim=-1).min(dim=1).values.reshape(size, size)
 
 
+@functools.cache  # a pure function of constants: the pool and the test set share one render
 def _templates() -> tuple[torch.Tensor, torch.Tensor]:
-    """All skeleton variants as distance fields (V, 1, T, T) and their digit labels (V,)."""
+    """All skeleton variants as distance fields (V, 1, T, T) and their digit labels (V,).
+
+    Callers only read them (gathers copy), so the cached tensors are never changed."""
     fields, labels = [], []
     for digit, variants in _SKELETONS.items():
         for polylines in variants:
@@ -142,14 +146,17 @@ def glyphs(n: int, noise: float, gen: torch.Generator) -> tuple[torch.Tensor, to
     half_width = 0.03 + 0.045 * torch.rand(n, generator=gen)  # stroke half-width, canvas units
     softness = 0.012
     images = torch.empty(n, 1, IMAGE_SIZE, IMAGE_SIZE)
-    chunk = 4096  # bounds the (chunk, 1, T, T) gather of template fields
+    # Chunks bound the working memory (the gathered template fields, the grids, the noise) to
+    # a few tens of MB whatever n is: the images themselves are the only full-size tensor.
+    chunk = 2048
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         grid = _warp_grids(stop - start, gen)
         dist = F.grid_sample(fields[variant[start:stop]], grid, mode="bilinear",
                              padding_mode="border", align_corners=False)
         w = half_width[start:stop].view(-1, 1, 1, 1)
-        images[start:stop] = torch.sigmoid((w - dist) / softness)
-    if noise > 0:
-        images += noise * torch.randn(images.shape, generator=gen)
-    return images.clamp_(0.0, 1.0), labels
+        ink = dist.neg_().add_(w).div_(softness).sigmoid_()  # sigmoid((w - dist) / softness)
+        if noise > 0:
+            ink.add_(torch.randn(ink.shape, generator=gen).mul_(noise))
+        images[start:stop] = ink.clamp_(0.0, 1.0)
+    return images, labels
