@@ -30,6 +30,7 @@ READOUTS = ("mean", "cls")  # model=transformer: the tokens' mean or a class tok
 NORMS = ("layer", "none")  # model=transformer
 TASKS = ("classification", "regression", "language_model", "reconstruction")
 PROBES = ("activations", "gradients", "landscape", "boundary", "fit", "samples")
+PROBE_COMMON = ("every", "batch")  # keys of `probe` that all probes share
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _URL = re.compile(r"^(https?|file)://\S+$")
 
@@ -327,7 +328,7 @@ def _probes(cfg: DictConfig) -> str | None:
     """An unknown name under `probe` (added with +probe.NAME=...)."""
     group = _get(cfg, "probe") or {}
     for name in group:
-        if name not in ("every", "batch") and name not in PROBES:
+        if name not in PROBE_COMMON and name not in PROBES:
             near = suggest(str(name), PROBES)
             hint = f"; did you mean {near}?" if near else f" (probes: {', '.join(PROBES)})"
             return f"probe.{name} is not a probe{hint}"

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from dltrain.io import atomic_write
 from dltrain.log.console import fmt
 from dltrain.report import SEED_KEYS, Job, Report
 
@@ -651,8 +652,6 @@ def write_section(report: Report, images: dict[str, bytes]) -> str:
     section = experiment_section(report)
     if section is None:
         return ""
-    from dltrain.report import _write
-
     plots = report.sweep_dir / "plots"
     plots.mkdir(exist_ok=True)
     lines = ["", f"## Experiment: {section.name}", "", section.point, ""]
@@ -663,7 +662,8 @@ def write_section(report: Report, images: dict[str, bytes]) -> str:
         images[f"report/{section.name}/{figure}"] = png
         lines += ["", f"![{section.name}: {figure}](plots/{path.name})"]
     if section.rows:
-        _write(report.sweep_dir / "experiment.csv", _csv(section.rows))
+        text = _csv(section.rows).encode("utf-8")
+        atomic_write(report.sweep_dir / "experiment.csv", lambda f: f.write(text))
         lines += ["", "The numbers behind the figures: experiment.csv."]
     return "\n".join(lines) + "\n"
 

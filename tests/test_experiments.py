@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import numpy as np
@@ -100,3 +102,62 @@ def test_a_sweep_is_an_experiment_when_every_job_ran_the_same_one():
     assert experiment_of([job(experiment="overfitting", x=1),
                           job(experiment="overfitting", x=2)]) == "overfitting"
     assert experiment_of([job(x=1), job(x=2)]) is None
+
+
+def fake_sweep(root, experiment: str, widths, seeds, fit) -> None:
+    """A sweep directory as Hydra and the fit probe leave it: overrides, config, summary and
+    fit.npz of every job (fit(width, seed) -> the arrays of fit.npz)."""
+    import yaml
+
+    num = 0
+    for width in widths:
+        for seed in seeds:
+            job = root / f"{num}_w{width}_s{seed}"
+            (job / ".hydra").mkdir(parents=True)
+            overrides = [f"experiment={experiment}", f"model.width={width}",
+                         f"trainer.seed={seed}"]
+            (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+            (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(
+                {"model": {"name": "mlp", "width": width}, "trainer": {"seed": seed}}))
+            (job / "summary.json").write_text(json.dumps({
+                "status": "completed", "params": 3 * width + 1, "objective": 1.0,
+                "best": {"metric": "val/loss", "mode": "min"}, "test": {"loss": 1.0}}))
+            np.savez(job / "fit.npz", **fit(width, seed))
+            num += 1
+
+
+def test_the_bias_variance_section_from_the_runs_fit_files(tmp_path):
+    from rich.console import Console
+
+    from dltrain.report import write_report
+
+    x = np.linspace(-1, 1, 11)
+    truth = x**2
+    offsets = {0: -0.1, 1: 0.0, 2: 0.1}  # three training sets, fits scattered around the truth
+
+    def fit(width, seed):
+        shift = 0.5 if width == 1 else 0.0  # the narrow model misses by 0.5 everywhere
+        spread = 1.0 if width == 1 else 3.0
+        pred = truth + shift + spread * offsets[seed]
+        return {"x": x, "truth": truth, "pred": pred, "train_x": x[:5], "train_y": truth[:5],
+                "train_pred": pred[:5], "train_mse": 0.0, "test_mse": 0.5 + width / 100,
+                "noise": 0.2}
+
+    fake_sweep(tmp_path, "bias_variance", [1, 8], [0, 1, 2], fit)
+    write_report(tmp_path, Console(file=io.StringIO()))
+    table = {int(r["capacity"]): r for r in csv.DictReader((tmp_path / "experiment.csv").open())}
+    # variance: (0.1² + 0 + 0.1²) spread² / (3 - 1); bias²: the mean fit's miss², less the
+    # variance / 3 that a mean of three fits still scatters by
+    assert float(table[1]["variance"]) == pytest.approx(0.01)
+    assert float(table[8]["variance"]) == pytest.approx(0.09)
+    assert float(table[1]["bias2"]) == pytest.approx(0.25 - 0.01 / 3)
+    assert float(table[8]["bias2"]) == pytest.approx(0.0 - 0.09 / 3)
+    assert float(table[1]["noise"]) == pytest.approx(0.04)
+    # the sum is the mean squared distance of the fits to the truth, plus the noise
+    assert float(table[8]["expected"]) == pytest.approx((2 * 0.3**2) / 3 + 0.04)
+    assert float(table[8]["measured_test_mse"]) == pytest.approx(0.58)
+    report = (tmp_path / "report.md").read_text()
+    assert "## Experiment: bias_variance" in report
+    assert "model.width=1 (4 parameters, 3 training sets): bias² 0.2467, variance 0.01" in report
+    assert "bias² ≈ 0 (estimate -0.03, within its noise)" in report
+    assert (tmp_path / "plots" / "bias_variance_decomposition.png").is_file()

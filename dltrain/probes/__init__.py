@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from dltrain.config import suggest
+from dltrain.config import PROBE_COMMON, suggest
 from dltrain.data.spec import DataSpec
 from dltrain.errors import ConfigError
 from dltrain.log import Logger
@@ -32,8 +32,6 @@ from dltrain.train.hooks import NO_HOOKS, HookList, Hooks
 
 if TYPE_CHECKING:
     from dltrain.run import Job
-
-COMMON = ("every", "batch")  # keys of `probe` that all probes share
 
 # name -> (the probe's class, why it cannot look at some data: None if it can look at any)
 TABLE: dict[str, tuple[Callable[..., Hooks], Callable[[DataSpec], str | None] | None]] = {
@@ -49,7 +47,7 @@ TABLE: dict[str, tuple[Callable[..., Hooks], Callable[[DataSpec], str | None] | 
 def chosen(cfg: DictConfig) -> list[str]:
     """The probes a config turns on: the options that put their keys under `probe`."""
     group = cfg.get("probe")
-    return [] if group is None else [str(k) for k in group if k not in COMMON]
+    return [] if group is None else [str(k) for k in group if k not in PROBE_COMMON]
 
 
 def _options(node: Any) -> dict[str, Any]:
