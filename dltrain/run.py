@@ -23,6 +23,7 @@ from dltrain.config import validate
 from dltrain.data import Data, build_data
 from dltrain.data.batches import train_batches
 from dltrain.data.spec import DataSpec
+from dltrain.data.tasks import with_task
 from dltrain.errors import ConfigError, DivergedError
 from dltrain.io import write_json
 from dltrain.log import Logger, Loggers, NullLogger
@@ -42,6 +43,7 @@ from dltrain.train.distributed import (
     from_env,
     process_group,
 )
+from dltrain.train.hooks import NO_HOOKS, Hooks
 from dltrain.train.loop import autocast, evaluate, fit
 from dltrain.train.signals import StopRequest
 from dltrain.train.state import Parts, Settings, TrainState
@@ -116,7 +118,7 @@ def build_job(cfg: DictConfig, device: torch.device, with_optimizer: bool = True
     data-parallel job the model trains inside DistributedDataParallel and each rank takes its
     shard of every batch.
     """
-    data = build_data(cfg.data, device)
+    data = with_task(build_data(cfg.data, device), cfg.get("task"))
     spec = loss_spec(cfg.loss, data.spec)
     model = build_model(cfg.model, cfg.init, spec).to(device)
     batch_size = _batch_size(cfg, data)
@@ -203,6 +205,16 @@ def _loggers(cfg: DictConfig, run_dir: Path, total_steps: int, start_step: int) 
 
         sinks.append(TensorBoardLogger(run_dir / "tb", purge_step=start_step or None))
     return Loggers(sinks)
+
+
+def _hooks(cfg: DictConfig, job: Job, logger: Logger | None) -> Hooks:
+    """What looks in on the training: a reconstruction's pictures, where a logger shows them
+    (rank 0 alone has a logger)."""
+    if logger is None or job.spec.task != "reconstruction" or cfg.logger.name == "none":
+        return NO_HOOKS
+    from dltrain.probes.reconstruction import ReconstructionPictures  # lazy: matplotlib
+
+    return ReconstructionPictures(job.parts.model, job.data, logger)
 
 
 def _describe(job: Job, params: int, cfg: DictConfig) -> str:
@@ -306,7 +318,7 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool, stop: StopRequest, d: Dis
                 save = checkpoint_writer(job, cfg, run_dir) if d.is_main else _no_save
                 status = "interrupted" if stop.requested else fit(
                     job.parts, job.batches, job.data.val, job.spec.task, job.settings, state,
-                    logger or NullLogger(), save, stop, device, d)
+                    logger or NullLogger(), save, stop, device, d, _hooks(cfg, job, logger))
                 summary.update(_progress(state, job.settings), status=status)
                 if job.spec.task == "language_model" and summary["samples_per_s"]:
                     # a sample is a window of block_size tokens: tokens/s is the usual measure
