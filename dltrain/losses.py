@@ -35,7 +35,7 @@ METRICS: dict[str, tuple[str, ...]] = {
     "language_model": ("perplexity",),
     "reconstruction": ("mse", "mae"),
 }
-MAXIMISED = frozenset({"accuracy", "elbo"})  # every other metric, and every loss, is minimised
+MAXIMISED = frozenset({"accuracy"})  # every other metric, and every loss, is minimised
 
 
 class TokenLoss(nn.Module):

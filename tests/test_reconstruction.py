@@ -41,8 +41,8 @@ def test_vae_logs_both_terms_draws_its_pictures_and_evaluates_alike(make_cfg, tm
     assert test["mse"] == pytest.approx(test["recon"] / 784, rel=1e-4)
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").open()]
     validations = [r for r in records if "val/kl" in r]  # 540 samples: 4 batches an epoch
-    assert [r["step"] for r in validations] == [4, 8, 12] and all(r["val/kl"] > 0 and "val/recon" in r
-                                         for r in validations)
+    assert [r["step"] for r in validations] == [4, 8, 12]
+    assert all(r["val/kl"] > 0 and "val/recon" in r for r in validations)
     events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0})
     events.Reload()
     images = {tag: [e.step for e in events.Images(tag)] for tag in events.Tags()["images"]}

@@ -54,6 +54,6 @@ def test_streamed_reconstruction_batches_equal_the_in_memory_ones(make_cfg, tmp_
 def test_augmentation_changes_the_inputs_only_a_denoising_autoencoder(make_cfg):
     cfg = make_cfg("data.n_train=100", "reg=[augment]", "data.augment.noise=0.5")
     data = with_task(build_data(cfg.data), "reconstruction")
-    (x, y), = [next(iter(train_batches(data, 32, seed=0).epoch(0)))]
-    (clean, _), = [next(iter(ShuffledBatches(data.train, 32, seed=0).epoch(0)))]
+    x, y = next(iter(train_batches(data, 32, seed=0).epoch(0)))
+    clean, _ = next(iter(ShuffledBatches(data.train, 32, seed=0).epoch(0)))
     assert torch.equal(y, clean) and not torch.allclose(x, clean, atol=0.1)
