@@ -97,15 +97,15 @@ def number(lo: float, hi: float = math.inf, lo_open: bool = False, hi_open: bool
     return check
 
 
-def choice(options: Iterable[str]) -> Callable[[Any], str | None]:
+def choice(options: Iterable[str], optional: bool = False) -> Callable[[Any], str | None]:
     options = tuple(options)
 
     def check(v: Any) -> str | None:
-        if str(v) in options:
+        if (v is None and optional) or (v is not None and str(v) in options):
             return None
         near = suggest(str(v), options)
         hint = f"; did you mean {near}?" if near else ""
-        return f"must be one of: {', '.join(options)}{hint}"
+        return f"must be {'null or ' if optional else ''}one of: {', '.join(options)}{hint}"
 
     return check
 
@@ -186,6 +186,7 @@ def augmentation(v: Any) -> str | None:
 
 
 RULES: tuple[Rule, ...] = (
+    Rule("task", choice(TASKS, optional=True)),
     Rule("data.batch_size", batch_size),
     Rule("data.n_train", integer(1, optional=True)),
     Rule("data.n_test", integer(1)),
@@ -225,6 +226,8 @@ RULES: tuple[Rule, ...] = (
     Rule("model.patch_size", integer(1, optional=True)),
     Rule("model.readout", choice(READOUTS)),
     Rule("model.norm", choice(NORMS)),
+    Rule("model.latent", integer(1, optional=True)),
+    Rule("model.variational", boolean),
     Rule("optim.lr", number(0, lo_open=True)),
     Rule("optim.weight_decay", number(0)),
     Rule("optim.momentum", number(0, 1)),
@@ -234,6 +237,7 @@ RULES: tuple[Rule, ...] = (
     Rule("optim.history_size", integer(1)),
     Rule("loss.label_smoothing", number(0, 1)),
     Rule("loss.delta", number(0, lo_open=True)),
+    Rule("loss.beta", number(0)),
     Rule("sched.step_size", integer(1, optional=True)),
     Rule("sched.gamma", number(0, 1, lo_open=True, hi_open=False, optional=True)),
     Rule("sched.warmup_steps", integer(0, optional=True)),

@@ -23,6 +23,7 @@ from dltrain.config import validate
 from dltrain.data import Data, build_data
 from dltrain.data.batches import train_batches
 from dltrain.data.spec import DataSpec, Split
+from dltrain.data.tasks import with_task
 from dltrain.errors import ConfigError, DivergedError
 from dltrain.io import write_json
 from dltrain.log import Logger, Loggers, NullLogger
@@ -117,7 +118,7 @@ def build_job(cfg: DictConfig, device: torch.device, with_optimizer: bool = True
     data-parallel job the model trains inside DistributedDataParallel and each rank takes its
     shard of every batch.
     """
-    data = build_data(cfg.data, device)
+    data = with_task(build_data(cfg.data, device), cfg.get("task"))
     spec = loss_spec(cfg.loss, data.spec)
     model = build_model(cfg.model, cfg.init, spec).to(device)
     batch_size = _batch_size(cfg, data)

@@ -72,15 +72,25 @@ def check_probes(cfg: DictConfig, spec: DataSpec) -> list[str]:
 
 def build_probes(cfg: DictConfig, job: Job, logger: Logger, run_dir: Path,
                  main: bool = True) -> Hooks:
-    """The hooks of the probes `cfg` turns on, for `fit(..., hooks=...)`.
+    """The hooks of the probes `cfg` turns on, for `fit(..., hooks=...)`, and the pictures a
+    reconstruction task draws.
 
     Every rank checks the choice (a refusal ends all ranks alike, before training); only the
     main rank (`main`) gets probes.
     """
     names = check_probes(cfg, job.spec)
-    if not names or not main:
+    if not main:
         return NO_HOOKS
-    ctx = ProbeContext(model=job.parts.model, loss=job.parts.loss, data=job.data, spec=job.spec,
-                       data_cfg=cfg.data, logger=logger, run_dir=Path(run_dir),
-                       every=int(cfg.probe.every), batch=int(cfg.probe.batch))
-    return HookList([TABLE[name][0](ctx, **_options(cfg.probe[name])) for name in names])
+    hooks: list[Hooks] = []
+    if job.spec.task == "reconstruction" and cfg.logger.name != "none":
+        # An autoencoder's pictures (reconstructions, its latent space) come with the task.
+        from dltrain.probes.reconstruction import ReconstructionPictures  # lazy: matplotlib
+
+        hooks.append(ReconstructionPictures(job.parts.model, job.data, logger))
+    if names:
+        ctx = ProbeContext(model=job.parts.model, loss=job.parts.loss, data=job.data,
+                           spec=job.spec, data_cfg=cfg.data, logger=logger,
+                           run_dir=Path(run_dir), every=int(cfg.probe.every),
+                           batch=int(cfg.probe.batch))
+        hooks += [TABLE[name][0](ctx, **_options(cfg.probe[name])) for name in names]
+    return HookList(hooks) if hooks else NO_HOOKS
