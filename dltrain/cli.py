@@ -462,4 +462,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise
         print(f"dltrain: {err}", file=sys.stderr)
         code = EXIT_BAD_INPUT
+    except BrokenPipeError:  # `dltrain list | head`: the reader left, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
     sys.exit(code)

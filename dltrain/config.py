@@ -29,6 +29,8 @@ POOLINGS = ("max", "avg", "none")  # model=cnn: the pooling after each conv bloc
 READOUTS = ("mean", "cls")  # model=transformer: the tokens' mean or a class token
 NORMS = ("layer", "none")  # model=transformer
 TASKS = ("classification", "regression", "language_model", "reconstruction")
+PROBES = ("activations", "gradients", "landscape", "boundary", "fit", "samples")
+PROBE_COMMON = ("every", "batch")  # keys of `probe` that all probes share
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _URL = re.compile(r"^(https?|file)://\S+$")
 
@@ -95,15 +97,15 @@ def number(lo: float, hi: float = math.inf, lo_open: bool = False, hi_open: bool
     return check
 
 
-def choice(options: Iterable[str]) -> Callable[[Any], str | None]:
+def choice(options: Iterable[str], optional: bool = False) -> Callable[[Any], str | None]:
     options = tuple(options)
 
     def check(v: Any) -> str | None:
-        if str(v) in options:
+        if (v is None and optional) or (v is not None and str(v) in options):
             return None
         near = suggest(str(v), options)
         hint = f"; did you mean {near}?" if near else ""
-        return f"must be one of: {', '.join(options)}{hint}"
+        return f"must be {'null or ' if optional else ''}one of: {', '.join(options)}{hint}"
 
     return check
 
@@ -132,6 +134,10 @@ def device(v: Any) -> str | None:
     return None if _DEVICE.match(str(v)) else "must be auto, cpu, cuda, cuda:N or mps"
 
 
+def auto_or_boolean(v: Any) -> str | None:
+    return None if isinstance(v, bool) or v == "auto" else "must be auto, true or false"
+
+
 def boolean(v: Any) -> str | None:
     return None if isinstance(v, bool) else "must be true or false"
 
@@ -157,6 +163,22 @@ def flip(v: Any) -> str | None:
     return None if isinstance(v, bool) or v == "auto" else "must be auto, true or false"
 
 
+def odd(lo: int) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        if _is_int(v) and v >= lo and v % 2:
+            return None
+        return f"must be an odd whole number >= {lo} (so that the grid has a centre)"
+
+    return check
+
+
+def interval(v: Any) -> str | None:
+    if (isinstance(v, (list, tuple, ListConfig)) and len(v) == 2 and all(map(_is_number, v))
+            and v[0] < v[1]):
+        return None
+    return "must be a pair [low, high] of numbers with low < high"
+
+
 def augmentation(v: Any) -> str | None:
     if v is None or isinstance(v, dict):
         return None
@@ -164,6 +186,7 @@ def augmentation(v: Any) -> str | None:
 
 
 RULES: tuple[Rule, ...] = (
+    Rule("task", choice(TASKS, optional=True)),
     Rule("data.batch_size", batch_size),
     Rule("data.n_train", integer(1, optional=True)),
     Rule("data.n_test", integer(1)),
@@ -203,6 +226,8 @@ RULES: tuple[Rule, ...] = (
     Rule("model.patch_size", integer(1, optional=True)),
     Rule("model.readout", choice(READOUTS)),
     Rule("model.norm", choice(NORMS)),
+    Rule("model.latent", integer(1, optional=True)),
+    Rule("model.variational", boolean),
     Rule("optim.lr", number(0, lo_open=True)),
     Rule("optim.weight_decay", number(0)),
     Rule("optim.momentum", number(0, 1)),
@@ -212,6 +237,7 @@ RULES: tuple[Rule, ...] = (
     Rule("optim.history_size", integer(1)),
     Rule("loss.label_smoothing", number(0, 1)),
     Rule("loss.delta", number(0, lo_open=True)),
+    Rule("loss.beta", number(0)),
     Rule("sched.step_size", integer(1, optional=True)),
     Rule("sched.gamma", number(0, 1, lo_open=True, hi_open=False, optional=True)),
     Rule("sched.warmup_steps", integer(0, optional=True)),
@@ -228,10 +254,13 @@ RULES: tuple[Rule, ...] = (
     Rule("trainer.device", device),
     Rule("trainer.precision", choice(PRECISIONS)),
     Rule("trainer.compile", boolean),
+    Rule("trainer.compile_min_steps", integer(0)),
+    Rule("trainer.channels_last", auto_or_boolean),
     Rule("trainer.seed", integer(0)),
     Rule("trainer.deterministic", boolean),
     Rule("trainer.log_every", integer(1)),
     Rule("trainer.val_every", integer(1)),
+    Rule("trainer.eval_batch_size", integer(1, optional=True)),
     Rule("trainer.threads", integer(1, optional=True)),
     Rule("trainer.accumulate", integer(1)),
     Rule("trainer.grad_clip.max_norm", number(0, lo_open=True, optional=True)),
@@ -241,6 +270,28 @@ RULES: tuple[Rule, ...] = (
     Rule("trainer.nan_policy", choice(("stop", "skip"))),
     Rule("trainer.resume", choice(("never", "auto"))),
     Rule("trainer.strategy", choice(("single", "ddp"))),
+    Rule("probe.every", integer(1)),
+    Rule("probe.batch", integer(1)),
+    *(Rule(f"probe.{name}.every", integer(1, optional=True))
+      for name in ("activations", "gradients", "boundary", "fit")),
+    Rule("probe.activations.histograms", boolean),
+    Rule("probe.activations.histogram_values", integer(1)),
+    Rule("probe.gradients.histograms", boolean),
+    Rule("probe.gradients.histogram_values", integer(1)),
+    Rule("probe.landscape.resolution", odd(3)),
+    Rule("probe.landscape.span", number(0, lo_open=True)),
+    Rule("probe.landscape.points", integer(2)),
+    Rule("probe.landscape.line", interval),
+    Rule("probe.landscape.seed", integer(0)),
+    Rule("probe.boundary.images", boolean),
+    Rule("probe.fit.images", boolean),
+    Rule("probe.boundary.resolution", integer(2)),
+    Rule("probe.boundary.points", integer(1)),
+    Rule("probe.fit.points", integer(2)),
+    Rule("probe.samples.length", integer(1)),
+    Rule("probe.samples.prompt", integer(1)),
+    Rule("probe.samples.temperature", number(0, lo_open=True)),
+    Rule("probe.samples.seed", integer(0)),
 )
 
 
@@ -277,8 +328,20 @@ def _nesterov(cfg: DictConfig) -> str | None:
     return None
 
 
+def _probes(cfg: DictConfig) -> str | None:
+    """An unknown name under `probe` (added with +probe.NAME=...)."""
+    group = _get(cfg, "probe") or {}
+    for name in group:
+        if name not in PROBE_COMMON and name not in PROBES:
+            near = suggest(str(name), PROBES)
+            hint = f"; did you mean {near}?" if near else f" (probes: {', '.join(PROBES)})"
+            return f"probe.{name} is not a probe{hint}"
+    return None
+
+
 # Checks that involve several keys: each returns what is wrong (a sentence) or None.
-COMBINATIONS: tuple[Callable[[DictConfig], str | None], ...] = (_lbfgs, _one_clip, _nesterov)
+COMBINATIONS: tuple[Callable[[DictConfig], str | None], ...] = (_lbfgs, _one_clip, _nesterov,
+                                                                 _probes)
 
 
 def _value(cfg: DictConfig, key: str) -> tuple[bool, Any]:
@@ -312,4 +375,4 @@ def validate(cfg: DictConfig, rules: Iterable[Rule] = RULES) -> None:
     for combination in COMBINATIONS:
         problem = combination(cfg)
         if problem:
-            raise ConfigError(problem + ".")
+            raise ConfigError(problem if problem.endswith("?") else problem + ".")

@@ -4,8 +4,13 @@
 task: cross-entropy for classification (the negative log-likelihood of a categorical model),
 MSE for regression (of a Gaussian one), token cross-entropy for language models.
 
-Metrics follow the task too — accuracy; mse and mae; perplexity — and are accumulated as sums
-on the device by `MetricTotals`, so evaluating a split costs one host sync, not one per batch.
+`task=reconstruction` compares a model's output with its input: MSE for an autoencoder; for a
+variational one (whose output is a `Variational` pair) the negative ELBO, with weight
+`loss.beta` on its KL term.
+
+Metrics follow the task too — accuracy; mse and mae; perplexity; mse and mae, and for a VAE
+recon, kl and elbo — and are accumulated as sums on the device by `MetricTotals`, so
+evaluating a split costs one host sync, not one per batch.
 """
 
 from __future__ import annotations
@@ -20,13 +25,15 @@ from torch import nn
 
 from dltrain.data.spec import DataSpec
 from dltrain.errors import ConfigError
+from dltrain.models.autoencoder import Variational
 from dltrain.targets import call_target
 
+# The metrics every model of a task has (a VAE adds recon, kl and elbo to reconstruction's).
 METRICS: dict[str, tuple[str, ...]] = {
     "classification": ("accuracy",),
     "regression": ("mse", "mae"),
     "language_model": ("perplexity",),
-    "reconstruction": ("mse",),
+    "reconstruction": ("mse", "mae"),
 }
 MAXIMISED = frozenset({"accuracy"})  # every other metric, and every loss, is minimised
 
@@ -51,6 +58,27 @@ class BinaryLoss(nn.Module):
 
     def forward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.inner(out.squeeze(-1), y.to(out.dtype))
+
+
+class ReconstructionLoss(nn.Module):
+    """A reconstruction's criterion: `inner(x̂, x)` for an autoencoder.
+
+    For a VAE, the negative ELBO with weight `beta` on the KL term, per sample: the inner loss
+    summed over a sample's values (for MSE, the squared error ‖x̂ − x‖², which is −log p(x|z)
+    of a Gaussian decoder of variance ½ up to a constant) plus beta · KL(q(z|x) ‖ N(0, I)),
+    both averaged over the batch.
+    """
+
+    def __init__(self, inner: nn.Module, beta: float = 1.0) -> None:
+        super().__init__()
+        self.inner = inner
+        self.beta = beta
+
+    def forward(self, out: torch.Tensor | Variational, y: torch.Tensor) -> torch.Tensor:
+        if isinstance(out, Variational):
+            values = y[0].numel()  # the inner loss is a mean over B * values elements
+            return self.inner(out.x, y) * values + self.beta * out.kl.mean()
+        return self.inner(out, y)
 
 
 _CLASS_LOSSES = ("auto", "cross_entropy", "bce")
@@ -87,6 +115,8 @@ def build_loss(cfg: DictConfig, spec: DataSpec) -> nn.Module:
         loss = call_target(cfg, "loss")
     if cfg.name == "bce":
         return BinaryLoss(loss)
+    if spec.task == "reconstruction":
+        return ReconstructionLoss(loss, float(cfg.get("beta", 1.0)))
     return TokenLoss(loss) if spec.task == "language_model" else loss
 
 
@@ -110,14 +140,22 @@ class MetricTotals:
         self.members = members
         self.sums: dict[str, torch.Tensor] = {}
         self.count = 0  # samples (tokens for language models, elements for regression)
+        self.values = 1  # values per sample that `count` counts (a reconstruction's: all)
 
     def _total(self, t: torch.Tensor) -> torch.Tensor:
         return t.sum() if self.members is None else t.flatten(1).sum(1)
 
-    def update(self, out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> None:
-        out = out.detach().float()
-        n = y.numel() if self.members is None else y[0].numel()
+    def update(self, out: torch.Tensor | Variational, y: torch.Tensor, loss: torch.Tensor
+               ) -> None:
+        one = y if self.members is None else y[0]  # one model's targets
+        n = one.numel()
         stats = {"loss": loss.detach().float() * n}
+        if isinstance(out, Variational):
+            stats["kl"] = self._total(out.kl.detach().float())
+            out = out.x
+        if self.task == "reconstruction":
+            self.values = one[0].numel()
+        out = out.detach().float()
         if self.task in ("classification", "language_model"):
             if self.task == "classification":
                 # one logit (a binary loss) predicts class 1 when positive
@@ -166,4 +204,9 @@ class MetricTotals:
         else:
             result["mse"] = values["sq"] / count
             result["mae"] = values["abs"] / count
+        if "kl" in values:  # a VAE: per sample, the ELBO of a Gaussian decoder of variance ½
+            samples = count / self.values  # (up to its constant: values/2 · log π)
+            result["recon"] = values["sq"] / samples
+            result["kl"] = values["kl"] / samples
+            result["elbo"] = -(result["recon"] + result["kl"])
         return result

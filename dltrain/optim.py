@@ -32,16 +32,21 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return groups
 
 
-def build_optimizer(cfg: DictConfig, model: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(cfg: DictConfig, model: nn.Module, device: torch.device | None = None
+                    ) -> torch.optim.Optimizer:
     """The optimiser of `cfg._target_` over the decay / no-decay parameter groups.
 
     An optimiser without weight decay (L-BFGS, which also takes a single group) gets the
-    parameters as one list.
+    parameters as one list. On a GPU, optimisers that have fused kernels (SGD, Adam, AdamW)
+    use them unless the config says `fused: false`: one kernel for all parameters instead of
+    several per tensor, and the same update.
     """
+    fused = {"fused": True} if device is not None and device.type == "cuda" else {}
     if "weight_decay" not in cfg:
-        return call_target(cfg, "optim", params=[p for p in model.parameters()
-                                                 if p.requires_grad])
-    return call_target(cfg, "optim", params=decay_groups(model, float(cfg.weight_decay)))
+        params: Any = [p for p in model.parameters() if p.requires_grad]
+    else:
+        params = decay_groups(model, float(cfg.weight_decay))
+    return call_target(cfg, "optim", optional=fused, params=params)
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int,

@@ -9,6 +9,8 @@ over those runs, with their number n.
 Written into the sweep directory: report.csv (one row per configuration), runs.csv (one row per
 run), report.md, best.yaml (the best configuration and how to run it again), plots/ (the
 objective against each swept key, PNG) and tb/ (the plots and the report as a TensorBoard run).
+A sweep of one of the lectures' experiments (`experiment=NAME`) adds its own section, figures and
+experiment.csv (dltrain/experiments.py).
 """
 
 from __future__ import annotations
@@ -576,6 +578,12 @@ def write_report(sweep_dir: Path, console: Console | None = None) -> Report:
     if (sweep_dir / "optimization_results.yaml").is_file():  # written by Hydra's Optuna sweeper
         study = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text()) or None
     markdown = to_markdown(report, plots, study)
+    try:  # a lecture's experiment (experiment=NAME) adds its section below the table
+        from dltrain.experiments import write_section
+
+        markdown += write_section(report, images)
+    except Exception as err:  # like a plot: a view of the sweep, never a reason to lose it
+        problems.append(f"no experiment section: {type(err).__name__}: {err}")
     _write(sweep_dir / "report.csv", to_csv(report))
     _write(sweep_dir / "runs.csv", runs_csv(report))
     _write(sweep_dir / "report.md", markdown)

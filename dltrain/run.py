@@ -21,7 +21,8 @@ from rich import get_console
 from dltrain.config import validate
 from dltrain.data import Data, build_data
 from dltrain.data.batches import train_batches
-from dltrain.data.spec import DataSpec
+from dltrain.data.spec import DataSpec, Split
+from dltrain.data.tasks import with_task
 from dltrain.errors import ConfigError, DivergedError
 from dltrain.io import write_json
 from dltrain.log import Logger, Loggers, NullLogger
@@ -31,6 +32,7 @@ from dltrain.losses import METRICS, build_loss, loss_spec
 from dltrain.models import build_model
 from dltrain.models.summary import layer_table
 from dltrain.optim import build_optimizer, build_scheduler, penalties
+from dltrain.probes import build_probes
 from dltrain.runtime import deterministic, environment, resolve_device, seed_everything
 from dltrain.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from dltrain.train.distributed import (
@@ -117,7 +119,7 @@ def build_job(cfg: DictConfig, device: torch.device, with_optimizer: bool = True
     of a vectorised stack with the same data share one copy; building data draws nothing
     from the global random state, so the model's initialisation is the same either way).
     """
-    data = build_data(cfg.data, device) if data is None else data
+    data = with_task(build_data(cfg.data, device) if data is None else data, cfg.get("task"))
     spec = loss_spec(cfg.loss, data.spec)
     model = build_model(cfg.model, cfg.init, spec).to(device)
     batch_size = _batch_size(cfg, data)
@@ -125,7 +127,13 @@ def build_job(cfg: DictConfig, device: torch.device, with_optimizer: bool = True
     _check_monitor(settings, spec.task)
     batches = train_batches(data, batch_size, int(cfg.trainer.seed))
     total_steps = settings.total_steps(len(batches))
-    optimizer = build_optimizer(cfg.optim, model) if with_optimizer else None
+    channels_last = _channels_last(cfg, device, model)
+    if channels_last:  # conv kernels on GPUs run fastest on NHWC; the data is laid out once
+        model = model.to(memory_format=torch.channels_last)
+        for split in (data.train, data.val, data.test):
+            if isinstance(split, Split) and split.x.ndim == 4:
+                split.x = split.x.contiguous(memory_format=torch.channels_last)
+    optimizer = build_optimizer(cfg.optim, model, device) if with_optimizer else None
     forward: Any = model
     if d.active:
         from torch.nn.parallel import DistributedDataParallel
@@ -135,7 +143,7 @@ def build_job(cfg: DictConfig, device: torch.device, with_optimizer: bool = True
             model, device_ids=[device.index] if device.type == "cuda" else None)
     parts = Parts(
         model=model,
-        forward=torch.compile(forward) if cfg.trainer.compile else forward,
+        forward=torch.compile(forward) if _compile(cfg, total_steps) else forward,
         eval_forward=model if d.active else None,
         loss=build_loss(cfg.loss, spec).to(device),
         optimizer=optimizer,
@@ -185,6 +193,27 @@ class Checkpoints:
     def __call__(self, state: TrainState, is_best: bool) -> None:
         last, best = self.payloads(state)
         self.write(last, best if is_best else None)
+
+
+def _channels_last(cfg: DictConfig, device: torch.device, model: torch.nn.Module) -> bool:
+    """trainer.channels_last: auto means on CUDA for a model with 2-D convolutions."""
+    choice = cfg.trainer.get("channels_last", "auto")
+    if choice != "auto":
+        return bool(choice)
+    return device.type == "cuda" and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+
+
+def _compile(cfg: DictConfig, total_steps: int) -> bool:
+    """torch.compile when asked for, unless the run is too short to repay the compile time
+    (tens of seconds): trainer.compile_min_steps is that budget, in optimiser steps."""
+    if not cfg.trainer.compile:
+        return False
+    minimum = int(cfg.trainer.get("compile_min_steps", 0))
+    if total_steps < minimum:
+        log.info(f"not compiling: {total_steps} steps are too few to repay torch.compile's "
+                 f"start-up (trainer.compile_min_steps={minimum})")
+        return False
+    return True
 
 
 def checkpoint_writer(job: Job, cfg: DictConfig, run_dir: Path) -> Checkpoints:
@@ -334,9 +363,10 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool, stop: StopRequest, d: Dis
                              else f"run directory: {run_dir}")
                     logger = _loggers(cfg, run_dir, job.total_steps, state.step)
                 save = checkpoint_writer(job, cfg, run_dir) if d.is_main else _no_save
+                hooks = build_probes(cfg, job, logger or NullLogger(), run_dir, d.is_main)
                 status = "interrupted" if stop.requested else fit(
                     job.parts, job.batches, job.data.val, job.spec.task, job.settings, state,
-                    logger or NullLogger(), save, stop, device, d)
+                    logger or NullLogger(), save, stop, device, d, hooks)
                 summary.update(progress(state, job.settings), status=status)
                 if job.spec.task == "language_model" and summary["samples_per_s"]:
                     # a sample is a window of block_size tokens: tokens/s is the usual measure

@@ -25,19 +25,30 @@ def node_kwargs(node: DictConfig) -> dict[str, Any]:
     return params
 
 
-def call_target(node: DictConfig, group: str, **runtime: Any) -> Any:
+def call_target(node: DictConfig, group: str, optional: dict[str, Any] | None = None,
+                **runtime: Any) -> Any:
     """Call `node`'s `_target_` with its keys plus the `runtime` keyword arguments.
 
     Hydra resolves the target into a partial; the runtime objects are handed to it directly
     (Hydra would otherwise turn a dataclass such as the DataSpec into a dict). The keys are
     bound to the target's signature first, so a key the target does not take is a
     ConfigError naming the group, not a TypeError from deep inside.
+
+    `optional` keywords are passed only where the target takes them and the config leaves
+    them unset (null or absent): run-time choices such as fused optimiser kernels on a GPU.
     """
     label = f"{group}={node.get('name', node.get('_target_', '?'))}"
     try:
         factory = instantiate(node_kwargs(node), _partial_=True, _convert_="all")
     except InstantiationException as err:
         raise ConfigError(f"{label}: {str(err).splitlines()[0]}") from None
+    try:
+        accepted = inspect.signature(factory.func).parameters
+    except ValueError:  # a builtin without a signature: let the call itself check
+        accepted = {}
+    for key, value in (optional or {}).items():
+        if key in accepted and factory.keywords.get(key) is None:
+            runtime[key] = value
     try:
         inspect.signature(factory.func).bind(*factory.args, **{**factory.keywords, **runtime})
     except TypeError as err:

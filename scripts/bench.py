@@ -124,7 +124,7 @@ def child_dltrain(workload: Workload, steps: int, device: str, fused: bool) -> d
 
 def child_hand(workload: Workload, steps: int, device: str, fused: bool) -> dict:
     """The hand-written loop. Setup (data, model) uses dltrain's builders: what is timed is
-    the loop alone, from the first step to a sync after the last."""
+    the loop alone, from the first step to a sync after the last (CUDA events on a GPU)."""
     import torch
 
     from dltrain.data import build_data
@@ -138,29 +138,33 @@ def child_hand(workload: Workload, steps: int, device: str, fused: bool) -> dict
     model = build_model(cfg.model, cfg.init, loss_spec(cfg.loss, data.spec)).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=float(cfg.optim.lr),
                            **({"fused": True} if fused else {}))
-    lm = data.spec.task == "language_model"
-    x, y, b = data.train.x, data.train.y, int(cfg.data.batch_size)
-    block = data.spec.input_shape[0] if lm else None
-    n = len(x) - block - 1 if lm else len(x)
+    b = int(cfg.data.batch_size)
     loss_fn = torch.nn.functional.cross_entropy
+    if data.tokens is not None:  # random windows of the token stream, targets shifted by one
+        tokens, block = data.tokens, data.spec.input_shape[0]
+        per_epoch = len(tokens) // (b * block)
+        span = torch.arange(block, device=dev)
 
-    start = time.perf_counter()
+        def epoch_batches(g: torch.Generator):
+            starts = torch.randint(0, len(tokens) - block, (per_epoch, b), generator=g).to(dev)
+            for s in starts:
+                idx = s[:, None] + span
+                yield tokens[idx], tokens[idx + 1]
+    else:
+        x, y, n = data.train.x, data.train.y, len(data.train.x)
+
+        def epoch_batches(g: torch.Generator):
+            perm = torch.randperm(n, generator=g).to(dev)
+            for i in range(n // b):
+                idx = perm[i * b:(i + 1) * b]
+                yield x[idx], y[idx]
+
+    timer = Timer(dev)
     done, epoch = 0, 0
     while done < steps:
-        g = torch.Generator().manual_seed(epoch)
-        if lm:  # random windows of the token stream
-            starts = torch.randint(0, n, (n // (b * block), b), generator=g).to(dev)
-            offsets = torch.arange(block + 1, device=dev)
-            batches = (x[s[:, None] + offsets] for s in starts)
-        else:
-            perm = torch.randperm(n, generator=g).to(dev)
-            batches = (perm[i * b:(i + 1) * b] for i in range(n // b))
-        for item in batches:
-            if lm:
-                out = model(item[:, :-1])
-                loss = loss_fn(out.flatten(0, 1), item[:, 1:].flatten())
-            else:
-                loss = loss_fn(model(x[item]), y[item])
+        for xb, yb in epoch_batches(torch.Generator().manual_seed(epoch)):
+            out = model(xb)
+            loss = loss_fn(out.flatten(0, -2), yb.flatten()) if out.ndim == 3 else loss_fn(out, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -168,9 +172,30 @@ def child_hand(workload: Workload, steps: int, device: str, fused: bool) -> dict
             if done == steps:
                 break
         epoch += 1
-    loss.item()
-    elapsed = time.perf_counter() - start
+    elapsed = timer.stop(loss)
     return {"samples_per_s": steps * b / elapsed}
+
+
+class Timer:
+    """Wall time of a stretch of work on `device`: CUDA events on a GPU, else perf_counter;
+    ends with a host sync on the last result, so all queued work is counted."""
+
+    def __init__(self, device) -> None:
+        import torch
+
+        self.cuda = device.type == "cuda"
+        if self.cuda:
+            self.start, self.end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+            self.start.record()
+        self.began = time.perf_counter()
+
+    def stop(self, last) -> float:
+        if self.cuda:
+            self.end.record()
+            self.end.synchronize()
+            return self.start.elapsed_time(self.end) / 1000
+        last.item()
+        return time.perf_counter() - self.began
 
 
 def child(args: argparse.Namespace) -> None:

@@ -5,7 +5,16 @@ import torch
 from torch import nn
 
 from dltrain.data.spec import DataSpec
-from dltrain.losses import MetricTotals, TokenLoss, build_loss, monitor_metric
+from dltrain.errors import ConfigError
+from dltrain.losses import (
+    MetricTotals,
+    ReconstructionLoss,
+    TokenLoss,
+    build_loss,
+    loss_spec,
+    monitor_metric,
+)
+from dltrain.models.autoencoder import Variational
 
 CLS = DataSpec("x", "classification", "vector", (2,), num_classes=3)
 REG = DataSpec("x", "regression", "vector", (1,), num_outputs=1)
@@ -67,3 +76,43 @@ def test_monitor_direction():
     assert monitor_metric("classification") == ("val/accuracy", "max")
     assert monitor_metric("regression") == ("val/loss", "min")
     assert monitor_metric("classification", "val/loss") == ("val/loss", "min")
+
+
+# --- reconstruction
+
+
+def test_vae_loss_is_the_summed_error_plus_beta_times_kl():
+    torch.manual_seed(0)
+    x, recon, kl = torch.randn(5, 1, 4, 4), torch.randn(5, 1, 4, 4), torch.rand(5)
+    loss = ReconstructionLoss(nn.MSELoss(), beta=0.25)(Variational(recon, kl), x)
+    per_sample = (recon - x).square().sum(dim=(1, 2, 3))
+    assert loss.item() == pytest.approx((per_sample + 0.25 * kl).mean().item(), rel=1e-6)
+    # an autoencoder's output is the reconstruction itself, scored by the inner loss
+    assert ReconstructionLoss(nn.MSELoss())(recon, x).item() == pytest.approx(
+        nn.functional.mse_loss(recon, x).item())
+
+
+def test_vae_totals_give_recon_kl_and_elbo_per_sample():
+    x = [torch.zeros(2, 3), torch.zeros(1, 3)]
+    recon = [torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, 0.0]]), torch.tensor([[0.0, 0.0, 3.0]])]
+    kl = [torch.tensor([0.5, 1.5]), torch.tensor([4.0])]
+    totals = MetricTotals("reconstruction")
+    loss_fn = ReconstructionLoss(nn.MSELoss(), beta=1.0)
+    for xb, rb, kb in zip(x, recon, kl, strict=True):
+        out = Variational(rb, kb)
+        totals.update(out, xb, loss_fn(out, xb))
+    result = totals.compute()
+    # squared errors per sample: 2, 4, 9; KL: 0.5, 1.5, 4
+    assert result["recon"] == pytest.approx(5.0) and result["kl"] == pytest.approx(2.0)
+    assert result["elbo"] == pytest.approx(-7.0) and result["loss"] == pytest.approx(7.0)
+    assert result["mse"] == pytest.approx(15 / 9) and result["mae"] == pytest.approx(7 / 9)
+
+
+def test_build_loss_for_reconstruction_takes_beta_from_loss_auto(make_cfg):
+    spec = DataSpec("glyphs", "reconstruction", "image", (1, 28, 28), num_classes=10)
+    loss = build_loss(make_cfg("loss.beta=4").loss, spec)
+    assert isinstance(loss, ReconstructionLoss) and loss.beta == 4.0
+    assert isinstance(loss.inner, nn.MSELoss)
+    assert isinstance(build_loss(make_cfg("loss=mae").loss, spec).inner, nn.L1Loss)
+    with pytest.raises(ConfigError, match="loss=cross_entropy does not fit a reconstruction"):
+        loss_spec(make_cfg("loss=cross_entropy").loss, spec)

@@ -14,7 +14,7 @@ SUMMARY_KEYS = {"status", "task", "epochs", "steps", "params", "device", "wall_s
 
 def test_moons_reaches_90_percent_and_writes_the_run_directory(make_cfg, tmp_path):
     result = run(make_cfg("data=moons", "logger=none"), tmp_path)
-    assert result.status == "completed" and result.exit_code == 0
+    assert result.status == "completed" and result.exit_code == 0, result.summary.get("error")
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary) >= SUMMARY_KEYS
     assert summary["test"]["accuracy"] >= 0.9

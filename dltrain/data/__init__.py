@@ -57,10 +57,11 @@ class Generated:
         y_train, y_val = y_pool[:-n_val], y_pool[-n_val:]
 
         mean, std = standardise(x_train, self.kind)
-        splits = [
-            Split(((x - mean) / std).to(device), y.to(device))
-            for x, y in ((x_train, y_train), (x_val, y_val), (x_test, y_test))
-        ]
+        # In place: the drawn tensors are ours, and a copy of an image set is its size again.
+        x_pool.sub_(mean).div_(std)
+        x_test.sub_(mean).div_(std)
+        splits = [Split(x.to(device), y.to(device))
+                  for x, y in ((x_train, y_train), (x_val, y_val), (x_test, y_test))]
         classes = cfg[self.classes] if isinstance(self.classes, str) else self.classes
         spec = DataSpec(
             name=str(cfg.name),

@@ -220,16 +220,37 @@ class AugmentedBatches:
             yield self.augment(x, augment_generator(self.seed, epoch, i, x.device)), y
 
 
+class InputTargets:
+    """Batches whose target is their input: a reconstruction's, from a split whose y is
+    something else (the labels of a split streamed from the host)."""
+
+    def __init__(self, inner: Batches) -> None:
+        self.inner = inner
+        self.batch_size = inner.batch_size
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        for x, _ in self.inner.epoch(epoch, start):
+            yield x, x
+
+
 def train_batches(data: Data, batch_size: int, seed: int) -> Batches:
     """The training batches of a data set, ordered by `seed` (the trainer's seed):
     random windows for a token stream, streamed batches for a split left on the host, index
     slices otherwise; augmented when the data set says so.
+
+    The augmentation changes the inputs only: a reconstruction's target stays the clean
+    input, so reg=[augment] (noise, shifts) trains a denoising autoencoder.
     """
     batches: Batches
     if data.tokens is not None:
         batches = WindowBatches(data.tokens, batch_size, data.spec.input_shape[0], seed)
     elif isinstance(data.train, HostSplit):
         batches = StreamedBatches(data.train, batch_size, seed)
+        if data.spec.task == "reconstruction":
+            batches = InputTargets(batches)
     else:
         batches = ShuffledBatches(data.train, batch_size, seed)
     return AugmentedBatches(batches, data.augment, seed) if data.augment else batches

@@ -3,15 +3,18 @@
 Every digit class has one or more stroke skeletons (polylines in a unit square). A skeleton is
 rendered once as a *distance field* on a fine template grid; each image then samples that field
 through its own random warp (rotation, slant, scale, translation and a smooth elastic
-displacement, as in Simard et al. 2003) and turns distance into ink with its own stroke width.
+displacement, as in Simard et al. 2003) and turns distance into ink with its own stroke width;
+then, as MNIST's digits were, it is centred by its centre of mass (up to ~1.4 pixels off).
 Everything is batched tensor work, so 10k images take a fraction of a second on a CPU.
 
-Translation and elastic warps are what make the set "not trivial": a CNN, with its built-in
-translation equivariance, beats an MLP here just as it does on MNIST.
+Stroke width, slant, rotation and elastic warps are what make the set "not trivial": a CNN beats
+an MLP here as it does on MNIST (about 98.7% against 97.3% with the defaults), and the 2-D code
+of an autoencoder sorts the digits into regions, as in the lecture's MNIST picture.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -90,8 +93,11 @@ def _distance_field(polylines: list[list[tuple[float, float]]], size: int) -> to
     return (p - nearest).norm(dim=-1).min(dim=1).values.reshape(size, size)
 
 
+@functools.cache  # a pure function of constants: the pool and the test set share one render
 def _templates() -> tuple[torch.Tensor, torch.Tensor]:
-    """All skeleton variants as distance fields (V, 1, T, T) and their digit labels (V,)."""
+    """All skeleton variants as distance fields (V, 1, T, T) and their digit labels (V,).
+
+    Callers only read them (gathers copy), so the cached tensors are never changed."""
     fields, labels = [], []
     for digit, variants in _SKELETONS.items():
         for polylines in variants:
@@ -106,9 +112,9 @@ def _warp_grids(n: int, gen: torch.Generator) -> torch.Tensor:
     def uniform(lo: float, hi: float) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(n, generator=gen)
 
-    angle = torch.deg2rad(uniform(-20, 20))
-    slant = uniform(-0.35, 0.35)  # shear: handwriting leans
-    scale_x, scale_y = uniform(0.8, 1.3), uniform(0.85, 1.3)  # >1 zooms out (smaller digit)
+    angle = torch.deg2rad(uniform(-15, 15))
+    slant = uniform(-0.3, 0.3)  # shear: handwriting leans
+    scale_x, scale_y = uniform(0.85, 1.2), uniform(0.9, 1.2)  # >1 zooms out (smaller digit)
     shift_x, shift_y = uniform(-0.3, 0.3), uniform(-0.25, 0.25)
     cos, sin = angle.cos(), angle.sin()
     theta = torch.stack(
@@ -121,10 +127,31 @@ def _warp_grids(n: int, gen: torch.Generator) -> torch.Tensor:
     size = (n, 1, IMAGE_SIZE, IMAGE_SIZE)
     grid = F.affine_grid(theta, size, align_corners=False)
     # Elastic displacement: random offsets on a coarse 4x4 lattice, upsampled smoothly.
-    coarse = 0.13 * torch.randn(n, 2, 4, 4, generator=gen)
+    coarse = 0.10 * torch.randn(n, 2, 4, 4, generator=gen)
     elastic = F.interpolate(coarse, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bicubic",
                             align_corners=True)
     return grid + elastic.permute(0, 2, 3, 1)
+
+
+# As in MNIST, every digit's centre of mass is moved to the middle of the image; then it is
+# shifted by up to this much (in [-1, 1] image coordinates: about 1.4 pixels) at random.
+_JITTER = 0.1
+
+
+def _centre(ink: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """Images (n, 1, H, W) moved so that their centre of mass lands at `offset` (n, 2), x y."""
+    n, _, h, w = ink.shape
+    ys = (torch.arange(h) + 0.5) / h * 2 - 1  # pixel centres in [-1, 1]
+    xs = (torch.arange(w) + 0.5) / w * 2 - 1
+    mass = ink[:, 0].sum((1, 2)).clamp_min(1e-6)
+    cx = (ink[:, 0].sum(1) * xs).sum(1) / mass
+    cy = (ink[:, 0].sum(2) * ys).sum(1) / mass
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta[:, 0, 2] = cx - offset[:, 0]  # output pixel u samples the input at u + shift
+    theta[:, 1, 2] = cy - offset[:, 1]
+    grid = F.affine_grid(theta, list(ink.shape), align_corners=False)
+    return F.grid_sample(ink, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def glyphs(n: int, noise: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,14 +169,18 @@ def glyphs(n: int, noise: float, gen: torch.Generator) -> tuple[torch.Tensor, to
     half_width = 0.03 + 0.045 * torch.rand(n, generator=gen)  # stroke half-width, canvas units
     softness = 0.012
     images = torch.empty(n, 1, IMAGE_SIZE, IMAGE_SIZE)
-    chunk = 4096  # bounds the (chunk, 1, T, T) gather of template fields
+    # Chunks bound the working memory (the gathered template fields, the grids, the noise) to
+    # a few tens of MB whatever n is: the images themselves are the only full-size tensor.
+    chunk = 2048
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         grid = _warp_grids(stop - start, gen)
         dist = F.grid_sample(fields[variant[start:stop]], grid, mode="bilinear",
                              padding_mode="border", align_corners=False)
         w = half_width[start:stop].view(-1, 1, 1, 1)
-        images[start:stop] = torch.sigmoid((w - dist) / softness)
-    if noise > 0:
-        images += noise * torch.randn(images.shape, generator=gen)
-    return images.clamp_(0.0, 1.0), labels
+        ink = dist.neg_().add_(w).div_(softness).sigmoid_()  # sigmoid((w - dist) / softness)
+        ink = _centre(ink, _JITTER * (2 * torch.rand(stop - start, 2, generator=gen) - 1))
+        if noise > 0:
+            ink.add_(torch.randn(ink.shape, generator=gen).mul_(noise))
+        images[start:stop] = ink.clamp_(0.0, 1.0)
+    return images, labels

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -32,11 +33,13 @@ class DataSpec:
     @property
     def out_features(self) -> int:
         """Width of the model's last layer: classes (or one logit for a binary loss),
-        regression outputs, or the vocabulary."""
+        regression outputs, the vocabulary, or every value of the input (reconstruction)."""
         if self.task == "classification":
             return int(self.num_outputs or self.num_classes or 0)
         if self.task == "language_model":
             return int(self.vocab_size or 0)
+        if self.task == "reconstruction":
+            return math.prod(self.input_shape)
         return int(self.num_outputs or 0)
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,7 +101,8 @@ class Data:
 
     `tokens` is the training text as one stream of ids (language models draw random windows
     from it; `train` then holds its consecutive windows). `augment` is applied to training
-    batches only, on their device.
+    batches only, on their device. `test_labels` are the test split's own targets when the
+    task has replaced them (reconstruction): what pictures of the test set are coloured by.
     """
 
     train: Split | HostSplit
@@ -108,3 +112,4 @@ class Data:
     norm: dict[str, list[float]] = field(default_factory=dict)
     tokens: torch.Tensor | None = None
     augment: Augmentation | None = None
+    test_labels: torch.Tensor | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 
 from torch import nn
 
@@ -34,6 +35,16 @@ def dense_block(n_in: int, n_out: int, act: str, dropout: float = 0.0,
     return nn.Sequential(OrderedDict(parts))
 
 
+def dense_stack(n_in: int, widths: Sequence[int], act: str, dropout: float = 0.0,
+                batchnorm: bool = False) -> tuple[nn.Sequential, int]:
+    """Dense blocks of `widths` after `n_in` inputs, and the width they end with."""
+    blocks = []
+    for n_out in widths:
+        blocks.append(dense_block(n_in, n_out, act, dropout, batchnorm))
+        n_in = n_out
+    return nn.Sequential(*blocks), n_in
+
+
 # Convolutions of any spatial rank: 1 for signals (C, length), 2 for images (C, H, W).
 _CONV: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d}
 _BATCHNORM: dict[int, type[nn.Module]] = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
@@ -46,7 +57,8 @@ _GLOBAL_POOL: dict[int, type[nn.Module]] = {1: nn.AdaptiveAvgPool1d, 2: nn.Adapt
 
 
 def conv(dims: int, c_in: int, c_out: int, kernel_size: int, stride: int = 1,
-         padding: int = 0, bias: bool = True) -> nn.Module:
+         padding: int | str = 0, bias: bool = True) -> nn.Module:
+    """A convolution of `dims` spatial axes; padding="same" keeps the size at stride 1."""
     return _CONV[dims](c_in, c_out, kernel_size, stride=stride, padding=padding, bias=bias)
 
 

@@ -1,16 +1,18 @@
-"""The multilayer perceptron of the universal approximation theorem."""
+"""The multilayer perceptron of the universal approximation theorem, and its autoencoder."""
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from dltrain.data.spec import DataSpec
+from dltrain.models.autoencoder import AutoEncoder, bottleneck
 from dltrain.models.compat import refusal
-from dltrain.models.layers import dense_block
+from dltrain.models.layers import dense_block, dense_stack
 
 
 class MLP(nn.Module):
@@ -34,3 +36,26 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.hidden(self.flatten(x)))  # (B, out_features)
+
+
+class MLPAutoEncoder(AutoEncoder):
+    """The MLP's layers down to a bottleneck of `latent` units, and back up in mirror image:
+    input -> hidden widths -> latent -> hidden widths reversed -> input (task=reconstruction).
+    """
+
+    def __init__(self, spec: DataSpec, hidden: Sequence[int] | None = None, depth: int = 2,
+                 width: int = 256, activation: str = "relu", dropout: float = 0.0,
+                 batchnorm: bool = False, latent: int | None = None,
+                 variational: bool = False) -> None:
+        if spec.kind == "tokens":
+            raise refusal("mlp", spec, "images, vectors or signals", "task=null")
+        latent = bottleneck(latent, variational, "mlp", spec)
+        widths = list(hidden) if hidden is not None else [width] * depth
+        n_in = math.prod(spec.input_shape)
+        down, features = dense_stack(n_in, widths, activation, dropout, batchnorm)
+        up, last = dense_stack(latent, widths[::-1], activation, dropout, batchnorm)
+        encoder = nn.Sequential(OrderedDict(flatten=nn.Flatten(), hidden=down))
+        # a linear output: the inputs are standardised, so any real value can be a target
+        decoder = nn.Sequential(OrderedDict(hidden=up, out=nn.Linear(last, n_in),
+                                            unflatten=nn.Unflatten(1, spec.input_shape)))
+        super().__init__(encoder, features, decoder, latent, variational)

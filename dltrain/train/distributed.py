@@ -83,8 +83,23 @@ class Dist:
 SINGLE = Dist()  # one process: every collective is the identity (immutable, safe to share)
 
 
+def _slurm_tasks() -> int:
+    """Tasks of the SLURM job this process is one of, when Hydra's submitit launcher started
+    it (submitit marks its jobs with SUBMITIT_EXECUTOR); 1 otherwise."""
+    if os.environ.get("SUBMITIT_EXECUTOR") != "slurm":
+        return 1
+    return int(os.environ.get("SLURM_NTASKS", "1"))
+
+
 def from_env(strategy: str) -> Dist:
-    """The job torchrun describes in the environment, checked against `trainer.strategy`."""
+    """The job torchrun (or a SLURM job of several tasks) describes in the environment,
+    checked against `trainer.strategy`."""
+    if strategy == "ddp" and "RANK" not in os.environ and _slurm_tasks() > 1:
+        # One SLURM task per GPU (hydra/launcher=submitit_slurm_ddp): submitit knows the
+        # job's nodes and ranks and exports them as torchrun would (MASTER_ADDR, RANK, ...).
+        from submitit.helpers import TorchDistributedEnvironment
+
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and strategy != "ddp":
         raise ConfigError(f"This process is one of {world} started by torchrun, but "

@@ -46,7 +46,10 @@ class Settings:
             precision=str(trainer.precision),
             monitor=monitor,
             mode=mode,
-            eval_batch_size=max(4 * batch_size, 256),
+            # Evaluation at the training batch size: its peak memory then stays below the
+            # training step's (no activations kept for a backward pass); larger batches
+            # evaluate a little faster and can cost a lot more (attention, big images).
+            eval_batch_size=int(trainer.get("eval_batch_size") or batch_size),
             accumulate=int(trainer.get("accumulate", 1)),
             clip_norm=clip.get("max_norm"),
             clip_value=clip.get("value"),

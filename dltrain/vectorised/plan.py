@@ -15,6 +15,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from dltrain.config import PROBE_COMMON
+
 # Values each member of a stack may have of its own.
 STACKABLE = (
     "trainer.seed",  # initialisation, dropout masks and batch order
@@ -43,9 +45,10 @@ OPTIMISERS = {  # optimiser class -> the keys of its config a stack implements
 }
 # trainer keys the stack implements; any other must be off (null, false, 0) to stack.
 TRAINER_KEYS = {
-    "max_epochs", "max_steps", "device", "precision", "compile", "seed", "deterministic",
-    "log_every", "val_every", "threads", "monitor", "accumulate", "grad_clip",
-    "early_stopping", "nan_policy", "resume", "strategy",
+    "max_epochs", "max_steps", "device", "precision", "compile", "compile_min_steps",
+    "channels_last", "seed", "deterministic", "log_every", "val_every", "eval_batch_size",
+    "threads", "monitor", "accumulate", "grad_clip", "early_stopping", "nan_policy", "resume",
+    "strategy",
 }
 
 
@@ -91,6 +94,13 @@ def _off(value: Any) -> bool:
     return value is None or value is False or value == 0 or value == [] or value == {}
 
 
+def looking_probes(probe: dict[str, Any]) -> list[str]:
+    """The probes of a config's `probe` node that look during training. A stack calls its
+    members' probes once, at each member's end; the fit probe without images looks only then."""
+    names = set(probe) - set(PROBE_COMMON)
+    return sorted(n for n in names if not (n == "fit" and probe[n].get("images") is False))
+
+
 def alone_reason(cfg: DictConfig, device_type: str = "cpu") -> str | None:
     """Why this job cannot train in a stack (one sentence), or None if it can.
 
@@ -125,6 +135,10 @@ def alone_reason(cfg: DictConfig, device_type: str = "cpu") -> str | None:
         (str(trainer.get("precision", "32")) != "32",
          f"trainer.precision={trainer.get('precision')}: mixed precision runs alone"),
         (bool(trainer.get("compile")), "trainer.compile=true: a compiled model runs alone"),
+        (trainer.get("channels_last") is True,
+         "trainer.channels_last=true: the channels-last layout runs alone"),
+        (c.get("task") == "reconstruction",
+         "task=reconstruction: autoencoders and VAEs are not stacked"),
         (int(trainer.get("accumulate", 1)) != 1,
          "trainer.accumulate: gradient accumulation runs alone"),
         (trainer.get("nan_policy", "stop") != "stop",
@@ -133,7 +147,9 @@ def alone_reason(cfg: DictConfig, device_type: str = "cpu") -> str | None:
          "trainer.resume=auto: a run that may continue a checkpoint runs alone"),
         (trainer.get("strategy", "single") != "single",
          "trainer.strategy=ddp: data-parallel runs are not stacked"),
-        (not _off(c.get("probe")), "probes look into one model's training loop: it runs alone"),
+        (bool(looking_probes(c.get("probe") or {})),
+         "probes look into one model's training loop: it runs alone (of them only "
+         "probe=[fit] with probe.fit.images=false, which looks at the end, stacks)"),
         (not _off(_get(c, "data.augment")),
          "data augmentation (reg=[augment]) draws per batch: it runs alone"),
         (_get(c, "data.in_memory") is False,

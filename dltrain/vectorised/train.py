@@ -42,6 +42,7 @@ from dltrain.log import Logger, Loggers, NullLogger
 from dltrain.log.console import LineLogger, fmt
 from dltrain.models.summary import layer_table
 from dltrain.optim import penalised_weights, steps_per_batch
+from dltrain.probes import build_probes
 from dltrain.run import (
     EXIT_CODES,
     Checkpoints,
@@ -57,6 +58,7 @@ from dltrain.run import (
 )
 from dltrain.runtime import deterministic, environment, resolve_device, seed_everything
 from dltrain.train.checkpoint import rng_state
+from dltrain.train.hooks import NO_HOOKS, Hooks
 from dltrain.train.loop import first_nonfinite
 from dltrain.train.signals import StopRequest
 from dltrain.train.state import Settings, TrainState
@@ -90,6 +92,7 @@ class Member:
     state: TrainState = field(default_factory=TrainState)
     logger: Logger = field(default_factory=NullLogger)
     checkpoints: Checkpoints | None = None
+    hooks: Hooks = NO_HOOKS  # its probes; a stack calls only their `end` (plan.looking_probes)
     # Where it stood at its last validation (or stop): its run's last.pt, not yet written;
     # and its best validation so far (the weights are the stack's `best` row), if not written.
     snapshot: _Snapshot | None = None
@@ -155,10 +158,9 @@ class _Snapshot:
     generator: torch.Tensor
 
 
-def _weights(member: Member, layout: Layout, row: torch.Tensor,
-             buffers: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The member's model's state_dict with the parameters of `row` and its rows of the
-    stack's `buffers` (copies)."""
+def _load(member: Member, layout: Layout, row: torch.Tensor,
+          buffers: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """The member's own model, holding the parameters of `row` and `buffers` (its rows)."""
     model = member.job.parts.model
     rows = layout.row(row)
     with torch.no_grad():
@@ -166,6 +168,14 @@ def _weights(member: Member, layout: Layout, row: torch.Tensor,
             p.copy_(rows[name])
         for name, b in model.named_buffers():
             b.copy_(buffers[name])
+    return model
+
+
+def _weights(member: Member, layout: Layout, row: torch.Tensor,
+             buffers: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The member's model's state_dict with the parameters of `row` and its rows of the
+    stack's `buffers` (copies)."""
+    model = _load(member, layout, row, buffers)
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
@@ -375,6 +385,7 @@ class _Stack:
             if stop_early:
                 state.stopped_early = True
                 member.status = "completed"
+                self.end(i, member)
                 self.write(i, member)
         if not self.step_schedule and self.schedulers[0] is not None:
             self.optimizer.refresh()
@@ -397,9 +408,16 @@ class _Stack:
             warnings.filterwarnings("ignore", message="grad and param do not obey")
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler")
             self._fit()
-        for member in self.members:
-            if member.running:
-                member.status = "completed"
+        for i, member in self.running():
+            member.status = "completed"
+            self.end(i, member)
+
+    def end(self, i: int, member: Member) -> None:
+        """A completed member's probes look at its final weights, as its run's `fit` lets
+        them look after the last step (before the test)."""
+        if member.hooks is not NO_HOOKS:
+            _load(member, self.model.layout, self.model.flat[i], _row(self.model.buffers, i))
+            member.hooks.end(member.state)
 
     def _fit(self) -> None:
         settings, b = self.settings, self.batches.batch_size
@@ -407,9 +425,11 @@ class _Stack:
         steps_per_epoch = len(self.batches)
         orders = [m.job.batches.order for m in self.members]  # type: ignore[attr-defined]
         clock = TrainState()  # the stack's count: every running member is at this point
+        # the window runs across epochs, read as fit() reads its own (see there)
+        window, x = _Window(started=time.perf_counter()), None
         while clock.epoch < settings.max_epochs and clock.step < max_steps and self.running():
-            window = _Window(started=time.perf_counter())
-            x = None
+            if not window.losses:
+                window = _Window(started=time.perf_counter())
             perms = epoch_orders(orders, clock.epoch)
             for idx in batch_slices(perms, b, clock.batch, steps_per_epoch):
                 if not self.model.dropout_found:
@@ -427,22 +447,21 @@ class _Stack:
                 if (self.stop.requested or clock.step >= max_steps
                         or clock.batch >= steps_per_epoch):
                     break
-            self.catch_up(clock)
-            if x is not None:
-                window = self.log_window(window, x)
             if clock.batch >= steps_per_epoch:
                 clock.epoch += 1
                 clock.batch = 0
-                self.catch_up(clock)
+            self.catch_up(clock)
+            finished = clock.epoch >= settings.max_epochs or clock.step >= max_steps
+            due = finished or (clock.batch == 0 and clock.epoch % settings.val_every == 0)
+            if x is not None and (due or self.stop.requested):
+                window = self.log_window(window, x)
             if self.stop.requested:
                 take = self.snapshot()
                 for _, member in self.running():
                     take(member)
                     member.status = "interrupted"
                 return
-            finished = clock.epoch >= settings.max_epochs or clock.step >= max_steps
-            if self.running() and (finished or (clock.batch == 0
-                                               and clock.epoch % settings.val_every == 0)):
+            if self.running() and due:
                 self.validate(steps_per_epoch)
                 self.flush(self.save_every_s)
 
@@ -467,6 +486,7 @@ def _open(members: Sequence[Member], index_of: int) -> None:
                    f"{len(members)}" + (f" (stack {index_of})" if index_of else ""))
         m.logger = Loggers([lines, *file_loggers(m.cfg, m.run_dir)])
         m.checkpoints = Checkpoints(m.job, m.cfg, m.run_dir)
+        m.hooks = build_probes(m.cfg, m.job, m.logger, m.run_dir, True)
 
 
 def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path | str],

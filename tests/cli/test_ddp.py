@@ -38,7 +38,11 @@ def single(tmp_path_factory) -> Path:
 
 
 def test_two_processes_write_one_run_directory_and_match_one_process(tmp_path, single):
-    proc = torchrun("trainer=ddp", *RUN, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    # with probes on: rank 0 alone probes, without collectives, and changes nothing
+    probes = ["probe=[activations,gradients,landscape]", "probe.every=20",
+              "probe.landscape.resolution=3", "probe.landscape.points=3"]
+    proc = torchrun("trainer=ddp", *RUN, *probes, f"hydra.run.dir={tmp_path / 'run'}",
+                    cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no directory of another rank
     run_dir = tmp_path / "run"
@@ -50,6 +54,10 @@ def test_two_processes_write_one_run_directory_and_match_one_process(tmp_path, s
     steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").open()
              if "train/loss" in line]
     assert steps == sorted(set(steps))
+    probed = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").open()
+              if "probe/activations/" in line]
+    assert probed == [0, 20, 40]  # moons, 2 epochs of 28 steps: once each, by rank 0
+    assert (run_dir / "landscape.npz").is_file() and (run_dir / "checkpoints/init.pt").is_file()
     # same global batch, same dynamics: the weights of one process, up to rounding
     a, b = weights(run_dir), weights(single)
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in b)

@@ -66,6 +66,16 @@ def test_the_draw_of_data_stacks_only_for_generated_data(make_cfg):
     ("+trainer.ema=0.99", "trainer.ema is not implemented by the vectorised training loop"),
     ("data=glyphs reg=[augment]", "data augmentation (reg=[augment]) draws per batch: it runs "
                                   "alone"),
+    ("probe=[activations]", "probes look into one model's training loop: it runs alone (of "
+                            "them only probe=[fit] with probe.fit.images=false, which looks at "
+                            "the end, stacks)"),
+    ("data=sine probe=[fit]", "probes look into one model's training loop: it runs alone (of "
+                              "them only probe=[fit] with probe.fit.images=false, which looks "
+                              "at the end, stacks)"),
+    ("task=reconstruction model.latent=2", "task=reconstruction: autoencoders and VAEs are not "
+                                           "stacked"),
+    ("trainer.channels_last=true", "trainer.channels_last=true: the channels-last layout runs "
+                                   "alone"),
 ])
 def test_what_cannot_stack_runs_alone_and_says_why(make_cfg, overrides, why):
     jobs = [make_cfg(*BASE, *overrides.split(), f"trainer.seed={s}") for s in (0, 1)]
@@ -91,3 +101,12 @@ def test_job_numbers_are_short():
     assert job_numbers([0, 1, 2, 3]) == "#0-#3"
     assert job_numbers([1, 3]) == "#1, #3"
     assert job_numbers(list(range(0, 40, 2))) == "#0, #2, #4, #6, #8, #10, #12, #14 and 12 more"
+
+
+def test_the_fit_probe_without_images_stacks(make_cfg):
+    # it looks once, at each member's end; with images it looks during training too
+    quiet = [make_cfg("data=sine", "probe=[fit]", "probe.fit.images=false", f"trainer.seed={s}")
+             for s in (0, 1)]
+    assert plan(quiet, GENERATED).stacks == [[0, 1]]
+    drawn = [make_cfg("data=sine", "probe=[fit]", f"trainer.seed={s}") for s in (0, 1)]
+    assert plan(drawn, GENERATED).stacks == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -146,3 +147,26 @@ def test_jobs_that_cannot_stack_are_refused_before_anything_is_written(make_cfg,
     with pytest.raises(Unstackable, match="building the stack failed"):
         train_stack(cfgs, [tmp_path / "a", tmp_path / "b"])
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_members_end_probe_sees_its_final_weights(make_cfg, tmp_path):
+    # probe=[fit] without images looks once, at the end (bias_variance stacks its seeds so);
+    # member 1 stops early, member 0 trains on to the last epoch
+    shared = ("data=sine", "data.n_train=60", "data.n_test=50", "trainer.device=cpu",
+              "model.hidden=[16]", "probe=[fit]", "probe.fit.images=false",
+              "trainer.max_epochs=8", "trainer.log_every=2", "trainer.early_stopping.patience=1")
+    cfgs = [make_cfg(*shared, "trainer.seed=0", "optim.lr=0.01"),
+            make_cfg(*shared, "trainer.seed=1", "optim.lr=0.3")]
+    stacked = train_stack(cfgs, [tmp_path / f"stack{i}" for i in range(2)])
+    steps = []
+    for i, cfg in enumerate(cfgs):
+        alone = run(cfg, tmp_path / f"alone{i}")
+        a, b = tmp_path / f"stack{i}", tmp_path / f"alone{i}"
+        assert stacked[i].summary["steps"] == alone.summary["steps"]
+        steps.append(alone.summary["steps"])
+        with np.load(a / "fit.npz") as fa, np.load(b / "fit.npz") as fb:
+            assert set(fa.files) == set(fb.files)
+            for key in fb.files:
+                np.testing.assert_allclose(fa[key], fb[key], rtol=1e-4, atol=1e-5)
+        close(jsonl(a / "metrics.jsonl"), jsonl(b / "metrics.jsonl"))
+    assert steps[1] < steps[0]  # the early stop happened, and its fit is of that moment
