@@ -32,6 +32,7 @@ from dltrain.losses import METRICS, build_loss, loss_spec
 from dltrain.models import build_model
 from dltrain.models.summary import layer_table
 from dltrain.optim import build_optimizer, build_scheduler, penalties
+from dltrain.perf import peak_tflops, training_flops_per_sample, utilisation
 from dltrain.probes import build_probes
 from dltrain.runtime import deterministic, environment, resolve_device, seed_everything
 from dltrain.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -372,6 +373,8 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool, stop: StopRequest, d: Dis
                     # a sample is a window of block_size tokens: tokens/s is the usual measure
                     summary["tokens_per_s"] = round(
                         summary["samples_per_s"] * job.spec.input_shape[0], 1)
+                if cfg.model.name == "transformer" and d.is_main and state.step:
+                    summary.update(_flops(job, summary["samples_per_s"]))
                 if d.active:
                     summary["replicas_in_sync"] = d.in_sync(job.parts.model)
                 if status == "completed" and d.is_main:
@@ -438,6 +441,13 @@ def _test(job: Job, run_dir: Path, summary: dict[str, Any], state: TrainState,
     test = evaluate(job.parts, job.data.test, job.spec.task, job.settings.eval_batch_size, amp)
     summary["test"] = test
     logger.log_metrics({f"test/{k}": v for k, v in test.items()}, state.step)
+
+
+def _flops(job: Job, samples_per_s: float | None) -> dict[str, Any]:
+    """Training FLOPs per sample, TFLOP/s achieved and MFU (where the device's peak is known)."""
+    x, _ = next(iter(job.batches.epoch(0)))  # a training batch as the steps took them
+    per_sample = training_flops_per_sample(job.parts.model, x)
+    return utilisation(per_sample, samples_per_s, peak_tflops(job.device, job.settings.precision))
 
 
 def progress(state: TrainState, settings: Settings) -> dict[str, Any]:
