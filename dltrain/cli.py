@@ -281,27 +281,38 @@ def _train(argv: list[str]) -> int:
     outcomes: list[tuple[str, int, str]] = []  # (run dir, exit code, status and error)
     codes: list[int] = []  # exits of Hydra itself and of the sweep's report
 
-    @hydra.main(config_path=str(conf_dir()), config_name=CONFIG_NAME, version_base="1.3")
-    def job(cfg) -> float | None:
+    def finish(run_dir: str, result) -> float | None:
+        """Account for a run that ended (`result`: a dltrain.run.RunResult): its exit code,
+        its error on stderr if it was refused, the value handed to the sweeper. Called
+        inside Hydra's job (HydraConfig holds the job's config)."""
         from hydra.core.hydra_config import HydraConfig
 
-        from dltrain.run import run  # torch is imported here, after the config is known good
-
-        hydra_cfg = HydraConfig.get()
-        run_dir = hydra_cfg.runtime.output_dir
-        result = run(cfg, run_dir)
         error = result.summary.get("error", "")
         outcomes.append((run_dir, result.exit_code, f"{result.status}: {error}"))
         if result.exit_code == EXIT_BAD_INPUT:
             print(f"dltrain: {error}", file=sys.stderr)
         if result.status == "interrupted":  # a stopped sweep stops, it does not go on
             raise SystemExit(EXIT_INTERRUPTED)
-        return sweeper_value(result.summary, hydra_cfg.sweeper.get("direction"))
+        return sweeper_value(result.summary, HydraConfig.get().sweeper.get("direction"))
+
+    def job(cfg) -> float | None:
+        from hydra.core.hydra_config import HydraConfig
+
+        from dltrain.run import run  # torch is imported here, after the config is known good
+
+        run_dir = HydraConfig.get().runtime.output_dir
+        return finish(run_dir, run(cfg, run_dir))
+
+    # The vectorised launcher (hydra_plugins/dltrain_vectorised) trains the members of a
+    # stack itself and hands each one's result to `finish`, as `job` hands its own.
+    job.finish = finish  # type: ignore[attr-defined]
+    app = hydra.main(config_path=str(conf_dir()), config_name=CONFIG_NAME,
+                     version_base="1.3")(job)
 
     saved = sys.argv
     sys.argv = ["dltrain", *argv]
     try:
-        job()
+        app()
     except SystemExit as stop:  # Hydra's own exits, and a sweep's report naming failures
         codes.append(0 if stop.code is None else stop.code if isinstance(stop.code, int) else 1)
     finally:

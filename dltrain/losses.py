@@ -128,36 +128,51 @@ def monitor_metric(task: str, monitor: str = "auto") -> tuple[str, str]:
 
 
 class MetricTotals:
-    """Running sums of the loss and the task's metrics, kept on the device."""
+    """Running sums of the loss and the task's metrics, kept on the device.
 
-    def __init__(self, task: str) -> None:
+    With `members`, the outputs carry a leading axis of that many models trained as one
+    stack (a vectorised sweep): (members, B, ...) outputs, targets and (members,) losses,
+    summed per member; `compute_each` gives each member's metrics.
+    """
+
+    def __init__(self, task: str, members: int | None = None) -> None:
         self.task = task
+        self.members = members
         self.sums: dict[str, torch.Tensor] = {}
         self.count = 0  # samples (tokens for language models, elements for regression)
         self.values = 1  # values per sample that `count` counts (a reconstruction's: all)
 
+    def _total(self, t: torch.Tensor) -> torch.Tensor:
+        return t.sum() if self.members is None else t.flatten(1).sum(1)
+
     def update(self, out: torch.Tensor | Variational, y: torch.Tensor, loss: torch.Tensor
                ) -> None:
-        n = y.numel()
+        one = y if self.members is None else y[0]  # one model's targets
+        n = one.numel()
         stats = {"loss": loss.detach().float() * n}
         if isinstance(out, Variational):
-            stats["kl"] = out.kl.detach().float().sum()
+            stats["kl"] = self._total(out.kl.detach().float())
             out = out.x
         if self.task == "reconstruction":
-            self.values = y[0].numel()
+            self.values = one[0].numel()
         out = out.detach().float()
         if self.task in ("classification", "language_model"):
             if self.task == "classification":
                 # one logit (a binary loss) predicts class 1 when positive
                 pred = (out.squeeze(-1) > 0).long() if out.shape[-1] == 1 else out.argmax(-1)
-                stats["correct"] = (pred == y).sum()
+                stats["correct"] = self._total(pred == y)
         else:
             err = out - y
-            stats["sq"] = err.square().sum()
-            stats["abs"] = err.abs().sum()
+            stats["sq"] = self._total(err.square())
+            stats["abs"] = self._total(err.abs())
         for key, value in stats.items():
             self.sums[key] = self.sums[key] + value if key in self.sums else value
         self.count += n
+
+    def _totals(self) -> tuple[list[str], torch.Tensor]:
+        keys = list(self.sums)
+        count = torch.full_like(self.sums["loss"], float(self.count))
+        return keys, torch.stack([self.sums[k].float() for k in keys] + [count])
 
     def compute(self, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
                 ) -> dict[str, float]:
@@ -168,13 +183,19 @@ class MetricTotals:
         """
         if not self.sums:
             return {}
-        keys = list(self.sums)
-        totals = torch.stack([self.sums[k].float() for k in keys]
-                             + [torch.tensor(float(self.count), device=self.sums["loss"].device)])
+        keys, totals = self._totals()
         if reduce is not None:
             totals = reduce(totals)
         *sums, count = totals.tolist()
-        values = dict(zip(keys, sums, strict=True))
+        return self._metrics(dict(zip(keys, sums, strict=True)), count)
+
+    def compute_each(self) -> list[dict[str, float]]:
+        """Each member's mean loss and metrics (one host sync for the whole stack)."""
+        keys, totals = self._totals()
+        return [self._metrics(dict(zip(keys, column[:-1], strict=True)), column[-1])
+                for column in totals.T.tolist()]
+
+    def _metrics(self, values: dict[str, float], count: float) -> dict[str, float]:
         result = {"loss": values["loss"] / count}
         if self.task == "classification":
             result["accuracy"] = values["correct"] / count

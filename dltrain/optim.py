@@ -112,11 +112,13 @@ class Penalty:
     power: int  # 1 for L1, 2 for L2
 
     def __call__(self, weights: list[torch.Tensor]) -> torch.Tensor:
+        return self.coefficient * self.total(weights)
+
+    def total(self, weights: list[torch.Tensor]) -> torch.Tensor:
+        """sum over weights of |w|^power, before the coefficient."""
         if self.power == 1:
-            total = sum(w.abs().sum() for w in weights)
-        else:
-            total = sum(w.square().sum() for w in weights)
-        return self.coefficient * total
+            return sum(w.abs().sum() for w in weights)  # type: ignore[return-value]
+        return sum(w.square().sum() for w in weights)  # type: ignore[return-value]
 
 
 def penalties(cfg: DictConfig) -> list[Penalty]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from dltrain.losses import METRICS, build_loss, loss_spec
 from dltrain.models import build_model
 from dltrain.models.summary import layer_table
 from dltrain.optim import build_optimizer, build_scheduler, penalties
+from dltrain.perf import peak_tflops, training_flops_per_sample, utilisation
 from dltrain.probes import build_probes
 from dltrain.runtime import deterministic, environment, resolve_device, seed_everything
 from dltrain.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -110,15 +110,17 @@ def _check_monitor(settings: Settings, task: str) -> None:
 
 
 def build_job(cfg: DictConfig, device: torch.device, with_optimizer: bool = True,
-              d: Dist = SINGLE) -> Job:
+              d: Dist = SINGLE, data: Data | None = None) -> Job:
     """Data, model, loss, optimiser and schedule, in that order, from the config.
 
     The model is built from `loss_spec(...)`: the data's spec as the loss wants it. Without
     an optimiser (for evaluation) the job holds no optimiser and no schedule. In a
     data-parallel job the model trains inside DistributedDataParallel and each rank takes its
-    shard of every batch.
+    shard of every batch. `data`, when given, is `build_data(cfg.data)` made already (jobs
+    of a vectorised stack with the same data share one copy; building data draws nothing
+    from the global random state, so the model's initialisation is the same either way).
     """
-    data = with_task(build_data(cfg.data, device), cfg.get("task"))
+    data = with_task(build_data(cfg.data, device) if data is None else data, cfg.get("task"))
     spec = loss_spec(cfg.loss, data.spec)
     model = build_model(cfg.model, cfg.init, spec).to(device)
     batch_size = _batch_size(cfg, data)
@@ -153,6 +155,47 @@ def build_job(cfg: DictConfig, device: torch.device, with_optimizer: bool = True
     return Job(data, spec, parts, settings, batches, total_steps, device)
 
 
+class Checkpoints:
+    """A run's checkpoints/: last.pt with everything a resume needs, best.pt with the weights.
+
+    Called as `save(state, is_best)` after each validation: last.pt always, best.pt when the
+    monitored metric improved. `compose` makes both from states kept elsewhere, for a caller
+    that writes them later (the members of a vectorised stack).
+    """
+
+    def __init__(self, job: Job, cfg: DictConfig, run_dir: Path) -> None:
+        self.parts = job.parts
+        self.folder = run_dir / "checkpoints"
+        self.meta = {"config": OmegaConf.to_container(cfg, resolve=True),
+                     "spec": job.spec.to_dict(), "norm": job.data.norm}
+
+    def payloads(self, state: TrainState) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(last.pt, best.pt) of the run as it stands now."""
+        parts = self.parts
+        return self.compose(state, parts.model.state_dict(), parts.optimizer.state_dict(),
+                            parts.scheduler.state_dict() if parts.scheduler else None,
+                            parts.scaler.state_dict() if parts.scaler else None, rng_state())
+
+    def compose(self, state: TrainState, model: dict[str, Any],
+                optimizer: dict[str, Any] | None = None, scheduler: Any = None,
+                scaler: Any = None, rng: dict[str, Any] | None = None
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(last.pt, best.pt) from the given states; best.pt's entries are last.pt's own."""
+        weights = {"model": model, "state": state.to_dict(), **self.meta}
+        return {**weights, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler,
+                "rng": rng}, weights
+
+    def write(self, last: dict[str, Any] | None, best: dict[str, Any] | None) -> None:
+        if last is not None:
+            save_checkpoint(self.folder / "last.pt", last)
+        if best is not None:
+            save_checkpoint(self.folder / "best.pt", best)
+
+    def __call__(self, state: TrainState, is_best: bool) -> None:
+        last, best = self.payloads(state)
+        self.write(last, best if is_best else None)
+
+
 def _channels_last(cfg: DictConfig, device: torch.device, model: torch.nn.Module) -> bool:
     """trainer.channels_last: auto means on CUDA for a model with 2-D convolutions."""
     choice = cfg.trainer.get("channels_last", "auto")
@@ -174,26 +217,9 @@ def _compile(cfg: DictConfig, total_steps: int) -> bool:
     return True
 
 
-def checkpoint_writer(job: Job, cfg: DictConfig, run_dir: Path
-                      ) -> Callable[[TrainState, bool], None]:
+def checkpoint_writer(job: Job, cfg: DictConfig, run_dir: Path) -> Checkpoints:
     """save(state, is_best): last.pt with everything a resume needs; best.pt with the weights."""
-    parts = job.parts
-    meta = {"config": OmegaConf.to_container(cfg, resolve=True), "spec": job.spec.to_dict(),
-            "norm": job.data.norm}
-
-    def save(state: TrainState, is_best: bool) -> None:
-        weights = {"model": parts.model.state_dict(), "state": state.to_dict(), **meta}
-        save_checkpoint(run_dir / "checkpoints" / "last.pt", {
-            **weights,
-            "optimizer": parts.optimizer.state_dict(),
-            "scheduler": parts.scheduler.state_dict() if parts.scheduler else None,
-            "scaler": parts.scaler.state_dict() if parts.scaler else None,
-            "rng": rng_state(),
-        })
-        if is_best:
-            save_checkpoint(run_dir / "checkpoints" / "best.pt", weights)
-
-    return save
+    return Checkpoints(job, cfg, run_dir)
 
 
 def _load_weights(model: torch.nn.Module, payload: dict[str, Any]) -> None:
@@ -222,19 +248,23 @@ def restore(job: Job, payload: dict[str, Any]) -> TrainState:
     return TrainState.from_dict(payload["state"])
 
 
-def _loggers(cfg: DictConfig, run_dir: Path, total_steps: int, start_step: int) -> Loggers:
-    sinks: list[Logger] = [
-        ConsoleLogger(total_steps, start_step, int(cfg.trainer.max_epochs)),
-        JsonlLogger(run_dir / "metrics.jsonl"),
-    ]
+def file_loggers(cfg: DictConfig, run_dir: Path, start_step: int = 0) -> list[Logger]:
+    """The sinks of a run's own files: metrics.jsonl and (logger=tensorboard) RUN_DIR/tb."""
+    sinks: list[Logger] = [JsonlLogger(run_dir / "metrics.jsonl")]
     if cfg.logger.name == "tensorboard":
         from dltrain.log.tensorboard import TensorBoardLogger
 
         sinks.append(TensorBoardLogger(run_dir / "tb", purge_step=start_step or None))
-    return Loggers(sinks)
+    return sinks
 
 
-def _describe(job: Job, params: int, cfg: DictConfig) -> str:
+def _loggers(cfg: DictConfig, run_dir: Path, total_steps: int, start_step: int) -> Loggers:
+    console = ConsoleLogger(total_steps, start_step, int(cfg.trainer.max_epochs))
+    return Loggers([console, *file_loggers(cfg, run_dir, start_step)])
+
+
+def describe_job(job: Job, params: int, cfg: DictConfig) -> str:
+    """One line: the data (task, shapes, split sizes), the model and the device."""
     spec, data = job.spec, job.data
     what = (f"{spec.num_classes} classes" if spec.task == "classification"
             else f"a vocabulary of {spec.vocab_size}" if spec.task == "language_model"
@@ -252,7 +282,7 @@ def _resume_payload(cfg: DictConfig, run_dir: Path, resume: bool) -> dict[str, A
     return None
 
 
-def _write_config(cfg: DictConfig, run_dir: Path, resume: bool) -> None:
+def write_config(cfg: DictConfig, run_dir: Path, resume: bool) -> None:
     """.hydra/config.yaml: Hydra writes it for its runs; direct calls and resumes write it here
     (a resume with overrides must leave the config the run continued with)."""
     path = run_dir / ".hydra" / "config.yaml"
@@ -284,27 +314,28 @@ def run(cfg: DictConfig, run_dir: Path | str | None, resume: bool = False,
 
 def _refused(cfg: DictConfig, run_dir: Path | str | None, err: ConfigError) -> RunResult:
     """A run that could not start: its summary says why (where there is a directory)."""
-    summary = {"status": "failed", "error": str(err), "options": _options(cfg)}
+    summary = {"status": "failed", "error": str(err), "options": run_options(cfg)}
     if run_dir is not None and (Path(run_dir) / ".hydra").exists():
         write_json(Path(run_dir) / "summary.json", summary)
     return RunResult("failed", BAD_INPUT, summary)
 
 
-def _options(cfg: DictConfig) -> dict[str, str]:
+def run_options(cfg: DictConfig) -> dict[str, str]:
+    """summary.json's `options`: the option chosen in each config group."""
     return {g: str(cfg[g].name) for g in GROUPS if g in cfg and "name" in cfg[g]}
 
 
 def _run(cfg: DictConfig, run_dir: Path, resume: bool, stop: StopRequest, d: Dist,
          device: torch.device) -> RunResult:
     started = time.perf_counter()
-    summary: dict[str, Any] = {"status": "failed", "options": _options(cfg)}
+    summary: dict[str, Any] = {"status": "failed", "options": run_options(cfg)}
     if d.active:
         summary["world_size"] = d.world
     logger: Logger | None = None
     bad_input = keep_summary = False
     if d.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        _write_config(cfg, run_dir, resume)
+        write_config(cfg, run_dir, resume)
     try:
         with stop.on_signals():  # from the start: a SIGTERM while loading still ends cleanly
             if cfg.trainer.threads:
@@ -327,7 +358,7 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool, stop: StopRequest, d: Dis
                 params = sum(p.numel() for p in job.parts.model.parameters())
                 summary.update(params=params, device=str(device))
                 if d.is_main:
-                    log.info(_describe(job, params, cfg))
+                    log.info(describe_job(job, params, cfg))
                     get_console().print(layer_table(job.parts.model, job.spec))
                     log.info(f"resuming at step {state.step}: {run_dir}" if payload
                              else f"run directory: {run_dir}")
@@ -337,11 +368,13 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool, stop: StopRequest, d: Dis
                 status = "interrupted" if stop.requested else fit(
                     job.parts, job.batches, job.data.val, job.spec.task, job.settings, state,
                     logger or NullLogger(), save, stop, device, d, hooks)
-                summary.update(_progress(state, job.settings), status=status)
+                summary.update(progress(state, job.settings), status=status)
                 if job.spec.task == "language_model" and summary["samples_per_s"]:
                     # a sample is a window of block_size tokens: tokens/s is the usual measure
                     summary["tokens_per_s"] = round(
                         summary["samples_per_s"] * job.spec.input_shape[0], 1)
+                if cfg.model.name == "transformer" and d.is_main and state.step:
+                    summary.update(_flops(job, summary["samples_per_s"]))
                 if d.active:
                     summary["replicas_in_sync"] = d.in_sync(job.parts.model)
                 if status == "completed" and d.is_main:
@@ -410,7 +443,14 @@ def _test(job: Job, run_dir: Path, summary: dict[str, Any], state: TrainState,
     logger.log_metrics({f"test/{k}": v for k, v in test.items()}, state.step)
 
 
-def _progress(state: TrainState, settings: Settings) -> dict[str, Any]:
+def _flops(job: Job, samples_per_s: float | None) -> dict[str, Any]:
+    """Training FLOPs per sample, TFLOP/s achieved and MFU (where the device's peak is known)."""
+    x, _ = next(iter(job.batches.epoch(0)))  # a training batch as the steps took them
+    per_sample = training_flops_per_sample(job.parts.model, x)
+    return utilisation(per_sample, samples_per_s, peak_tflops(job.device, job.settings.precision))
+
+
+def progress(state: TrainState, settings: Settings) -> dict[str, Any]:
     """The summary's account of how far training went and how well it did."""
     progress = {
         "epochs": state.epoch,

@@ -15,6 +15,13 @@ and fused Adam as a line of its own (it speeds up the hand-written loop too).
     python scripts/bench.py                      # every workload, 5 alternating pairs
     python scripts/bench.py --workloads moons_mlp --repeats 3
     python scripts/bench.py --markdown docs/benchmarks.md   # also write the tables there
+
+`--sweep` measures something else: a whole sweep, `dltrain -m ...` as a user types it, with
+Hydra's basic launcher (one job after the other) against `hydra/launcher=vectorised` (the jobs
+trained as one stacked model), alternating, each a fresh process timed from start to exit. The
+sweep is 8 seeds x 8 learning rates of an MLP on moons; every job must complete in both.
+
+    python scripts/bench.py --sweep --repeats 3 --sweep-epochs 150 --markdown docs/benchmarks.md
 """
 
 from __future__ import annotations
@@ -292,6 +299,72 @@ def startup(repeats: int) -> list[dict]:
             for what, t in rows]
 
 
+# --------------------------------------------------------------------------------------------
+# --sweep: a whole sweep, the basic launcher against the vectorised one
+
+SEEDS = tuple(range(8))
+RATES = (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05)
+
+
+def sweep_overrides(hidden: str, epochs: int, threads: int | None) -> list[str]:
+    overrides = ["data=moons", f"model.hidden={hidden}", f"trainer.max_epochs={epochs}",
+                 "trainer.device=cpu", f"trainer.seed={','.join(map(str, SEEDS))}",
+                 f"optim.lr={','.join(map(str, RATES))}"]
+    return overrides + ([f"trainer.threads={threads}"] if threads else [])
+
+
+def run_sweep(launcher: str, overrides: list[str], tmp: Path) -> float:
+    """Seconds from the start of `dltrain -m ...` to its exit; every job must complete."""
+    sweep = tmp / f"{launcher}-{time.time_ns()}"
+    cmd = [sys.executable, "-m", "dltrain", "-m", f"hydra/launcher={launcher}", *overrides,
+           f"hydra.sweep.dir={sweep}"]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=tmp)
+    elapsed = time.perf_counter() - start
+    summaries = [json.loads(p.read_text()) for p in sweep.glob("*/summary.json")]
+    done = sum(s["status"] == "completed" for s in summaries)
+    if proc.returncode != 0 or done != len(SEEDS) * len(RATES):
+        raise SystemExit(f"the {launcher} sweep failed ({done} runs completed):\n"
+                         f"{proc.stderr[-2000:]}")
+    return elapsed
+
+
+def compare_sweeps(repeats: int, hidden: str, epochs: int, threads: int | None) -> dict:
+    overrides = sweep_overrides(hidden, epochs, threads)
+    pairs, loads = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats):  # alternating, each first every other time
+            loads.append(os.getloadavg()[0])
+            order = ("basic", "vectorised") if i % 2 == 0 else ("vectorised", "basic")
+            wall = {launcher: run_sweep(launcher, overrides, Path(tmp)) for launcher in order}
+            loads.append(os.getloadavg()[0])
+            pairs.append((wall["basic"], wall["vectorised"]))
+            print(f"  sweep {i + 1}: basic {wall['basic']:.1f} s  vectorised "
+                  f"{wall['vectorised']:.1f} s  ({wall['basic'] / wall['vectorised']:.1f}x)  "
+                  f"load {loads[-2]:.2f} -> {loads[-1]:.2f}", flush=True)
+    basic, vectorised = [b for b, _ in pairs], [v for _, v in pairs]
+    return {"hidden": hidden, "epochs": epochs, "threads": threads, "basic": spread(basic),
+            "vectorised": spread(vectorised), "ratio": spread([b / v for b, v in pairs]),
+            "load": f"{min(loads):.2f}-{max(loads):.2f}", "repeats": repeats}
+
+
+def sweep_markdown(result: dict, header: str) -> str:
+    steps = result["epochs"] * 28  # 1800 training points in batches of 64
+    threads = result["threads"] or "torch's default"
+    return "\n".join([
+        header, "",
+        f"`dltrain -m data=moons model.hidden={result['hidden']} "
+        f"trainer.max_epochs={result['epochs']} trainer.seed=0,...,7 optim.lr=<8 rates>` "
+        f"(64 jobs of {steps} Adam steps each, batch 64; threads: {threads}), whole processes "
+        "from start to exit, the report included.", "",
+        "| launcher | wall s, median (min-max) |", "|---|---|",
+        f"| basic (one job after the other) | {result['basic']} |",
+        f"| vectorised (one stack of 64) | {result['vectorised']} |",
+        f"| **speed-up, basic / vectorised** | **{result['ratio']}** |", "",
+        f"1-minute load average over the measurements: {result['load']} "
+        f"({result['repeats']} alternating pairs).", ""])
+
+
 def device_line(device: str, threads: int) -> str:
     import torch
 
@@ -326,6 +399,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--no-startup", action="store_true")
     parser.add_argument("--markdown", type=Path, help="append the tables to this file")
+    parser.add_argument("--sweep", action="store_true",
+                        help="time a 64-job sweep: the basic launcher against the vectorised one")
+    parser.add_argument("--sweep-hidden", default="[32,32]", help="the MLP's layer widths")
+    parser.add_argument("--sweep-epochs", type=int, default=150)
+    parser.add_argument("--sweep-threads", type=int, default=None,
+                        help="trainer.threads of every job (default: torch's own choice)")
     parser.add_argument("--child", choices=["dltrain", "hand"], help=argparse.SUPPRESS)
     parser.add_argument("--workload", help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
@@ -333,6 +412,18 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         child(args)
+        return
+    if args.sweep:
+        result = compare_sweeps(args.repeats, args.sweep_hidden, args.sweep_epochs,
+                                args.sweep_threads)
+        header = (f"### {time.strftime('%Y-%m-%d')} · a sweep of 64 small runs · "
+                  f"{device_line('cpu', args.sweep_threads or os.cpu_count() or 1)}")
+        text = sweep_markdown(result, header)
+        print()
+        print(text)
+        if args.markdown:
+            with args.markdown.open("a") as f:
+                f.write("\n" + text)
         return
 
     results = []

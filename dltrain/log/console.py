@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -75,18 +77,47 @@ class ConsoleLogger(NullLogger):
             self.last_train = dict(metrics)
             self.progress.update(self.task, completed=step, loss=fmt(metrics["train/loss"]))
         if "val/loss" in metrics:
-            epoch = metrics.get("epoch")
-            of = f"/{self.max_epochs}" if self.max_epochs else ""
-            parts = [f"epoch {fmt(epoch)}{of}" if epoch is not None else "", f"step {step}"]
-            if "train/loss" in self.last_train:
-                parts.append(f"train/loss {fmt(self.last_train['train/loss'])}")
-            parts += [f"{k} {fmt(v)}" for k, v in metrics.items() if k.startswith("val/")]
-            if "perf/samples_per_s" in self.last_train:
-                parts.append(f"{fmt(self.last_train['perf/samples_per_s'])} samples/s")
-            log.info("  ".join(p for p in parts if p))
+            log.info(validation_line(metrics, step, self.last_train, self.max_epochs))
 
     def close(self) -> None:
         self.progress.stop()
+
+
+def validation_line(metrics: Mapping[str, float], step: int, last_train: Mapping[str, float],
+                    max_epochs: int | None) -> str:
+    """The line of one validation: epoch, step, the last training loss, val metrics, speed."""
+    epoch = metrics.get("epoch")
+    of = f"/{max_epochs}" if max_epochs else ""
+    parts = [f"epoch {fmt(epoch)}{of}" if epoch is not None else "", f"step {step}"]
+    if "train/loss" in last_train:
+        parts.append(f"train/loss {fmt(last_train['train/loss'])}")
+    parts += [f"{k} {fmt(v)}" for k, v in metrics.items() if k.startswith("val/")]
+    if "perf/samples_per_s" in last_train:
+        parts.append(f"{fmt(last_train['perf/samples_per_s'])} samples/s")
+    return "  ".join(p for p in parts if p)
+
+
+class LineLogger(NullLogger):
+    """The console's validation lines, appended to a file (`[HH:MM:SS] line`, as train.log
+    has them): the log of a run whose lines do not pass through the terminal, such as a
+    member of a vectorised stack."""
+
+    def __init__(self, path: Path, max_epochs: int | None = None) -> None:
+        self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (lives with the run)
+        self.max_epochs = max_epochs
+        self.last_train: dict[str, float] = {}
+
+    def line(self, text: str) -> None:
+        self.file.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        if "train/loss" in metrics:
+            self.last_train = dict(metrics)
+        if "val/loss" in metrics:
+            self.line(validation_line(metrics, step, self.last_train, self.max_epochs))
+
+    def close(self) -> None:
+        self.file.close()
 
 
 def results_table(summary: Mapping[str, Any]) -> Table:

@@ -190,9 +190,14 @@ def fit(parts: Parts, batches: ShuffledBatches, val: Split, task: str, settings:
     optimizer.zero_grad(set_to_none=True)
     if state.step == 0:
         hooks.start(state)  # the network at its initialisation
+    # The window of training losses runs across epochs: it is read every log_every steps
+    # and before a validation, a stop or the end, not at every epoch's end (a full-batch run
+    # has one step an epoch, and would log every step).
+    window, last_x = _Window(), None
     while state.epoch < settings.max_epochs and state.step < max_steps:
         model.train()
-        window = _Window()
+        if not window.losses:  # nothing pending: its clock starts here, after a validation
+            window = _Window()
         x = None
         step_loss = torch.zeros((), device=device)
         for x, y in batches.epoch(state.epoch, start=state.batch):
@@ -233,17 +238,20 @@ def fit(parts: Parts, batches: ShuffledBatches, val: Split, task: str, settings:
                     halt = d.any(stop.requested, device)  # ranks agree where they all are
             if halt or state.step >= max_steps or state.batch >= steps_per_epoch * k:
                 break  # (micro-batches that cannot fill a whole step are left for later epochs)
-        if x is not None:
-            window = log_window(window, x)
+        last_x = x if x is not None else last_x
         if state.batch >= steps_per_epoch * k:
             state.epoch += 1
             state.batch = 0
-        if d.any(stop.requested, device):
+        stopping = d.any(stop.requested, device)
+        finished = state.epoch >= settings.max_epochs or state.step >= max_steps
+        validating = finished or (state.batch == 0 and state.epoch % settings.val_every == 0)
+        if (stopping or validating) and last_x is not None:
+            window = log_window(window, last_x)
+        if stopping:
             stop.requested = True
             save(state, False)
             return "interrupted"
-        finished = state.epoch >= settings.max_epochs or state.step >= max_steps
-        if finished or (state.batch == 0 and state.epoch % settings.val_every == 0):
+        if validating:
             val_metrics = evaluate(parts, val, task, settings.eval_batch_size, amp, d)
             state.last_val = val_metrics
             epoch = state.epoch + state.batch / (steps_per_epoch * k)  # fractional if cut short

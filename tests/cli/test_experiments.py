@@ -96,7 +96,7 @@ def test_the_numbers_behind_the_section(sweep):
         assert ratio["model.activation=identity, init=lecun"] == pytest.approx(1.0, abs=0.05)
         assert ratio["model.activation=tanh, init=normal"] == pytest.approx(0.5, abs=0.05)
     elif name == "bias_variance":
-        assert [int(r["training_sets"]) for r in table] == [6, 6, 6]
+        assert [int(r["training_sets"]) for r in table] == [30, 30, 30]
         for r in table:
             terms = float(r["bias2"]) + float(r["variance"]) + float(r["noise"])
             assert float(r["expected"]) == pytest.approx(terms)

@@ -73,12 +73,23 @@ def test_loss_falls_and_accuracy_rises():
     assert saves[0][1]  # the first validation is always the best so far
 
 
-def test_log_points_come_every_log_every_steps_and_at_epoch_ends():
+def test_log_points_come_every_log_every_steps_and_before_a_validation():
     logger = Recorder()
     train(parts(), settings(max_epochs=1, log_every=3), logger)
     train_steps = [s for s, m in logger.points if "train/loss" in m]
-    assert train_steps == [3, 6, 8]  # 8 batches per epoch: the window is flushed at the end
+    assert train_steps == [3, 6, 8]  # 8 batches per epoch: the window is read before the validation
     assert all(m["train/lr"] == 0.1 for _, m in logger.points if "train/lr" in m)
+
+
+def test_log_points_span_epochs_when_no_validation_comes_between():
+    # 8 steps an epoch, validated every 2nd epoch: read every 5 steps and before validations,
+    # not at the end of an epoch that is not validated (a full-batch run would log every step)
+    logger = Recorder()
+    train(parts(), settings(max_epochs=4, log_every=5, val_every=2), logger)
+    train_steps = [s for s, m in logger.points if "train/loss" in m]
+    assert train_steps == [5, 10, 15, 16, 20, 25, 30, 32]
+    val_steps = [s for s, m in logger.points if "val/loss" in m]
+    assert val_steps == [16, 32]
 
 
 def test_max_steps_stops_mid_epoch_and_still_validates():

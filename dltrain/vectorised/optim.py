@@ -1,0 +1,256 @@
+"""Optimiser steps over a stack: every member's parameters in one (members, P) tensor.
+
+The hyperparameters are read from each member's own torch optimiser (its param groups, as
+its schedule leaves them), so a member's learning rate, weight decay, momentum or betas are
+its own: tensors of shape (members, 1), or (members, P) where they differ between a member's
+parameters (weights decay, biases do not). The updates follow torch's single-tensor
+implementations term by term (SGD, Adam, AdamW), so a member's step equals its own
+optimiser's step to float rounding; `member_state` gives the state back in torch's format,
+for checkpoints that `dltrain resume` continues with the member's own optimiser.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each parameter of a member lies in a flat row of P numbers."""
+
+    names: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def of(cls, model: nn.Module) -> Layout:
+        named = [(n, tuple(p.shape)) for n, p in model.named_parameters() if p.requires_grad]
+        return cls(tuple(n for n, _ in named), tuple(s for _, s in named))
+
+    @property
+    def sizes(self) -> list[int]:
+        return [math.prod(s) for s in self.shapes]
+
+    @property
+    def size(self) -> int:
+        return sum(self.sizes)
+
+    def slices(self) -> list[slice]:
+        bounds, start = [], 0
+        for n in self.sizes:
+            bounds.append(slice(start, start + n))
+            start += n
+        return bounds
+
+    def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """name -> (members, *shape) views into `flat` (members, P)."""
+        m = flat.shape[0]
+        return {name: flat[:, s].view(m, *shape)
+                for name, s, shape in zip(self.names, self.slices(), self.shapes, strict=True)}
+
+    def flatten(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(members, P) from name -> (members, *shape), e.g. torch.func.stack_module_state's."""
+        first = params[self.names[0]]
+        return torch.cat([params[n].reshape(first.shape[0], -1) for n in self.names], dim=1)
+
+    def row(self, flat_row: torch.Tensor) -> dict[str, torch.Tensor]:
+        """name -> a copy of one member's tensor from its row (P,) (a copy, so that a saved
+        checkpoint holds that member's numbers, not the whole stack's storage)."""
+        return {name: flat_row[s].view(shape).clone()
+                for name, s, shape in zip(self.names, self.slices(), self.shapes, strict=True)}
+
+
+class Hyperparameters:
+    """Reads a hyperparameter of every member's every parameter from the members' optimisers."""
+
+    def __init__(self, optimizers: Sequence[torch.optim.Optimizer],
+                 models: Sequence[nn.Module], layout: Layout, device: torch.device) -> None:
+        self.optimizers = list(optimizers)
+        self.layout = layout
+        self.device = device
+        self.groups: list[list[int]] = []  # member -> parameter -> its param group
+        for opt, model in zip(self.optimizers, models, strict=True):
+            group_of = {id(p): g for g, group in enumerate(opt.param_groups)
+                        for p in group["params"]}
+            named = dict(model.named_parameters())
+            self.groups.append([group_of[id(named[n])] for n in layout.names])
+
+    def values(self, key: str, index: int | None = None) -> list[list[float]]:
+        table = []
+        for opt, groups in zip(self.optimizers, self.groups, strict=True):
+            row = []
+            for g in groups:
+                value = opt.param_groups[g][key]
+                row.append(float(value[index] if index is not None else value))
+            table.append(row)
+        return table
+
+    def tensor(self, key: str, index: int | None = None) -> torch.Tensor:
+        """(members, 1) where each member has one value for all its parameters, else
+        (members, P); float64, for the arithmetic torch does in Python floats."""
+        values = torch.tensor(self.values(key, index), dtype=torch.float64)
+        if bool((values == values[:, :1]).all()):
+            return values[:, :1].to(self.device)
+        sizes = torch.tensor(self.layout.sizes)
+        return values.repeat_interleave(sizes, dim=1).to(self.device)
+
+    def flag(self, key: str) -> bool:
+        """A switch that every member has alike (the planner saw to that)."""
+        flags = {bool(opt.param_groups[g].get(key, False)) for opt, groups in
+                 zip(self.optimizers, self.groups, strict=True) for g in groups}
+        if len(flags) != 1:
+            raise ValueError(f"members differ in {key}")
+        return flags.pop()
+
+
+class StackedOptimizer(Protocol):
+    def refresh(self) -> None:
+        """Read the hyperparameters again (after a schedule moved them)."""
+
+    def step(self, params: torch.Tensor, grads: torch.Tensor) -> None:
+        """Update `params` (members, P) in place from `grads` (members, P)."""
+
+    def member_state(self, i: int) -> dict[str, dict[str, Any]]:
+        """Member i's state as torch's optimiser keeps it, by parameter name."""
+
+    def snapshot(self) -> StackedOptimizer:
+        """A copy of the state as it is now, which later steps leave alone."""
+
+
+def _f32(t: torch.Tensor) -> torch.Tensor:
+    return t.to(torch.float32)
+
+
+class StackedSGD:
+    """torch.optim.SGD: w <- w - lr (g + wd w), with heavy-ball or Nesterov momentum."""
+
+    def __init__(self, hp: Hyperparameters, shape: torch.Size) -> None:
+        self.hp = hp
+        self.nesterov = hp.flag("nesterov")
+        self.buffer: torch.Tensor | None = None
+        self.refresh()
+
+    def refresh(self) -> None:
+        hp = self.hp
+        self.lr = _f32(hp.tensor("lr"))
+        wd = hp.tensor("weight_decay")
+        self.wd = _f32(wd) if bool((wd != 0).any()) else None
+        momentum = hp.tensor("momentum")
+        self.momentum = _f32(momentum) if bool((momentum != 0).any()) else None
+        # where momentum is 0 torch steps along the gradient itself and keeps no buffer
+        self.plain = momentum == 0 if self.momentum is not None and bool(
+            (momentum == 0).any()) else None
+        self.keep = _f32(1 - hp.tensor("dampening"))
+        self.buffered = [[m != 0 for m in row] for row in hp.values("momentum")]
+
+    def step(self, params: torch.Tensor, grads: torch.Tensor) -> None:
+        g = grads if self.wd is None else grads + self.wd * params
+        if self.momentum is not None:
+            if self.buffer is None:
+                self.buffer = g.detach().clone()
+            else:
+                self.buffer.mul_(self.momentum).add_(self.keep * g)
+            step = g + self.momentum * self.buffer if self.nesterov else self.buffer
+            g = step if self.plain is None else torch.where(self.plain, g, step)
+        params.sub_(self.lr * g)
+
+    def snapshot(self) -> StackedSGD:
+        frozen = copy.copy(self)
+        frozen.buffer = None if self.buffer is None else self.buffer.clone()
+        return frozen
+
+    def member_state(self, i: int) -> dict[str, dict[str, Any]]:
+        if self.buffer is None:
+            return {}
+        rows = self.hp.layout.row(self.buffer[i])
+        return {name: {"momentum_buffer": rows[name]}
+                for name, kept in zip(self.hp.layout.names, self.buffered[i], strict=True)
+                if kept}
+
+
+class StackedAdam:
+    """torch.optim.Adam (L2 weight decay in the gradient) and AdamW (decoupled decay)."""
+
+    def __init__(self, hp: Hyperparameters, shape: torch.Size, decoupled: bool) -> None:
+        self.hp = hp
+        self.decoupled = decoupled
+        self.exp_avg = torch.zeros(shape, device=hp.device)
+        self.exp_avg_sq = torch.zeros(shape, device=hp.device)
+        self.steps = 0
+        self.refresh()
+
+    def refresh(self) -> None:
+        hp = self.hp
+        self.lr = hp.tensor("lr")
+        wd = hp.tensor("weight_decay")
+        self.wd = wd if bool((wd != 0).any()) else None
+        self.beta1, self.beta2 = hp.tensor("betas", 0), hp.tensor("betas", 1)
+        self.eps = _f32(hp.tensor("eps"))
+        self.keep1 = _f32(1 - self.beta1)  # lerp weight of the new gradient
+        self.beta2_32 = _f32(self.beta2)
+        self.keep2 = _f32(1 - self.beta2)
+        if self.wd is not None:
+            self.decay = _f32(1 - self.lr * self.wd) if self.decoupled else _f32(self.wd)
+
+    def step(self, params: torch.Tensor, grads: torch.Tensor) -> None:
+        self.steps += 1
+        g = grads
+        if self.wd is not None:
+            if self.decoupled:
+                params.mul_(self.decay)
+            else:
+                g = g + self.decay * params
+        self.exp_avg.lerp_(g, self.keep1)
+        self.exp_avg_sq.mul_(self.beta2_32).add_(self.keep2 * g * g)
+        # the bias corrections in float64, as torch computes them in Python floats
+        correction1 = 1 - self.beta1 ** self.steps
+        correction2_sqrt = (1 - self.beta2 ** self.steps).sqrt()
+        step_size = _f32(-(self.lr / correction1))
+        denom = (self.exp_avg_sq.sqrt() / _f32(correction2_sqrt)).add_(self.eps)
+        params.add_(step_size * self.exp_avg / denom)
+
+    def snapshot(self) -> StackedAdam:
+        frozen = copy.copy(self)
+        frozen.exp_avg, frozen.exp_avg_sq = self.exp_avg.clone(), self.exp_avg_sq.clone()
+        return frozen
+
+    def member_state(self, i: int) -> dict[str, dict[str, Any]]:
+        layout = self.hp.layout
+        if self.steps == 0:
+            return {}
+        avg, avg_sq = layout.row(self.exp_avg[i]), layout.row(self.exp_avg_sq[i])
+        return {name: {"step": torch.tensor(float(self.steps), dtype=torch.float32),
+                       "exp_avg": avg[name], "exp_avg_sq": avg_sq[name]}
+                for name in layout.names}
+
+
+def stacked_optimizer(optimizers: Sequence[torch.optim.Optimizer], models: Sequence[nn.Module],
+                      layout: Layout, device: torch.device) -> StackedOptimizer:
+    """The vectorised counterpart of the members' optimisers (all of one class)."""
+    kinds = {type(o) for o in optimizers}
+    if len(kinds) != 1:
+        raise ValueError(f"members use different optimisers: {sorted(k.__name__ for k in kinds)}")
+    kind = kinds.pop()
+    hp = Hyperparameters(optimizers, models, layout, device)
+    shape = torch.Size((len(optimizers), layout.size))
+    if kind is torch.optim.SGD:
+        return StackedSGD(hp, shape)
+    if kind in (torch.optim.Adam, torch.optim.AdamW):
+        decoupled = kind is torch.optim.AdamW or hp.flag("decoupled_weight_decay")
+        return StackedAdam(hp, shape, decoupled)
+    raise ValueError(f"{kind.__name__} has no vectorised step")
+
+
+def load_member_state(optimizer: torch.optim.Optimizer, model: nn.Module,
+                      state: dict[str, dict[str, Any]]) -> None:
+    """Put a member's state (from `member_state`) into its own torch optimiser."""
+    named = dict(model.named_parameters())
+    optimizer.state.clear()
+    for name, entry in state.items():
+        optimizer.state[named[name]] = entry

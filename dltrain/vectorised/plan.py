@@ -1,0 +1,204 @@
+"""Which jobs of a sweep train together as one stacked model, and why the others run alone.
+
+Jobs stack when their configs are equal but for values a stack can hold per member
+(`STACKABLE`: the seed, optimiser and regularisation strengths, the init scale; for generated
+data also the noise and the draw, `DATA_STACKABLE`) and when nothing in the shared config
+needs a training loop of its own (`alone_reason`). Torch-free: it reads composed configs only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from dltrain.config import PROBE_COMMON
+
+# Values each member of a stack may have of its own.
+STACKABLE = (
+    "trainer.seed",  # initialisation, dropout masks and batch order
+    "optim.lr",
+    "optim.weight_decay",
+    "optim.momentum",
+    "optim.dampening",
+    "optim.betas",
+    "optim.eps",
+    "init.std",
+    "model.dropout",
+    "penalty.l1",
+    "penalty.l2",
+)
+# Generated data sets are drawn per member: the data are stacked too.
+DATA_STACKABLE = ("data.noise", "data.seed")
+
+MODELS = ("mlp", "cnn", "resnet")  # families whose layers a stack trains exactly
+OPTIMISERS = {  # optimiser class -> the keys of its config a stack implements
+    "torch.optim.SGD": {"lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize",
+                        "foreach", "fused", "differentiable"},
+    "torch.optim.Adam": {"lr", "betas", "eps", "weight_decay", "amsgrad", "maximize",
+                         "foreach", "fused", "capturable", "differentiable"},
+    "torch.optim.AdamW": {"lr", "betas", "eps", "weight_decay", "amsgrad", "maximize",
+                          "foreach", "fused", "capturable", "differentiable"},
+}
+# trainer keys the stack implements; any other must be off (null, false, 0) to stack.
+TRAINER_KEYS = {
+    "max_epochs", "max_steps", "device", "precision", "compile", "compile_min_steps",
+    "channels_last", "seed", "deterministic", "log_every", "val_every", "eval_batch_size",
+    "threads", "monitor", "accumulate", "grad_clip", "early_stopping", "nan_policy", "resume",
+    "strategy",
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The jobs of a sweep (by their index in the sweep's list): stacks and lone jobs."""
+
+    stacks: list[list[int]] = field(default_factory=list)  # each trains as one model
+    alone: dict[int, str] = field(default_factory=dict)  # job -> why it runs on its own
+
+
+def _get(container: dict[str, Any], key: str) -> Any:
+    node: Any = container
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _drop(container: dict[str, Any], key: str) -> None:
+    *path, leaf = key.split(".")
+    node: Any = container
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(leaf, None)
+
+
+def stack_key(cfg: DictConfig, generated: Collection[str]) -> str:
+    """What must be equal for two jobs to stack: the resolved config without the values a
+    member may have of its own (`generated`: the data sets that are drawn, not read)."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(container, dict)
+    container.pop("hydra", None)
+    keys = STACKABLE + (DATA_STACKABLE if _get(container, "data.name") in generated else ())
+    for key in keys:
+        _drop(container, key)
+    return json.dumps(container, sort_keys=True, default=str)
+
+
+def _off(value: Any) -> bool:
+    return value is None or value is False or value == 0 or value == [] or value == {}
+
+
+def looking_probes(probe: dict[str, Any]) -> list[str]:
+    """The probes of a config's `probe` node that look during training. A stack calls its
+    members' probes once, at each member's end; the fit probe without images looks only then."""
+    names = set(probe) - set(PROBE_COMMON)
+    return sorted(n for n in names if not (n == "fit" and probe[n].get("images") is False))
+
+
+def alone_reason(cfg: DictConfig, device_type: str = "cpu") -> str | None:
+    """Why this job cannot train in a stack (one sentence), or None if it can.
+
+    `device_type` is where it would train (`trainer.device` resolved: cpu, cuda, mps).
+    """
+    c = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(c, dict)
+    optim, model, trainer = c.get("optim", {}), c.get("model", {}), c.get("trainer", {})
+    target = str(optim.get("_target_"))
+    if target == "torch.optim.LBFGS":
+        return ("optim=lbfgs: L-BFGS runs a line search of its own length in every step, "
+                "which members cannot share")
+    if target not in OPTIMISERS:
+        return (f"optim={optim.get('name')}: only SGD (plain, momentum, Nesterov), Adam and "
+                "AdamW steps are vectorised")
+    extra = sorted(set(optim) - OPTIMISERS[target] - {"name", "_target_"})
+    if extra:
+        return f"optim.{extra[0]} is not implemented by the vectorised optimiser"
+    for flag in ("amsgrad", "maximize"):
+        if optim.get(flag):
+            return f"optim.{flag}=true is not implemented by the vectorised optimiser"
+    if model.get("name") not in MODELS:
+        return (f"model={model.get('name')}: only {', '.join(MODELS)} are stacked (the "
+                "transformer's attention draws its dropout inside one kernel)")
+    if not _off(model.get("dropout")) and device_type != "cpu":
+        return (f"model.dropout on {device_type}: dropout masks there come from a fused "
+                "kernel whose random stream a member cannot reproduce (on cpu it can)")
+    for key in sorted(set(trainer) - TRAINER_KEYS):
+        if not _off(trainer[key]):
+            return f"trainer.{key} is not implemented by the vectorised training loop"
+    checks = [
+        (str(trainer.get("precision", "32")) != "32",
+         f"trainer.precision={trainer.get('precision')}: mixed precision runs alone"),
+        (bool(trainer.get("compile")), "trainer.compile=true: a compiled model runs alone"),
+        (trainer.get("channels_last") is True,
+         "trainer.channels_last=true: the channels-last layout runs alone"),
+        (c.get("task") == "reconstruction",
+         "task=reconstruction: autoencoders and VAEs are not stacked"),
+        (int(trainer.get("accumulate", 1)) != 1,
+         "trainer.accumulate: gradient accumulation runs alone"),
+        (trainer.get("nan_policy", "stop") != "stop",
+         "trainer.nan_policy=skip looks at every step's loss, so it runs alone"),
+        (trainer.get("resume", "never") != "never",
+         "trainer.resume=auto: a run that may continue a checkpoint runs alone"),
+        (trainer.get("strategy", "single") != "single",
+         "trainer.strategy=ddp: data-parallel runs are not stacked"),
+        (bool(looking_probes(c.get("probe") or {})),
+         "probes look into one model's training loop: it runs alone (of them only "
+         "probe=[fit] with probe.fit.images=false, which looks at the end, stacks)"),
+        (not _off(_get(c, "data.augment")),
+         "data augmentation (reg=[augment]) draws per batch: it runs alone"),
+        (_get(c, "data.in_memory") is False,
+         "data.in_memory=false: streamed batches run alone"),
+    ]
+    return next((why for bad, why in checks if bad), None)
+
+
+def plan(cfgs: Sequence[DictConfig], generated: Collection[str],
+         device_types: Sequence[str] | None = None, max_members: int = 128) -> Plan:
+    """Group the jobs `cfgs` into stacks of at most `max_members`; say why the rest run alone.
+
+    `device_types[i]` is where job i would train (cpu by default). Groups keep the order of
+    the jobs; a group of one runs alone.
+    """
+    result = Plan()
+    groups: dict[str, list[int]] = {}
+    for i, cfg in enumerate(cfgs):
+        why = alone_reason(cfg, device_types[i] if device_types else "cpu")
+        if why is not None:
+            result.alone[i] = why
+        else:
+            groups.setdefault(stack_key(cfg, generated), []).append(i)
+    for members in groups.values():
+        for start in range(0, len(members), max_members):
+            chunk = members[start:start + max_members]
+            if len(chunk) > 1:
+                result.stacks.append(chunk)
+            elif len(members) == 1:
+                result.alone[chunk[0]] = ("nothing to stack with: no other job of the sweep "
+                                          "differs from it only in stackable values")
+            else:
+                result.alone[chunk[0]] = (f"left over after stacks of max_members="
+                                          f"{max_members}")
+    return result
+
+
+def varying(cfgs: Sequence[DictConfig]) -> list[str]:
+    """The stackable keys whose values differ between `cfgs` (the members of a stack)."""
+    containers = [OmegaConf.to_container(c, resolve=True) for c in cfgs]
+    return [key for key in STACKABLE + DATA_STACKABLE
+            if len({json.dumps(_get(c, key), default=str) for c in containers}) > 1]
+
+
+def job_numbers(jobs: Sequence[int]) -> str:
+    """#0-#63, or #2, #5, #7: the jobs of a sweep by their numbers, briefly."""
+    if not jobs:
+        return ""
+    if list(jobs) == list(range(jobs[0], jobs[0] + len(jobs))) and len(jobs) > 2:
+        return f"#{jobs[0]}-#{jobs[-1]}"
+    shown = ", ".join(f"#{j}" for j in jobs[:8])
+    return shown + (f" and {len(jobs) - 8} more" if len(jobs) > 8 else "")

@@ -1,0 +1,281 @@
+"""hydra/launcher=vectorised: the jobs of a sweep that differ only in stackable values (seed,
+learning rate, weight decay, momentum/betas, init std, dropout rate, L1/L2 weights, noise and
+draw of generated data) train as one stacked model in this process; every other job runs on
+its own, as Hydra's basic launcher runs it, and the launcher says which and why.
+
+Hydra finds this module through the `hydra_plugins` namespace package. It imports neither
+torch nor dltrain's training code until a sweep is launched: Hydra imports every plugin at
+start-up, `dltrain --help` included.
+"""
+
+# No `from __future__ import annotations`: Hydra executes plugin modules without entering
+# them in sys.modules, where dataclasses would look string annotations up.
+import copy
+import logging
+import logging.config
+import os
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VectorisedLauncherConf:
+    _target_: str = "hydra_plugins.dltrain_vectorised.vectorised_launcher.VectorisedLauncher"
+    # the most jobs one stack trains; a larger group trains as several stacks
+    max_members: int = 128
+    # the members' checkpoints are written when the stack ends, on a stop request, and after
+    # a validation once this many seconds have passed since they were last written
+    save_every_s: float = 60.0
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="vectorised",
+                             node=VectorisedLauncherConf, provider="dltrain")
+
+
+class VectorisedLauncher(Launcher):
+    def __init__(self, max_members: int = 128, save_every_s: float = 60.0) -> None:
+        self.max_members = int(max_members)
+        self.save_every_s = float(save_every_s)
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
+              config: DictConfig) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+
+    # -- the jobs ------------------------------------------------------------------------
+
+    def _job_config(self, overrides: Sequence[str], idx: int) -> DictConfig:
+        """The job's whole config (its `hydra` node too), as the basic launcher makes it."""
+        assert self.hydra_context is not None and self.config is not None
+        sweep_config = self.hydra_context.config_loader.load_sweep_config(
+            self.config, list(overrides))
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.id = idx
+            sweep_config.hydra.job.num = idx
+        return sweep_config
+
+    def _job_configs(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+                     ) -> list[DictConfig]:
+        """Every job's config. Hydra composes the first job of each kind (the same config
+        groups chosen, the same keys set); the others are derived from it (`derive`), a
+        small fraction of a composition's time (64 compositions take seconds)."""
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        assert self.config is not None
+        parser = OverridesParser.create()
+        groups = set(self.config.hydra.runtime.choices)
+        composed: dict[tuple[str, ...], DictConfig] = {}
+        configs = []
+        for i, overrides in enumerate(job_overrides):
+            idx = initial_job_idx + i
+            parsed = parser.parse_overrides(list(overrides))
+            values = value_overrides(parsed, groups)
+            keys = [o.key_or_group for o in values]
+            kind = (*(o.input_line or "" for o in parsed if o not in values), "|", *keys)
+            base = composed.get(kind) if len(set(keys)) == len(keys) else None
+            if base is None:
+                config = self._job_config(overrides, idx)
+                composed.setdefault(kind, config)
+            else:
+                config = derive(base, parsed, idx)
+                OmegaConf.copy_cache(from_config=self.config, to_config=config)
+            configs.append(config)
+        return configs
+
+    @staticmethod
+    def _task(sweep_config: DictConfig) -> tuple[DictConfig, str]:
+        """The task's config, resolved while Hydra holds this job's config (for ${hydra:..}),
+        and its run directory, as run_job will name it."""
+        before = HydraConfig.instance().cfg
+        HydraConfig.instance().set_config(sweep_config)
+        try:
+            run_dir = os.path.abspath(os.path.join(str(sweep_config.hydra.sweep.dir),
+                                                   str(sweep_config.hydra.sweep.subdir)))
+            task = copy.deepcopy(sweep_config)
+            with read_write(task), open_dict(task):
+                del task["hydra"]
+            OmegaConf.resolve(task)
+        finally:
+            HydraConfig.instance().cfg = before
+        return task, run_dir
+
+    def _run(self, sweep_config: DictConfig, task_function: TaskFunction) -> JobReturn:
+        assert self.hydra_context is not None and self.config is not None
+        ret = run_job(hydra_context=self.hydra_context, task_function=task_function,
+                      config=sweep_config, job_dir_key="hydra.sweep.dir",
+                      job_subdir_key="hydra.sweep.subdir")
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return ret
+
+    def _alone(self, sweep_config: DictConfig) -> JobReturn:
+        log.info(f"\t#{sweep_config.hydra.job.num} : "
+                 f"{' '.join(filter_overrides(sweep_config.hydra.overrides.task))}")
+        assert self.task_function is not None
+        return self._run(sweep_config, self.task_function)
+
+    # -- the sweep -----------------------------------------------------------------------
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+               ) -> Sequence[JobReturn]:
+        setup_globals()
+        assert self.config is not None and self.task_function is not None
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        configs = self._job_configs(job_overrides, initial_job_idx)
+        tasks = [self._task(c) for c in configs]
+        plan = self._plan(configs, [t for t, _ in tasks])
+        returns: dict[int, JobReturn] = {}
+        units: list[list[int]] = sorted([*plan.stacks, *([i] for i in plan.alone)],
+                                        key=lambda unit: unit[0])
+        for unit in units:
+            if unit[0] in plan.alone:
+                returns[unit[0]] = self._alone(configs[unit[0]])
+            else:
+                number = plan.stacks.index(unit) + 1
+                returns.update(self._stack(unit, configs, tasks, number))
+        return [returns[i] for i in range(len(configs))]
+
+    def _console_logging(self) -> None:
+        """The jobs' own logging (dltrain's lines on the terminal) without their log files:
+        while a stack trains, its members' train.log files are written by the stack."""
+        assert self.config is not None
+        conf = OmegaConf.to_container(self.config.hydra.job_logging, resolve=False)
+        if not isinstance(conf, dict) or not conf.get("handlers"):
+            return
+        files = {name for name, h in conf["handlers"].items() if "filename" in h}
+        conf["handlers"] = {n: h for n, h in conf["handlers"].items() if n not in files}
+        for logger in [conf.get("root", {}), *conf.get("loggers", {}).values()]:
+            if "handlers" in logger:
+                logger["handlers"] = [h for h in logger["handlers"] if h not in files]
+        logging.config.dictConfig(conf)
+
+    def _plan(self, configs: Sequence[DictConfig], tasks: Sequence[DictConfig]) -> Any:
+        from dltrain.data import SOURCES, Generated
+        from dltrain.errors import ConfigError
+        from dltrain.runtime import resolve_device
+        from dltrain.vectorised.plan import Plan, job_numbers, plan, varying
+
+        numbers = [int(c.hydra.job.num) for c in configs]
+        if getattr(self.task_function, "finish", None) is None:
+            result = Plan(alone={i: "the task is not dltrain's training"
+                                 for i in range(len(configs))})
+        elif any(c.hydra.job.chdir for c in configs):
+            result = Plan(alone={i: "hydra.job.chdir=true: a run that changes directory "
+                                 "runs alone" for i in range(len(configs))})
+        else:
+            generated = {name for name, s in SOURCES.items() if isinstance(s, Generated)}
+            devices: dict[str, str] = {}
+            for task in tasks:
+                name = str(task.trainer.device)
+                try:
+                    devices.setdefault(name, resolve_device(name).type)
+                except ConfigError:  # the stack refuses it, and each job says why alone
+                    devices[name] = "cpu"
+            result = plan(tasks, generated, [devices[str(t.trainer.device)] for t in tasks],
+                          self.max_members)
+        log.info(f"Launching {len(configs)} jobs: {len(result.stacks)} vectorised "
+                 f"stack{'s' if len(result.stacks) != 1 else ''} "
+                 f"({sum(len(s) for s in result.stacks)} jobs), {len(result.alone)} alone")
+        for k, stack in enumerate(result.stacks):
+            keys = ", ".join(varying([tasks[i] for i in stack])) or "nothing"
+            log.info(f"\tstack {k + 1}: {job_numbers([numbers[i] for i in stack])} "
+                     f"({len(stack)} jobs differing in {keys})")
+        by_reason: dict[str, list[int]] = {}
+        for i, why in result.alone.items():
+            by_reason.setdefault(why, []).append(numbers[i])
+        for why, jobs in by_reason.items():
+            log.info(f"\t{job_numbers(jobs)} alone: {why}")
+        return result
+
+    def _stack(self, unit: list[int], configs: Sequence[DictConfig],
+               tasks: Sequence[tuple[DictConfig, str]], number: int) -> dict[int, JobReturn]:
+        """Train the jobs `unit` as one stack, then pass each through Hydra's run_job (its
+        .hydra files, its log, the task's accounting); alone if they cannot stack."""
+        from dltrain.vectorised.model import Unstackable
+        from dltrain.vectorised.plan import job_numbers
+        from dltrain.vectorised.train import train_stack
+
+        numbers = [int(configs[i].hydra.job.num) for i in unit]
+        log.info(f"Stack {number}: {job_numbers(numbers)}")
+        self._console_logging()
+        try:
+            results = train_stack([tasks[i][0] for i in unit], [tasks[i][1] for i in unit],
+                                  index_of=number, save_every_s=self.save_every_s)
+        except Unstackable as why:
+            log.warning(f"{job_numbers(numbers)} run one by one: {why}")
+            return {i: self._alone(configs[i]) for i in unit}
+        finally:
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        finish = self.task_function.finish  # type: ignore[union-attr]
+        returns = {}
+        for i, result in zip(unit, results, strict=True):
+            returns[i] = self._run(configs[i], _member(finish, tasks[i][1], result))
+        return returns
+
+
+def _member(finish: Callable[[str, Any], Any], run_dir: str, result: Any) -> TaskFunction:
+    """The task function of a member that has trained: its result handed to dltrain's own
+    accounting (cli.py's `finish`), inside Hydra's job like any run."""
+
+    def task(_cfg: DictConfig) -> Any:
+        summary = result.summary
+        best = summary.get("best") or {}
+        test = summary.get("test") or {}
+        shown = [f"{best['metric']} {best['value']:.4g}"] if best.get("value") is not None \
+            else []
+        shown += [f"test/{k} {v:.4g}" for k, v in test.items() if k != "loss"]
+        log.info(f"{Path(run_dir).name}: {result.status}"
+                 f"{' · ' + ' · '.join(shown) if shown else ''} (in a vectorised stack)")
+        return finish(run_dir, result)
+
+    return task
+
+
+def value_overrides(parsed: Sequence[Any], groups: Collection[str]) -> list[Any]:
+    """The overrides among `parsed` (Hydra's Override objects) that set one value of a key,
+    not a config group (`groups`: the groups of the config), a sweep or Hydra's own node."""
+    from hydra.core.override_parser.types import OverrideType
+
+    return [o for o in parsed if o.type == OverrideType.CHANGE and not o.is_sweep_override()
+            and not o.is_hydra_override() and o.key_or_group not in groups
+            and "/" not in o.key_or_group]
+
+
+def derive(base: DictConfig, parsed: Sequence[Any], idx: int) -> DictConfig:
+    """The config of job `idx` with overrides `parsed`, from the composed config `base` of a
+    job whose overrides choose the same groups and set the same keys (to other values).
+
+    Hydra applies value overrides after composing, by OmegaConf.update; here they are applied
+    to a copy of `base` the same way, and the job's own entries of the hydra node (its
+    overrides, its directory name, its number) are set as Hydra sets them.
+    """
+    from hydra._internal.config_loader_impl import get_overrides_dirname
+
+    groups = set(base.hydra.runtime.choices)
+    config = copy.deepcopy(base)
+    with read_write(config), open_dict(config), read_write(config.hydra):
+        for o in value_overrides(parsed, groups):
+            OmegaConf.update(config, o.key_or_group, o.value(), merge=True)
+        dirname = config.hydra.job.config.override_dirname
+        config.hydra.overrides.task = [o.input_line for o in parsed]
+        config.hydra.job.override_dirname = get_overrides_dirname(
+            overrides=list(parsed), kv_sep=dirname.kv_sep, item_sep=dirname.item_sep,
+            exclude_keys=list(dirname.exclude_keys))
+        config.hydra.job.id = idx
+        config.hydra.job.num = idx
+    return config

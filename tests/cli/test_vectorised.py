@@ -1,0 +1,83 @@
+"""hydra/launcher=vectorised through the real `dltrain` command: one stack, jobs that run
+alone and say why, every member's run directory as a run's, the report and the HParams tab."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf, open_dict
+
+from tests.cli.test_sweeps import hparams_table
+from tests.conftest import ROOT, run_cli
+
+
+@pytest.mark.e2e
+def test_a_vectorised_sweep_writes_every_run_as_its_own(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", "hydra/launcher=vectorised", "data=moons", "data.n_train=300",
+                   "model.hidden=[8]", "trainer=smoke", "trainer.seed=0,1", "optim=adam,lbfgs",
+                   f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "Launching 4 jobs: 1 vectorised stack (2 jobs), 2 alone" in out
+    assert "stack 1: #0, #2 (2 jobs differing in trainer.seed)" in out
+    assert ("#1, #3 alone: optim=lbfgs: L-BFGS runs a line search of its own length in every "
+            "step, which members cannot share") in out
+
+    jobs = sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir())
+    assert [p.name.split("_")[0] for p in jobs] == ["0", "1", "2", "3"]
+    for job in jobs:
+        for name in (".hydra/config.yaml", ".hydra/overrides.yaml", ".hydra/hydra.yaml",
+                     "summary.json", "metrics.jsonl", "train.log", "checkpoints/last.pt",
+                     "checkpoints/best.pt"):
+            assert (job / name).is_file(), f"{job.name}: no {name}"
+        assert list((job / "tb").glob("events.out.tfevents.*"))
+        summary = json.loads((job / "summary.json").read_text())
+        assert summary["status"] == "completed" and summary["test"]["accuracy"] > 0
+        stacked = "optim=adam" in job.name
+        assert ("vectorised" in summary) == stacked
+        assert ("in a vectorised stack" in (job / "train.log").read_text()) == stacked
+    overrides = OmegaConf.load(jobs[2] / ".hydra" / "overrides.yaml")
+    assert list(overrides) == ["data=moons", "data.n_train=300", "model.hidden=[8]",
+                               "trainer=smoke", "trainer.seed=1", "optim=adam"]
+    assert OmegaConf.load(jobs[2] / ".hydra" / "config.yaml").trainer.seed == 1
+
+    rows = list(csv.DictReader((sweep / "report.csv").open()))
+    assert sorted((r["optim"], r["n"], r["status"]) for r in rows) == [
+        ("adam", "2", "completed"), ("lbfgs", "2", "completed")]
+    experiment, groups = hparams_table(sweep)  # the HParams tab sees four runs alike
+    assert sum(len(g.sessions) for g in groups) == 4
+    assert "test/accuracy" in {m.name.tag for m in experiment.metric_infos}
+
+
+def test_hydra_finds_the_launcher_without_importing_torch():
+    code = ("import sys\n"
+            "from hydra.core.plugins import Plugins\n"
+            "from hydra.plugins.launcher import Launcher\n"
+            "names = [p.__name__ for p in Plugins.instance().discover(Launcher)]\n"
+            "print('VectorisedLauncher' in names, 'torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout
+    assert out.split() == ["True", "False"]
+
+
+def test_a_derived_job_config_is_the_config_hydra_composes(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from dltrain.cli import conf_dir
+    from hydra_plugins.dltrain_vectorised.vectorised_launcher import derive
+
+    first = ["data=moons", "model.hidden=[16]", "optim=sgd", "trainer.seed=0", "optim.lr=0.01"]
+    other = ["data=moons", "model.hidden=[8,8]", "optim=sgd", "trainer.seed=3", "optim.lr=0.5"]
+    with initialize_config_dir(str(conf_dir()), version_base="1.3", job_name="train"):
+        base = compose("train", overrides=first, return_hydra_config=True)
+        composed = compose("train", overrides=other, return_hydra_config=True)
+    with open_dict(composed):
+        composed.hydra.job.id = composed.hydra.job.num = 7
+    derived = derive(base, OverridesParser.create().parse_overrides(other), 7)
+    assert OmegaConf.to_yaml(derived) == OmegaConf.to_yaml(composed)
