@@ -127,6 +127,10 @@ def process_group(d: Dist, device: torch.device) -> Iterator[None]:
     dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     try:
         yield
+        # Every rank tears down together: a rank that destroys its group and exits while
+        # another still talks to it (rank 0 testing and writing) can abort in gloo's threads
+        # ("terminate called without an active exception", seen on a loaded CPU machine).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
