@@ -445,8 +445,12 @@ def _test(job: Job, run_dir: Path, summary: dict[str, Any], state: TrainState,
 
 def _flops(job: Job, samples_per_s: float | None) -> dict[str, Any]:
     """Training FLOPs per sample, TFLOP/s achieved and MFU (where the device's peak is known)."""
-    x, _ = next(iter(job.batches.epoch(0)))  # a training batch as the steps took them
-    per_sample = training_flops_per_sample(job.parts.model, x)
+    try:
+        x, _ = next(iter(job.batches.epoch(0)))  # a training batch as the steps took them
+        per_sample = training_flops_per_sample(job.parts.model, x)
+    except Exception as err:  # a diagnostic: never at the cost of the run's summary
+        log.warning(f"no FLOP count: {type(err).__name__}: {err}")
+        return {}
     return utilisation(per_sample, samples_per_s, peak_tflops(job.device, job.settings.precision))
 
 

@@ -52,3 +52,15 @@ def test_a_transformer_run_reports_its_flops(make_cfg, tmp_path):
         summary["flops_per_sample"] * summary["samples_per_s"] / 1e12, rel=1e-3, abs=1e-4)
     mlp = run(make_cfg("data=moons", "trainer=smoke", "logger=none"), tmp_path / "mlp").summary
     assert "flops_per_sample" not in mlp
+
+
+def test_a_failing_count_costs_the_run_nothing(make_cfg, tmp_path, monkeypatch):
+    def broken(model, x):
+        raise RuntimeError("no formula for this kernel")
+
+    monkeypatch.setattr("dltrain.run.training_flops_per_sample", broken)
+    cfg = make_cfg("model=transformer", "model.width=32", "model.depth=1", "trainer=smoke",
+                   "logger=none")
+    result = run(cfg, tmp_path / "run")
+    assert result.status == "completed" and "flops_per_sample" not in result.summary
+    assert result.summary["test"]["accuracy"] >= 0
