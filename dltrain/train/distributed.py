@@ -8,6 +8,7 @@ In a single process everything here is the identity, so the trainer needs no `if
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -132,6 +133,10 @@ def process_group(d: Dist, device: torch.device) -> Iterator[None]:
         # ("terminate called without an active exception", seen on a loaded CPU machine).
         dist.barrier()
     finally:
+        # Whatever still holds the group from a reference cycle (the job's model and its DDP
+        # reducer, hooks) is freed now, while the group is alive: left to the interpreter's
+        # shutdown, gloo's worker threads can die there and abort the process.
+        gc.collect()
         dist.destroy_process_group()
 
 
