@@ -10,7 +10,7 @@ import sys
 
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
 from tests.cli.test_sweeps import hparams_table
 from tests.conftest import ROOT, run_cli
@@ -77,7 +77,45 @@ def test_a_derived_job_config_is_the_config_hydra_composes(tmp_path):
     with initialize_config_dir(str(conf_dir()), version_base="1.3", job_name="train"):
         base = compose("train", overrides=first, return_hydra_config=True)
         composed = compose("train", overrides=other, return_hydra_config=True)
-    with open_dict(composed):
-        composed.hydra.job.id = composed.hydra.job.num = 7
-    derived = derive(base, OverridesParser.create().parse_overrides(other), 7)
+    derived = derive(base, OverridesParser.create().parse_overrides(other))
     assert OmegaConf.to_yaml(derived) == OmegaConf.to_yaml(composed)
+
+
+def test_the_launchers_loader_composes_each_kind_of_job_once(tmp_path):
+    """Hydra composes a job of each kind (the same groups chosen, the same keys set); every
+    other job's config is derived, and equals what Hydra composes for it."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.types import RunMode
+
+    from dltrain.cli import conf_dir
+    from hydra_plugins.dltrain_vectorised.vectorised_launcher import ComposingOnce
+
+    hydra_loader = ConfigLoaderImpl(config_search_path=create_config_search_path(
+        str(conf_dir())))
+    master = hydra_loader.load_configuration(
+        "train", ["data=moons", "trainer.seed=0,1,2", "model=mlp,cnn"], RunMode.MULTIRUN)
+    jobs = [["data=moons", f"trainer.seed={seed}", f"model={model}"]
+            for model in ("mlp", "cnn") for seed in (0, 1, 2)]
+    jobs.append(["data=moons", "trainer.seed=1", "model=mlp", "trainer.seed=2"])
+
+    composed: list[list[str]] = []
+
+    class Counting(ConfigLoaderImpl):
+        def load_sweep_config(self, master_config, sweep_overrides):
+            composed.append(list(sweep_overrides))
+            return super().load_sweep_config(master_config, sweep_overrides)
+
+    loader = ComposingOnce(Counting(config_search_path=hydra_loader.config_search_path))
+    validated = [loader.load_sweep_config(master, job) for job in jobs]
+    launched = [loader.load_sweep_config(master, job) for job in jobs]
+    assert all(a is b for a, b in zip(validated, launched, strict=True))  # made once
+    for job, config in zip(jobs, launched, strict=True):
+        assert OmegaConf.to_yaml(config) == OmegaConf.to_yaml(
+            hydra_loader.load_sweep_config(master, job)), job
+        config.trainer.seed = 99  # each job's config is its own
+    again = loader.load_sweep_config(master, jobs[1])  # asked for a third time: made anew
+    assert again is not launched[1] and again.trainer.seed == 1
+    # one composition per model; a key set twice is left to Hydra
+    assert composed == [jobs[0], jobs[3], jobs[6]]
+    assert loader.list_groups("model") == hydra_loader.list_groups("model")
