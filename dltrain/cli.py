@@ -215,6 +215,8 @@ def preflight(overrides: list[str], multirun: bool, root: Path | None = None) ->
     from hydra.types import RunMode
     from omegaconf.errors import OmegaConfBaseException
 
+    from dltrain.overrides import kind, with_values
+
     root = root or conf_dir()
     parser = OverridesParser.create()
 
@@ -252,8 +254,21 @@ def preflight(overrides: list[str], multirun: bool, root: Path | None = None) ->
             variants = _variants(space + parsed)
         else:
             variants = [overrides]
-        for variant in variants:
-            validate(checked(variant))
+        # The first variant is composed; one that differs from it only in values is that
+        # config with its values (a sweep of 8 seeds x 8 rates: 1 composition, not 16).
+        groups = set(base.hydra.runtime.choices)
+        first = parse(variants[0])
+        first_kind, first_config = kind(first, groups), checked(variants[0])
+        validate(first_config)
+        for variant in variants[1:]:
+            parsed_variant = parse(variant)
+            config = None
+            if first_kind is not None and kind(parsed_variant, groups) == first_kind:
+                try:
+                    config = with_values(first_config, parsed_variant, groups)
+                except OmegaConfBaseException:  # Hydra's composition says it in its words
+                    config = None
+            validate(config if config is not None else checked(variant))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -88,6 +88,25 @@ def test_preflight_accepts_good_sweeps():
     preflight(["optim.lr=0.001,0.01", "model=mlp", "trainer=smoke", "reg=[dropout,l2]"], True)
 
 
+def test_preflight_composes_only_what_differs_in_more_than_values(monkeypatch):
+    import hydra
+
+    composed: list[list[str]] = []
+    compose = hydra.compose
+
+    def counting(config_name, overrides, return_hydra_config=False):
+        composed.append(list(overrides))
+        return compose(config_name, overrides=overrides, return_hydra_config=return_hydra_config)
+
+    monkeypatch.setattr(hydra, "compose", counting)
+    preflight(["trainer.seed=0,1,2", "optim.lr=0.1,0.2", "model=mlp,cnn"], True)
+    # the base (no sweeps), the first variant, and the variant that chooses another model
+    assert composed == [[], ["trainer.seed=0", "optim.lr=0.1", "model=mlp"],
+                        ["trainer.seed=0", "optim.lr=0.1", "model=cnn"]]
+    with pytest.raises(ConfigError, match=r"trainer\.seed=-1 must be a whole number >= 0"):
+        preflight(["trainer.seed=0,1,-1", "optim.lr=0.1,0.2"], True)
+
+
 def test_list_shows_every_option_with_a_description(capsys):
     assert list_options([]) == 0
     out = capsys.readouterr().out

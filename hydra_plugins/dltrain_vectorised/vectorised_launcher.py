@@ -14,7 +14,7 @@ import copy
 import logging
 import logging.config
 import os
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,9 +88,11 @@ class VectorisedLauncher(Launcher):
         try:
             run_dir = os.path.abspath(os.path.join(str(sweep_config.hydra.sweep.dir),
                                                    str(sweep_config.hydra.sweep.subdir)))
-            task = copy.deepcopy(sweep_config)
-            with read_write(task), open_dict(task):
-                del task["hydra"]
+            # the config without its hydra node, as run_job hands it to a task (copying
+            # the rest only: the hydra node is most of the config)
+            task = OmegaConf.masked_copy(sweep_config, [k for k in sweep_config
+                                                        if k != "hydra"])
+            OmegaConf.set_struct(task, OmegaConf.is_struct(sweep_config))
             OmegaConf.resolve(task)
         finally:
             HydraConfig.instance().cfg = before
@@ -241,17 +243,17 @@ class ComposingOnce(ConfigLoader):
     def _make(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
+        from dltrain.overrides import kind
+
         parsed = OverridesParser.create().parse_overrides(sweep_overrides)
-        values = value_overrides(parsed, set(master_config.hydra.runtime.choices))
-        keys = [o.key_or_group for o in values]
-        if len(set(keys)) != len(keys):  # a key set twice: Hydra's order of application
+        job_kind = kind(parsed, set(master_config.hydra.runtime.choices))
+        if job_kind is None:  # a key set twice: Hydra's order of application
             return self.loader.load_sweep_config(master_config, sweep_overrides)
-        kind = (id(master_config), *(o.input_line for o in parsed if o not in values), "|",
-                *keys)
-        base = self.composed.get(kind)
+        key = (id(master_config), *job_kind)
+        base = self.composed.get(key)
         if base is None:
             config = self.loader.load_sweep_config(master_config, sweep_overrides)
-            self.composed[kind] = config
+            self.composed[key] = config
             return copy.deepcopy(config)
         config = derive(base, parsed)
         OmegaConf.copy_cache(from_config=master_config, to_config=config)
@@ -306,31 +308,17 @@ def _member(finish: Callable[[str, Any], Any], run_dir: str, result: Any) -> Tas
     return task
 
 
-def value_overrides(parsed: Sequence[Any], groups: Collection[str]) -> list[Any]:
-    """The overrides among `parsed` (Hydra's Override objects) that set one value of a key,
-    not a config group (`groups`: the groups of the config), a sweep or Hydra's own node."""
-    from hydra.core.override_parser.types import OverrideType
-
-    return [o for o in parsed if o.type == OverrideType.CHANGE and not o.is_sweep_override()
-            and not o.is_hydra_override() and o.key_or_group not in groups
-            and "/" not in o.key_or_group]
-
-
 def derive(base: DictConfig, parsed: Sequence[Any]) -> DictConfig:
     """The config of the job with overrides `parsed`, from the composed config `base` of a
-    job whose overrides choose the same groups and set the same keys (to other values).
-
-    Hydra applies value overrides after composing, by OmegaConf.update; here they are applied
-    to a copy of `base` the same way, and the job's own entries of the hydra node (its
-    overrides, its directory name) are set as Hydra sets them.
-    """
+    job whose overrides choose the same groups and set the same keys (to other values):
+    `base` with the job's values, and the job's own entries of the hydra node (its
+    overrides, its directory name) set as Hydra sets them."""
     from hydra._internal.config_loader_impl import get_overrides_dirname
 
-    groups = set(base.hydra.runtime.choices)
-    config = copy.deepcopy(base)
+    from dltrain.overrides import with_values
+
+    config = with_values(base, parsed, set(base.hydra.runtime.choices))
     with read_write(config), open_dict(config), read_write(config.hydra):
-        for o in value_overrides(parsed, groups):
-            OmegaConf.update(config, o.key_or_group, o.value(), merge=True)
         dirname = config.hydra.job.config.override_dirname
         config.hydra.overrides.task = [o.input_line for o in parsed]
         config.hydra.job.override_dirname = get_overrides_dirname(
