@@ -295,20 +295,22 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def _get(cfg: DictConfig, key: str, default: Any = None) -> Any:
+def _get(cfg: dict[str, Any], key: str, default: Any = None) -> Any:
     present, value = _value(cfg, key)
     return value if present else default
 
 
-def _lbfgs(cfg: DictConfig) -> str | None:
+def _lbfgs(cfg: dict[str, Any]) -> str | None:
     if not str(_get(cfg, "optim._target_", "")).endswith("LBFGS"):
         return None
-    if str(_get(cfg, "trainer.precision", "32")) != "32":
-        return (f"optim=lbfgs cannot run with trainer.precision={cfg.trainer.precision}: its line "
+    precision = _get(cfg, "trainer.precision", "32")
+    if str(precision) != "32":
+        return (f"optim=lbfgs cannot run with trainer.precision={precision}: its line "
                 "search needs full-precision losses; use trainer.precision=32")
-    if _get(cfg, "trainer.accumulate", 1) != 1:
+    accumulate = _get(cfg, "trainer.accumulate", 1)
+    if accumulate != 1:
         return ("optim=lbfgs cannot accumulate gradients (trainer.accumulate="
-                f"{cfg.trainer.accumulate}): every L-BFGS step re-evaluates the loss on its "
+                f"{accumulate}): every L-BFGS step re-evaluates the loss on its "
                 "batch; use a larger data.batch_size instead")
     if _get(cfg, "trainer.grad_clip.max_norm") or _get(cfg, "trainer.grad_clip.value"):
         return ("optim=lbfgs cannot clip gradients: its line search sets the step length; "
@@ -316,19 +318,19 @@ def _lbfgs(cfg: DictConfig) -> str | None:
     return None
 
 
-def _one_clip(cfg: DictConfig) -> str | None:
+def _one_clip(cfg: dict[str, Any]) -> str | None:
     if _get(cfg, "trainer.grad_clip.max_norm") and _get(cfg, "trainer.grad_clip.value"):
         return ("trainer.grad_clip takes max_norm or value, not both; set the other to null")
     return None
 
 
-def _nesterov(cfg: DictConfig) -> str | None:
+def _nesterov(cfg: dict[str, Any]) -> str | None:
     if _get(cfg, "optim.nesterov") and not _get(cfg, "optim.momentum"):
         return "optim.nesterov=true needs optim.momentum > 0"
     return None
 
 
-def _probes(cfg: DictConfig) -> str | None:
+def _probes(cfg: dict[str, Any]) -> str | None:
     """An unknown name under `probe` (added with +probe.NAME=...)."""
     group = _get(cfg, "probe") or {}
     for name in group:
@@ -340,31 +342,30 @@ def _probes(cfg: DictConfig) -> str | None:
 
 
 # Checks that involve several keys: each returns what is wrong (a sentence) or None.
-COMBINATIONS: tuple[Callable[[DictConfig], str | None], ...] = (_lbfgs, _one_clip, _nesterov,
-                                                                 _probes)
+COMBINATIONS: tuple[Callable[[dict[str, Any]], str | None], ...] = (
+    _lbfgs, _one_clip, _nesterov, _probes)
 
 
-def _value(cfg: DictConfig, key: str) -> tuple[bool, Any]:
-    """(present, value) of a dotted key; interpolations are resolved."""
+def _value(cfg: dict[str, Any], key: str) -> tuple[bool, Any]:
+    """(present, value) of a dotted key of a config as plain containers."""
     node: Any = cfg
     for part in key.split("."):
-        if not isinstance(node, DictConfig) or part not in node:
+        if not isinstance(node, dict) or part not in node:
             return False, None
         node = node[part]
-    if isinstance(node, (DictConfig, ListConfig)):
-        return True, OmegaConf.to_container(node, resolve=True)
     return True, node
 
 
 def validate(cfg: DictConfig, rules: Iterable[Rule] = RULES) -> None:
     """Raise ConfigError with one sentence for the first key that breaks its rule, or for an
     impossible combination of keys."""
-    try:
-        OmegaConf.to_container(cfg, resolve=True)
+    try:  # resolved once; the rules read plain values (reading DictConfig nodes is slow)
+        plain = OmegaConf.to_container(cfg, resolve=True)
     except Exception as err:  # an interpolation that points nowhere, named by OmegaConf
         raise ConfigError(f"The config cannot be resolved: {err}".splitlines()[0]) from None
+    assert isinstance(plain, dict)
     for rule in rules:
-        present, value = _value(cfg, rule.key)
+        present, value = _value(plain, rule.key)
         if not present:
             continue
         problem = rule.check(value)
@@ -373,6 +374,6 @@ def validate(cfg: DictConfig, rules: Iterable[Rule] = RULES) -> None:
             sentence = f"{rule.key}={shown} {problem}"
             raise ConfigError(sentence if sentence.endswith("?") else sentence + ".")
     for combination in COMBINATIONS:
-        problem = combination(cfg)
+        problem = combination(plain)
         if problem:
             raise ConfigError(problem if problem.endswith("?") else problem + ".")
