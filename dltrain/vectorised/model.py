@@ -9,12 +9,14 @@ the number of layers. The forward pass reads (members, *shape) views of it.
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 from dltrain.data.spec import Split
 from dltrain.losses import MetricTotals
@@ -24,6 +26,8 @@ from dltrain.models.mlp import MLP
 from dltrain.models.resnet import ResidualBlock, ResNet
 from dltrain.optim import Penalty
 from dltrain.vectorised.optim import Layout
+
+log = logging.getLogger("dltrain")
 
 
 class Unstackable(Exception):
@@ -100,7 +104,7 @@ class StackedModel:
     """The members' models as one: `flat` holds every member's parameters, (members, P)."""
 
     def __init__(self, models: Sequence[nn.Module], loss: nn.Module,
-                 penalised: Sequence[str], device: torch.device) -> None:
+                 penalised: Sequence[str], device: torch.device, trace: bool = True) -> None:
         self.layout = Layout.of(models[0])
         for model in models[1:]:
             if Layout.of(model) != self.layout:
@@ -126,6 +130,9 @@ class StackedModel:
         self.members = len(models)
         self.device = device
         self.zeros = torch.zeros(self.members, device=device)  # penalties nobody has
+        self.views = self.layout.views(self.flat)  # what the traced step reads
+        self.trace = trace
+        self.traced: dict[tuple[Any, ...], Any] = {}  # batch shapes -> traced step or None
 
     # -- dropout -------------------------------------------------------------------------
 
@@ -178,18 +185,14 @@ class StackedModel:
 
     # -- training ------------------------------------------------------------------------
 
-    def losses(self, x: torch.Tensor, y: torch.Tensor, masks: dict[str, torch.Tensor],
-               l1: torch.Tensor | None, l2: torch.Tensor | None) -> torch.Tensor:
-        """Each member's training loss on its own batch: x (members, B, ...) -> (members,).
-        Its backward pass adds each member's gradient into `grad` (zero it first).
+    def _member_loss(self, l1: torch.Tensor | None, l2: torch.Tensor | None
+                     ) -> Callable[..., torch.Tensor]:
+        """One member's training loss, the function the stack maps over its members.
 
         `l1`, `l2`: (members,) coefficients of the penalty terms, None where no member has
         one; a member with coefficient 0 adds exactly 0, as its run adds nothing.
         """
-        if not self.template.training:
-            self.template.train()
         template, loss_fn, penalised = self.template, self.loss, self.penalised
-        zeros = self.zeros
 
         def member(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
                    mask: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
@@ -203,8 +206,73 @@ class StackedModel:
                 loss = loss + c2 * Penalty(1.0, 2).total(weights)
             return loss
 
-        return vmap(member)(self.params, self.buffers, masks, x, y,
-                            zeros if l1 is None else l1, zeros if l2 is None else l2)
+        return member
+
+    def losses(self, x: torch.Tensor, y: torch.Tensor, masks: dict[str, torch.Tensor],
+               l1: torch.Tensor | None, l2: torch.Tensor | None) -> torch.Tensor:
+        """Each member's training loss on its own batch: x (members, B, ...) -> (members,).
+        Its backward pass adds each member's gradient into `grad` (zero it first)."""
+        if not self.template.training:
+            self.template.train()
+        zeros = self.zeros
+        return vmap(self._member_loss(l1, l2))(
+            self.params, self.buffers, masks, x, y, zeros if l1 is None else l1,
+            zeros if l2 is None else l2)
+
+    def gradients(self, x: torch.Tensor, y: torch.Tensor, masks: dict[str, torch.Tensor],
+                  l1: torch.Tensor | None, l2: torch.Tensor | None) -> torch.Tensor:
+        """Each member's training loss on its own batch (members,), its gradient written
+        into `grad`: the losses' backward pass, by a trace of it where one can be made.
+
+        Under vmap every operation passes through functorch's batching rules, in Python
+        in part, per call: ~0.1 ms per layer for a small MLP, more than the arithmetic. So
+        the members' loss and gradient, vmap(grad_and_value(member)), are traced once per
+        batch shape (make_fx: the aten operations vmap dispatches, recorded with real
+        tensors) and replayed each step: the same operations, without the batching layer.
+        A model the tracer refuses trains on untraced.
+        """
+        if not self.trace:
+            return self._backward(x, y, masks, l1, l2)
+        if not self.template.training:
+            self.template.train()
+        zeros = self.zeros
+        args = (self.views, self.buffers, masks, x, y, zeros if l1 is None else l1,
+                zeros if l2 is None else l2)
+        key = ("train", tuple(x.shape), tuple(y.shape),
+               *(tuple(m.shape) for m in masks.values()), l1 is None, l2 is None)
+        if key not in self.traced:
+            # tracing runs the step: on copies of the buffers (batch norm updates them)
+            copies = {n: b.clone() for n, b in self.buffers.items()}
+            self.traced[key] = self._trace(vmap(grad_and_value(self._member_loss(l1, l2))),
+                                           (args[0], copies, *args[2:]))
+        step = self.traced[key]
+        if step is None:
+            return self._backward(x, y, masks, l1, l2)
+        grads, losses = step(*args)
+        torch.cat([grads[n].reshape(self.members, -1) for n in self.layout.names], dim=1,
+                  out=self.grad)
+        return losses
+
+    def _backward(self, x: torch.Tensor, y: torch.Tensor, masks: dict[str, torch.Tensor],
+                  l1: torch.Tensor | None, l2: torch.Tensor | None) -> torch.Tensor:
+        self.grad.zero_()
+        losses = self.losses(x, y, masks, l1, l2)
+        # members are independent: the gradient of the sum is each member's own gradient
+        losses.sum().backward()
+        return losses.detach()
+
+    def _trace(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Callable[..., Any] | None:
+        """`fn` traced on `args` (make_fx), or None where the tracer refuses it."""
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        try:
+            traced = make_fx(fn)(*args)
+        except Exception as err:  # any refusal: the untraced call computes the same
+            log.info(f"the stack's {fn.__name__} is not traced ({type(err).__name__}: "
+                     f"{str(err).splitlines()[0] if str(err) else ''}); it runs untraced")
+            return None
+        _drop_identity_views(traced)
+        return traced
 
     # -- evaluation ----------------------------------------------------------------------
 
@@ -236,9 +304,37 @@ class StackedModel:
         for start in range(0, len(splits[0]), batch_size):
             x = xs[start:start + batch_size] if shared else xs[:, start:start + batch_size]
             y = ys[start:start + batch_size] if shared else ys[:, start:start + batch_size]
-            out, loss = forward(params, x, y)
+            key = ("evaluate", tuple(x.shape), tuple(y.shape), shared)
+            if self.trace and key not in self.traced:  # as the training step is traced
+                self.traced[key] = self._trace(forward, (params, x, y))
+            traced = self.traced.get(key) if self.trace else None
+            out, loss = (traced or forward)(params, x, y)
             totals.update(out, y.expand(self.members, *y.shape) if shared else y, loss)
         return totals.compute_each()
+
+
+_VIEWS = (torch.ops.aten.view.default, torch.ops.aten.expand.default,
+          torch.ops.aten._unsafe_view.default, torch.ops.aten.reshape.default)
+
+
+def _drop_identity_views(traced: Any) -> None:
+    """Remove the views a trace recorded that change nothing (the same shape, strides and
+    offset as their input: vmap's batching rules add many): each is a call per step, and
+    a third of a small model's trace. The tensor they return is their input, same memory
+    and layout, so reading or writing through either is the same."""
+    graph = traced.graph
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target not in _VIEWS:
+            continue
+        source = node.args[0]
+        before = getattr(source, "meta", {}).get("val")
+        after = node.meta.get("val")
+        if (isinstance(before, torch.Tensor) and isinstance(after, torch.Tensor)
+                and before.shape == after.shape and before.stride() == after.stride()
+                and before.storage_offset() == after.storage_offset()):
+            node.replace_all_uses_with(source)
+            graph.erase_node(node)
+    traced.recompile()
 
 
 @dataclass

@@ -199,6 +199,9 @@ class StackedAdam:
             self.decay = _f32(1 - self.lr * self.wd) if self.decoupled else _f32(self.wd)
 
     def step(self, params: torch.Tensor, grads: torch.Tensor) -> None:
+        # torch's Adam, operation for operation, with each member's hyperparameters as
+        # (members, 1) tensors; in place where torch is, so that a step of the whole stack
+        # is ten passes over it (each costs as much as the arithmetic for small models)
         self.steps += 1
         g = grads
         if self.wd is not None:
@@ -207,13 +210,13 @@ class StackedAdam:
             else:
                 g = g + self.decay * params
         self.exp_avg.lerp_(g, self.keep1)
-        self.exp_avg_sq.mul_(self.beta2_32).add_(self.keep2 * g * g)
+        self.exp_avg_sq.mul_(self.beta2_32).addcmul_(g * self.keep2, g)
         # the bias corrections in float64, as torch computes them in Python floats
         correction1 = 1 - self.beta1 ** self.steps
         correction2_sqrt = (1 - self.beta2 ** self.steps).sqrt()
         step_size = _f32(-(self.lr / correction1))
-        denom = (self.exp_avg_sq.sqrt() / _f32(correction2_sqrt)).add_(self.eps)
-        params.add_(step_size * self.exp_avg / denom)
+        denom = self.exp_avg_sq.sqrt().div_(_f32(correction2_sqrt)).add_(self.eps)
+        params.addcdiv_(self.exp_avg * step_size, denom)
 
     def snapshot(self) -> StackedAdam:
         frozen = copy.copy(self)

@@ -240,10 +240,7 @@ class _Stack:
         x, y = self.data.batch(idx)
         masks = self.model.masks([m.generator for m in self.members])
         model = self.model
-        model.grad.zero_()
-        losses = model.losses(x, y, masks, self.l1, self.l2)
-        # members are independent: the gradient of the sum is each member's own gradient
-        losses.sum().backward()
+        losses = model.gradients(x, y, masks, self.l1, self.l2)
         with torch.no_grad():
             self._clip(model.grad)
             self.optimizer.step(model.flat, model.grad)
@@ -251,7 +248,7 @@ class _Stack:
             for scheduler in self.schedulers:
                 scheduler.step()
             self.optimizer.refresh()
-        return losses.detach(), x
+        return losses, x
 
     # -- log points, validation, checkpoints ---------------------------------------------
 

@@ -1,0 +1,75 @@
+"""The stack's traced step computes what its untraced step computes: each member's loss and
+gradient, and batch norm's running statistics, step after step."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from dltrain.optim import penalised_weights
+from dltrain.vectorised.model import StackedModel
+from dltrain.vectorised.train import build_members
+from tests.vectorised.test_train import CASES, SMALL
+
+
+def stacks(make_cfg, tmp_path, case: str) -> tuple[StackedModel, StackedModel, list, object]:
+    shared, variants = CASES[case]
+    cfgs = [make_cfg(*SMALL, *shared, *v.split()) for v in variants]
+    members, data, _ = build_members(cfgs, [tmp_path / str(i) for i in range(len(cfgs))],
+                                     torch.device("cpu"))
+    models = [m.job.parts.model for m in members]
+    penalised = {id(w) for w in penalised_weights(models[0])}
+    names = [n for n, p in models[0].named_parameters() if id(p) in penalised]
+    loss = members[0].job.parts.loss
+    made = [StackedModel([copy.deepcopy(m) for m in models], loss, names, torch.device("cpu"),
+                         trace=trace) for trace in (True, False)]
+    return made[0], made[1], members, data[0].train
+
+
+@pytest.mark.parametrize("case", ["momentum", "batchnorm"])  # dropout, penalties; batch norm
+def test_the_traced_step_is_the_untraced_step(make_cfg, tmp_path, case):
+    traced, untraced, members, train = stacks(make_cfg, tmp_path, case)
+    n, batch = len(members), 16
+    generator = torch.Generator().manual_seed(0)
+    l1 = torch.tensor([0.0, 0.01, 0.0][:n])
+    l2 = torch.tensor([0.02, 0.0, 0.1][:n])
+    for model in (traced, untraced):
+        model.find_dropout_shapes(train.x[:batch])
+    for step in range(3):
+        idx = torch.randint(0, len(train), (n, batch), generator=generator)
+        x, y = train.x[idx], train.y[idx]
+        seeds = [torch.Generator().manual_seed(100 * step + i) for i in range(n)]
+        masks = traced.masks(seeds)
+        again = untraced.masks([torch.Generator().manual_seed(100 * step + i) for i in range(n)])
+        got = traced.gradients(x, y, masks, l1, l2)
+        want = untraced.gradients(x, y, again, l1, l2)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(traced.grad, untraced.grad, rtol=1e-5, atol=1e-6)
+        assert traced.grad.abs().sum() > 0
+        for name, buffer in untraced.buffers.items():  # running statistics, step counts
+            torch.testing.assert_close(traced.buffers[name], buffer, rtol=1e-5, atol=1e-6)
+        with torch.no_grad():  # the same SGD step for both, so later steps differ in weights
+            for model in (traced, untraced):
+                model.flat.sub_(0.1 * model.grad)
+    assert list(traced.traced.values()) != [None] and len(traced.traced) == 1
+    if case == "batchnorm":
+        assert any(b.abs().sum() > 0 for n, b in traced.buffers.items() if "running_mean" in n)
+
+
+def test_a_trace_keeps_no_view_that_changes_nothing():
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    from dltrain.vectorised.model import _drop_identity_views
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return (x.view(2, 3).expand(2, 3) * 2).view(3, 2)
+
+    x = torch.arange(6.0).view(2, 3)
+    traced = make_fx(f)(x)
+    _drop_identity_views(traced)
+    aten = torch.ops.aten
+    assert [n.target for n in traced.graph.nodes if n.op == "call_function"] == [
+        aten.mul.Tensor, aten.view.default]
+    torch.testing.assert_close(traced(x + 1), f(x + 1))
