@@ -29,6 +29,8 @@ from dltrain.vectorised.optim import Layout
 
 log = logging.getLogger("dltrain")
 
+TRACE_AFTER = 3  # a call is traced when it comes for the third time (StackedModel._traced)
+
 
 class Unstackable(Exception):
     """These jobs cannot train as one stack; the message says why, in one sentence."""
@@ -132,7 +134,8 @@ class StackedModel:
         self.zeros = torch.zeros(self.members, device=device)  # penalties nobody has
         self.views = self.layout.views(self.flat)  # what the traced step reads
         self.trace = trace
-        self.traced: dict[tuple[Any, ...], Any] = {}  # batch shapes -> traced step or None
+        self.traced: dict[tuple[Any, ...], Any] = {}  # a call -> its trace, or None
+        self.calls: dict[tuple[Any, ...], int] = {}  # a call -> how often it came
 
     # -- dropout -------------------------------------------------------------------------
 
@@ -231,8 +234,6 @@ class StackedModel:
         tensors) and replayed each step: the same operations, without the batching layer.
         A model the tracer refuses trains on untraced.
         """
-        if not self.trace:
-            return self._backward(x, y, masks, l1, l2)
         if not self.template.training:
             self.template.train()
         zeros = self.zeros
@@ -240,12 +241,10 @@ class StackedModel:
                 zeros if l2 is None else l2)
         key = ("train", tuple(x.shape), tuple(y.shape),
                *(tuple(m.shape) for m in masks.values()), l1 is None, l2 is None)
-        if key not in self.traced:
-            # tracing runs the step: on copies of the buffers (batch norm updates them)
-            copies = {n: b.clone() for n, b in self.buffers.items()}
-            self.traced[key] = self._trace(vmap(grad_and_value(self._member_loss(l1, l2))),
-                                           (args[0], copies, *args[2:]))
-        step = self.traced[key]
+        # tracing runs the step: on copies of the buffers (batch norm updates them)
+        step = self._traced(key, lambda: vmap(grad_and_value(self._member_loss(l1, l2))),
+                            lambda: (args[0], {n: b.clone() for n, b in self.buffers.items()},
+                                     *args[2:]))
         if step is None:
             return self._backward(x, y, masks, l1, l2)
         grads, losses = step(*args)
@@ -260,6 +259,19 @@ class StackedModel:
         # members are independent: the gradient of the sum is each member's own gradient
         losses.sum().backward()
         return losses.detach()
+
+    def _traced(self, key: tuple[Any, ...], fn: Callable[[], Callable[..., Any]],
+                args: Callable[[], tuple[Any, ...]]) -> Callable[..., Any] | None:
+        """The trace of the call `key`, made (from `fn()` on `args()`) when the call comes
+        for the TRACE_AFTER-th time: a trace costs a few calls' time, and pays for itself
+        over calls that repeat (every step), not over one that comes once (the short last
+        batch of a test split). None until then, and where the tracer refuses the call."""
+        if not self.trace:
+            return None
+        calls = self.calls[key] = self.calls.get(key, 0) + 1
+        if calls == TRACE_AFTER:
+            self.traced[key] = self._trace(fn(), args())
+        return self.traced.get(key)
 
     def _trace(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Callable[..., Any] | None:
         """`fn` traced on `args` (make_fx), or None where the tracer refuses it."""
@@ -305,9 +317,7 @@ class StackedModel:
             x = xs[start:start + batch_size] if shared else xs[:, start:start + batch_size]
             y = ys[start:start + batch_size] if shared else ys[:, start:start + batch_size]
             key = ("evaluate", tuple(x.shape), tuple(y.shape), shared)
-            if self.trace and key not in self.traced:  # as the training step is traced
-                self.traced[key] = self._trace(forward, (params, x, y))
-            traced = self.traced.get(key) if self.trace else None
+            traced = self._traced(key, lambda: forward, lambda x=x, y=y: (params, x, y))
             out, loss = (traced or forward)(params, x, y)
             totals.update(out, y.expand(self.members, *y.shape) if shared else y, loss)
         return totals.compute_each()

@@ -26,7 +26,7 @@ from hydra.core.object_type import ObjectType
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, RunMode, TaskFunction
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
 log = logging.getLogger(__name__)
 
@@ -81,18 +81,22 @@ class VectorisedLauncher(Launcher):
 
     @staticmethod
     def _task(sweep_config: DictConfig) -> tuple[DictConfig, str]:
-        """The task's config, resolved while Hydra holds this job's config (for ${hydra:..}),
-        and its run directory, as run_job will name it."""
+        """The task's config, resolved as run_job resolves it, and its run directory, as
+        run_job will name it."""
+        run_dir = os.path.abspath(os.path.join(str(sweep_config.hydra.sweep.dir),
+                                               str(sweep_config.hydra.sweep.subdir)))
+        # the config without its hydra node, as run_job hands it to a task (copying the rest
+        # only: the hydra node is most of the config)
+        task = OmegaConf.masked_copy(sweep_config, [k for k in sweep_config if k != "hydra"])
+        OmegaConf.set_struct(task, OmegaConf.is_struct(sweep_config))
+        if not _calls_resolvers(task):
+            OmegaConf.resolve(task)
+            return task, run_dir
+        # ${hydra:...}, or a resolver that may read Hydra's config: resolved while Hydra
+        # holds this job's config (setting it copies the hydra node, hence not always)
         before = HydraConfig.instance().cfg
         HydraConfig.instance().set_config(sweep_config)
         try:
-            run_dir = os.path.abspath(os.path.join(str(sweep_config.hydra.sweep.dir),
-                                                   str(sweep_config.hydra.sweep.subdir)))
-            # the config without its hydra node, as run_job hands it to a task (copying
-            # the rest only: the hydra node is most of the config)
-            task = OmegaConf.masked_copy(sweep_config, [k for k in sweep_config
-                                                        if k != "hydra"])
-            OmegaConf.set_struct(task, OmegaConf.is_struct(sweep_config))
             OmegaConf.resolve(task)
         finally:
             HydraConfig.instance().cfg = before
@@ -288,6 +292,17 @@ class ComposingOnce(ConfigLoader):
         if name == "loader":  # not set yet (a copy being made): no recursion
             raise AttributeError(name)
         return getattr(self.loader, name)
+
+
+def _calls_resolvers(node: Any) -> bool:
+    """Whether any value under `node` (an OmegaConf node) is an interpolation that calls a
+    resolver (${name:...}), rather than only pointing at other keys (${a.b})."""
+    if isinstance(node, DictConfig | ListConfig) and not (
+            node._is_interpolation() or node._is_none() or node._is_missing()):
+        children = list(node) if isinstance(node, DictConfig) else range(len(node))
+        return any(_calls_resolvers(node._get_node(k)) for k in children)
+    value = node._value()
+    return isinstance(value, str) and "${" in value and ":" in value
 
 
 def _member(finish: Callable[[str, Any], Any], run_dir: str, result: Any) -> TaskFunction:

@@ -7,10 +7,11 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from tests.cli.test_sweeps import hparams_table
 from tests.conftest import ROOT, run_cli
@@ -119,3 +120,37 @@ def test_the_launchers_loader_composes_each_kind_of_job_once(tmp_path):
     # one composition per model; a key set twice is left to Hydra
     assert composed == [jobs[0], jobs[3], jobs[6]]
     assert loader.list_groups("model") == hydra_loader.list_groups("model")
+
+
+def test_a_members_config_resolves_hydra_interpolations_with_its_own_job():
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.utils import setup_globals
+    from hydra.types import RunMode
+
+    from dltrain.cli import conf_dir
+    from dltrain.sweep import register_resolvers
+    from hydra_plugins.dltrain_vectorised.vectorised_launcher import VectorisedLauncher
+
+    setup_globals()  # Hydra's resolvers, and dltrain's for the run directory's names
+    register_resolvers()
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf_dir())))
+    master = loader.load_configuration("train", ["trainer.seed=0,1"], RunMode.MULTIRUN)
+    held = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(master)  # as Hydra holds it while it launches
+    try:
+        jobs = {}
+        for num, extra in [(5, "+note=${hydra:job.num}"), (6, "+note=${trainer.seed}")]:
+            config = loader.load_sweep_config(master, ["trainer.seed=1", extra])
+            with open_dict(config):
+                config.hydra.job.id = config.hydra.job.num = num
+            jobs[num] = config
+        before = HydraConfig.instance().cfg
+        task, run_dir = VectorisedLauncher._task(jobs[5])
+        assert task.note == 5 and "hydra" not in task  # the job's own number
+        assert HydraConfig.instance().cfg is before  # left as it was
+        task, run_dir = VectorisedLauncher._task(jobs[6])
+        assert task.note == 1 and Path(run_dir).name.startswith("6_")
+    finally:
+        HydraConfig.instance().cfg = held

@@ -37,7 +37,7 @@ def test_the_traced_step_is_the_untraced_step(make_cfg, tmp_path, case):
     l2 = torch.tensor([0.02, 0.0, 0.1][:n])
     for model in (traced, untraced):
         model.find_dropout_shapes(train.x[:batch])
-    for step in range(3):
+    for step in range(5):  # traced from the third on
         idx = torch.randint(0, len(train), (n, batch), generator=generator)
         x, y = train.x[idx], train.y[idx]
         seeds = [torch.Generator().manual_seed(100 * step + i) for i in range(n)]
