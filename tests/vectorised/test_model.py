@@ -28,6 +28,7 @@ def stacks(make_cfg, tmp_path, case: str) -> tuple[StackedModel, StackedModel, l
     return made[0], made[1], members, data[0].train
 
 
+@pytest.mark.filterwarnings("ignore:grad and param do not obey")  # as the stack sees it
 @pytest.mark.parametrize("case", ["momentum", "batchnorm"])  # dropout, penalties; batch norm
 def test_the_traced_step_is_the_untraced_step(make_cfg, tmp_path, case):
     traced, untraced, members, train = stacks(make_cfg, tmp_path, case)
