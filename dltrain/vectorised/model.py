@@ -280,7 +280,8 @@ class StackedModel:
         try:
             traced = make_fx(fn)(*args)
         except Exception as err:  # any refusal: the untraced call computes the same
-            log.info(f"the stack's {fn.__name__} is not traced ({type(err).__name__}: "
+            log.info(f"the stack's {getattr(fn, '__name__', 'call')} is not traced "
+                     f"({type(err).__name__}: "
                      f"{str(err).splitlines()[0] if str(err) else ''}); it runs untraced")
             return None
         _drop_identity_views(traced)

@@ -4,6 +4,7 @@ gradient, and batch norm's running statistics, step after step."""
 from __future__ import annotations
 
 import copy
+import logging
 
 import pytest
 import torch
@@ -74,3 +75,27 @@ def test_a_trace_keeps_no_view_that_changes_nothing():
     assert [n.target for n in traced.graph.nodes if n.op == "call_function"] == [
         aten.mul.Tensor, aten.view.default]
     torch.testing.assert_close(traced(x + 1), f(x + 1))
+
+
+@pytest.mark.filterwarnings("ignore:grad and param do not obey")
+def test_a_call_the_tracer_refuses_runs_untraced(make_cfg, tmp_path, monkeypatch, caplog):
+    import torch.fx.experimental.proxy_tensor as proxy_tensor
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("this op cannot be traced")
+
+    monkeypatch.setattr(proxy_tensor, "make_fx", refuse)
+    caplog.set_level(logging.INFO, logger="dltrain")
+    refused, untraced, members, train = stacks(make_cfg, tmp_path, "batchnorm")
+    n = len(members)
+    for model in (refused, untraced):
+        model.find_dropout_shapes(train.x[:8])
+    for step in range(4):
+        x, y = train.x[step * 8:(step + 1) * 8].expand(n, 8, 2), train.y[:8].expand(n, 8)
+        masks = [m.masks([torch.Generator().manual_seed(i) for i in range(n)])
+                 for m in (refused, untraced)]
+        got = refused.gradients(x, y, masks[0], None, None)
+        torch.testing.assert_close(got, untraced.gradients(x, y, masks[1], None, None))
+        torch.testing.assert_close(refused.grad, untraced.grad)
+    assert list(refused.traced.values()) == [None]
+    assert "is not traced (RuntimeError: this op cannot be traced); it runs untraced" in caplog.text
