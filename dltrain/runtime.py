@@ -46,6 +46,31 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _flushing_denormals() -> bool:
+    """Whether the CPU computes numbers below float32's normal range as 0 (torch has no
+    getter for torch.set_flush_denormal)."""
+    return bool((torch.tensor([1e-39]) * 1.0)[0] == 0)
+
+
+@contextmanager
+def flush_denormals(device: torch.device) -> Iterator[None]:
+    """On the CPU, numbers below float32's normal range (~1.2e-38) computed as 0 for the
+    block (torch.set_flush_denormal), restored afterwards.
+
+    Adam's moments of parameters whose gradients have faded (a dead unit, batches already
+    classified with certainty) decay geometrically into that range, where an x86 CPU
+    computes several times slower: in a stack of 64 small runs, after a few thousand steps,
+    the optimiser step took 0.44 ms instead of 0.08. What is lost is below 1e-38.
+    """
+    if device.type != "cpu" or _flushing_denormals() or not torch.set_flush_denormal(True):
+        yield
+        return
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 @contextmanager
 def deterministic(enabled: bool) -> Iterator[None]:
     """torch.use_deterministic_algorithms for the block, restored afterwards."""

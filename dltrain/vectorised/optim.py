@@ -127,6 +127,12 @@ def _f32(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.float32)
 
 
+def _one(table: list[list[float]]) -> float | None:
+    """The one value every member has for every parameter, or None."""
+    values = {v for row in table for v in row}
+    return values.pop() if len(values) == 1 else None
+
+
 class StackedSGD:
     """torch.optim.SGD: w <- w - lr (g + wd w), with heavy-ball or Nesterov momentum."""
 
@@ -175,7 +181,14 @@ class StackedSGD:
 
 
 class StackedAdam:
-    """torch.optim.Adam (L2 weight decay in the gradient) and AdamW (decoupled decay)."""
+    """torch.optim.Adam (L2 weight decay in the gradient) and AdamW (decoupled decay).
+
+    Where the members share betas and eps (a sweep of seeds, rates and decays), the moments
+    and the step direction come from torch's fused Adam kernel, one pass over the stack:
+    run with lr=-1 on a zeroed scratch tensor it leaves there the direction m^/(sqrt(v^)+eps),
+    which each member then takes with its own learning rate. Otherwise the update is torch's
+    Adam operation for operation, each member's hyperparameters as (members, 1) tensors.
+    """
 
     def __init__(self, hp: Hyperparameters, shape: torch.Size, decoupled: bool) -> None:
         self.hp = hp
@@ -183,6 +196,8 @@ class StackedAdam:
         self.exp_avg = torch.zeros(shape, device=hp.device)
         self.exp_avg_sq = torch.zeros(shape, device=hp.device)
         self.steps = 0
+        self.step_count = torch.zeros((), device=hp.device)  # the fused kernel's step
+        self.direction: torch.Tensor | None = None  # its scratch tensor
         self.refresh()
 
     def refresh(self) -> None:
@@ -197,11 +212,11 @@ class StackedAdam:
         self.keep2 = _f32(1 - self.beta2)
         if self.wd is not None:
             self.decay = _f32(1 - self.lr * self.wd) if self.decoupled else _f32(self.wd)
+        shared = [hp.values("betas", 0), hp.values("betas", 1), hp.values("eps")]
+        self.shared = [_one(table) for table in shared]  # beta1, beta2, eps; None: they differ
+        self.lr32 = _f32(self.lr)
 
     def step(self, params: torch.Tensor, grads: torch.Tensor) -> None:
-        # torch's Adam, operation for operation, with each member's hyperparameters as
-        # (members, 1) tensors; in place where torch is, so that a step of the whole stack
-        # is ten passes over it (each costs as much as the arithmetic for small models)
         self.steps += 1
         g = grads
         if self.wd is not None:
@@ -209,6 +224,19 @@ class StackedAdam:
                 params.mul_(self.decay)
             else:
                 g = g + self.decay * params
+        beta1, beta2, eps = self.shared
+        if beta1 is not None and beta2 is not None and eps is not None:
+            if self.direction is None:
+                self.direction = torch.zeros_like(self.exp_avg)
+            self.direction.zero_()
+            self.step_count.add_(1)  # the kernel reads the step count, as torch's Adam has it
+            torch._fused_adam_([self.direction], [g], [self.exp_avg], [self.exp_avg_sq], [],
+                               [self.step_count], lr=-1.0, beta1=beta1, beta2=beta2,
+                               weight_decay=0.0, eps=eps, amsgrad=False, maximize=False)
+            params.addcmul_(self.direction, self.lr32, value=-1.0)
+            return
+        self.step_count.add_(1)
+        # in place where torch is: a step of the whole stack is ten passes over it
         self.exp_avg.lerp_(g, self.keep1)
         self.exp_avg_sq.mul_(self.beta2_32).addcmul_(g * self.keep2, g)
         # the bias corrections in float64, as torch computes them in Python floats
@@ -221,6 +249,7 @@ class StackedAdam:
     def snapshot(self) -> StackedAdam:
         frozen = copy.copy(self)
         frozen.exp_avg, frozen.exp_avg_sq = self.exp_avg.clone(), self.exp_avg_sq.clone()
+        frozen.step_count = self.step_count.clone()
         return frozen
 
     def member_state(self, i: int) -> dict[str, dict[str, Any]]:

@@ -56,7 +56,13 @@ from dltrain.run import (
     run_options,
     write_config,
 )
-from dltrain.runtime import deterministic, environment, resolve_device, seed_everything
+from dltrain.runtime import (
+    deterministic,
+    environment,
+    flush_denormals,
+    resolve_device,
+    seed_everything,
+)
 from dltrain.train.checkpoint import rng_state
 from dltrain.train.hooks import NO_HOOKS, Hooks
 from dltrain.train.loop import first_nonfinite
@@ -508,7 +514,8 @@ def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path | str],
         raise Unstackable(f"the config is refused ({err})") from None
     if first.trainer.threads:
         torch.set_num_threads(int(first.trainer.threads))
-    with stop.on_signals(), deterministic(bool(first.trainer.deterministic)):
+    with (stop.on_signals(), deterministic(bool(first.trainer.deterministic)),
+          flush_denormals(device)):
         members, data, which = build_members(cfgs, [Path(d) for d in run_dirs], device)
         stack = _Stack(members, data, which, device, stop, save_every_s)
         job = members[0].job

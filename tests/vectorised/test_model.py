@@ -99,3 +99,18 @@ def test_a_call_the_tracer_refuses_runs_untraced(make_cfg, tmp_path, monkeypatch
         torch.testing.assert_close(refused.grad, untraced.grad)
     assert list(refused.traced.values()) == [None]
     assert "is not traced (RuntimeError: this op cannot be traced); it runs untraced" in caplog.text
+
+
+def test_a_stack_computes_numbers_below_float32s_normal_range_as_zero_while_it_trains():
+    from dltrain.runtime import flush_denormals
+
+    def tiny() -> float:
+        return (torch.tensor([1e-39]) * 1.0).item()
+
+    assert tiny() != 0
+    with flush_denormals(torch.device("cpu")):
+        assert tiny() == 0
+        with flush_denormals(torch.device("cpu")):  # nested: the outer one restores
+            assert tiny() == 0
+        assert tiny() == 0
+    assert tiny() != 0

@@ -35,6 +35,11 @@ KINDS = {
     "adamw": lambda m, i: torch.optim.AdamW(decay_groups(m, [0.01, 0.0, 0.5][i]),
                                             lr=[1e-3, 1e-2, 3e-3][i],
                                             betas=[(0.9, 0.999), (0.8, 0.99), (0.95, 0.9)][i]),
+    # betas and eps alike (a sweep of seeds, rates, decays): torch's fused kernel's path
+    "adam, shared betas": lambda m, i: torch.optim.Adam(decay_groups(m, [0.0, 0.01, 0.1][i]),
+                                                        lr=[1e-3, 1e-2, 3e-3][i]),
+    "adamw, shared betas": lambda m, i: torch.optim.AdamW(decay_groups(m, [0.01, 0.0, 0.5][i]),
+                                                          lr=[1e-3, 1e-2, 3e-3][i]),
 }
 
 
@@ -56,6 +61,8 @@ def test_a_stacked_step_equals_each_members_own_steps(kind):
                 p.grad = grads[name][i].clone()
             opt.step()
         stacked.step(flat, layout.flatten(grads))
+    if kind.startswith("adam"):  # which of its two paths the stacked Adam took
+        assert (None not in stacked.shared) == kind.endswith("shared betas")
 
     for i, (m, opt) in enumerate(zip(alone, optimizers, strict=True)):
         for name, value in layout.row(flat[i]).items():
