@@ -114,3 +114,21 @@ def test_a_stack_computes_numbers_below_float32s_normal_range_as_zero_while_it_t
             assert tiny() == 0
         assert tiny() == 0
     assert tiny() != 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_stack_on_the_gpu_ends_as_its_runs_alone(make_cfg, tmp_path):
+    """The traced step and the fused Adam kernel on CUDA: members against their runs."""
+    from dltrain.run import run
+    from dltrain.vectorised.train import train_stack
+
+    cfgs = [make_cfg(*SMALL, "model.hidden=[16,16]", "optim=adam", "trainer.max_epochs=3",
+                     "trainer.device=cuda", "logger=none", f"trainer.seed={seed}",
+                     f"optim.lr={lr}") for seed, lr in ((0, 0.01), (1, 0.003))]
+    stacked = train_stack(cfgs, [tmp_path / f"stack{i}" for i in range(len(cfgs))])
+    for i, (cfg, member) in enumerate(zip(cfgs, stacked, strict=True)):
+        alone = run(cfg, tmp_path / f"alone{i}").summary
+        assert member.summary["device"].startswith("cuda")
+        for key, value in alone["test"].items():
+            assert member.summary["test"][key] == pytest.approx(value, rel=1e-3, abs=1e-4)
