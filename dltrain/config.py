@@ -295,44 +295,45 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def _get(cfg: dict[str, Any], key: str, default: Any = None) -> Any:
+def lookup(cfg: dict[str, Any], key: str, default: Any = None) -> Any:
+    """The value of a dotted key of a config as plain containers, or `default`."""
     present, value = _value(cfg, key)
     return value if present else default
 
 
 def _lbfgs(cfg: dict[str, Any]) -> str | None:
-    if not str(_get(cfg, "optim._target_", "")).endswith("LBFGS"):
+    if not str(lookup(cfg, "optim._target_", "")).endswith("LBFGS"):
         return None
-    precision = _get(cfg, "trainer.precision", "32")
+    precision = lookup(cfg, "trainer.precision", "32")
     if str(precision) != "32":
         return (f"optim=lbfgs cannot run with trainer.precision={precision}: its line "
                 "search needs full-precision losses; use trainer.precision=32")
-    accumulate = _get(cfg, "trainer.accumulate", 1)
+    accumulate = lookup(cfg, "trainer.accumulate", 1)
     if accumulate != 1:
         return ("optim=lbfgs cannot accumulate gradients (trainer.accumulate="
                 f"{accumulate}): every L-BFGS step re-evaluates the loss on its "
                 "batch; use a larger data.batch_size instead")
-    if _get(cfg, "trainer.grad_clip.max_norm") or _get(cfg, "trainer.grad_clip.value"):
+    if lookup(cfg, "trainer.grad_clip.max_norm") or lookup(cfg, "trainer.grad_clip.value"):
         return ("optim=lbfgs cannot clip gradients: its line search sets the step length; "
                 "drop reg=[grad_clip]")
     return None
 
 
 def _one_clip(cfg: dict[str, Any]) -> str | None:
-    if _get(cfg, "trainer.grad_clip.max_norm") and _get(cfg, "trainer.grad_clip.value"):
+    if lookup(cfg, "trainer.grad_clip.max_norm") and lookup(cfg, "trainer.grad_clip.value"):
         return ("trainer.grad_clip takes max_norm or value, not both; set the other to null")
     return None
 
 
 def _nesterov(cfg: dict[str, Any]) -> str | None:
-    if _get(cfg, "optim.nesterov") and not _get(cfg, "optim.momentum"):
+    if lookup(cfg, "optim.nesterov") and not lookup(cfg, "optim.momentum"):
         return "optim.nesterov=true needs optim.momentum > 0"
     return None
 
 
 def _probes(cfg: dict[str, Any]) -> str | None:
     """An unknown name under `probe` (added with +probe.NAME=...)."""
-    group = _get(cfg, "probe") or {}
+    group = lookup(cfg, "probe") or {}
     for name in group:
         if name not in PROBE_COMMON and name not in PROBES:
             near = suggest(str(name), PROBES)

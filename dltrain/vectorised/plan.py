@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from dltrain.config import PROBE_COMMON
+from dltrain.config import PROBE_COMMON, lookup
 
 # Values each member of a stack may have of its own.
 STACKABLE = (
@@ -60,15 +60,6 @@ class Plan:
     alone: dict[int, str] = field(default_factory=dict)  # job -> why it runs on its own
 
 
-def _get(container: dict[str, Any], key: str) -> Any:
-    node: Any = container
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def _drop(container: dict[str, Any], key: str) -> None:
     *path, leaf = key.split(".")
     node: Any = container
@@ -84,7 +75,7 @@ def stack_key(cfg: DictConfig, generated: Collection[str]) -> str:
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
     container.pop("hydra", None)
-    keys = STACKABLE + (DATA_STACKABLE if _get(container, "data.name") in generated else ())
+    keys = STACKABLE + (DATA_STACKABLE if lookup(container, "data.name") in generated else ())
     for key in keys:
         _drop(container, key)
     return json.dumps(container, sort_keys=True, default=str)
@@ -150,9 +141,9 @@ def alone_reason(cfg: DictConfig, device_type: str = "cpu") -> str | None:
         (bool(looking_probes(c.get("probe") or {})),
          "probes look into one model's training loop: it runs alone (of them only "
          "probe=[fit] with probe.fit.images=false, which looks at the end, stacks)"),
-        (not _off(_get(c, "data.augment")),
+        (not _off(lookup(c, "data.augment")),
          "data augmentation (reg=[augment]) draws per batch: it runs alone"),
-        (_get(c, "data.in_memory") is False,
+        (lookup(c, "data.in_memory") is False,
          "data.in_memory=false: streamed batches run alone"),
     ]
     return next((why for bad, why in checks if bad), None)
@@ -191,7 +182,7 @@ def varying(cfgs: Sequence[DictConfig]) -> list[str]:
     """The stackable keys whose values differ between `cfgs` (the members of a stack)."""
     containers = [OmegaConf.to_container(c, resolve=True) for c in cfgs]
     return [key for key in STACKABLE + DATA_STACKABLE
-            if len({json.dumps(_get(c, key), default=str) for c in containers}) > 1]
+            if len({json.dumps(lookup(c, key), default=str) for c in containers}) > 1]
 
 
 def job_numbers(jobs: Sequence[int]) -> str:
