@@ -217,11 +217,6 @@ def _compile(cfg: DictConfig, total_steps: int) -> bool:
     return True
 
 
-def checkpoint_writer(job: Job, cfg: DictConfig, run_dir: Path) -> Checkpoints:
-    """save(state, is_best): last.pt with everything a resume needs; best.pt with the weights."""
-    return Checkpoints(job, cfg, run_dir)
-
-
 def _load_weights(model: torch.nn.Module, payload: dict[str, Any]) -> None:
     try:
         model.load_state_dict(payload["model"])
@@ -363,7 +358,7 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool, stop: StopRequest, d: Dis
                     log.info(f"resuming at step {state.step}: {run_dir}" if payload
                              else f"run directory: {run_dir}")
                     logger = _loggers(cfg, run_dir, job.total_steps, state.step)
-                save = checkpoint_writer(job, cfg, run_dir) if d.is_main else _no_save
+                save = Checkpoints(job, cfg, run_dir) if d.is_main else _no_save
                 hooks = build_probes(cfg, job, logger or NullLogger(), run_dir, d.is_main)
                 status = "interrupted" if stop.requested else fit(
                     job.parts, job.batches, job.data.val, job.spec.task, job.settings, state,

@@ -86,11 +86,12 @@ def first_nonfinite(model: nn.Module, x: torch.Tensor) -> str | None:
     return found[0] if found else None
 
 
-class _Window:
+class Window:
     """Per-step losses since the last log point, kept on the device until read.
 
     Its clock runs from the previous read, so the time spent logging counts against the
-    throughput it reports (validation, between epochs, does not).
+    throughput it reports (validation, between epochs, does not). A vectorised stack keeps
+    one for all its members ((members,) losses) and reads it member by member.
     """
 
     def __init__(self, started: float | None = None) -> None:
@@ -149,7 +150,7 @@ def fit(parts: Parts, batches: ShuffledBatches, val: Split, task: str, settings:
                 loss = loss + penalty(weights)
         return loss
 
-    def log_window(window: _Window, x: torch.Tensor) -> _Window:
+    def log_window(window: Window, x: torch.Tensor) -> Window:
         if window.losses:
             try:
                 loss, rate = window.read(state, d)
@@ -159,7 +160,7 @@ def fit(parts: Parts, batches: ShuffledBatches, val: Split, task: str, settings:
                     from None
             logger.log_metrics({"train/loss": loss, "train/lr": optimizer.param_groups[0]["lr"],
                                 "perf/samples_per_s": rate}, state.step)
-        return _Window(started=window.read_at)
+        return Window(started=window.read_at)
 
     def optimiser_step(step_loss: torch.Tensor) -> bool:
         """Apply the accumulated gradient; False if nan_policy=skip refused it."""
@@ -193,11 +194,11 @@ def fit(parts: Parts, batches: ShuffledBatches, val: Split, task: str, settings:
     # The window of training losses runs across epochs: it is read every log_every steps
     # and before a validation, a stop or the end, not at every epoch's end (a full-batch run
     # has one step an epoch, and would log every step).
-    window, last_x = _Window(), None
+    window, last_x = Window(), None
     while state.epoch < settings.max_epochs and state.step < max_steps:
         model.train()
         if not window.losses:  # nothing pending: its clock starts here, after a validation
-            window = _Window()
+            window = Window()
         x = None
         step_loss = torch.zeros((), device=device)
         for x, y in batches.epoch(state.epoch, start=state.batch):

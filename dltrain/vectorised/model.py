@@ -1,5 +1,6 @@
 """Many models of one architecture as one: parameters stacked along a leading axis (members),
-forward by vmap(functional_call), dropout masks from each member's own random stream.
+forward by vmap(functional_call) (traced once a call repeats, see StackedModel.gradients),
+dropout masks from each member's own random stream.
 
 The members' parameters live in one flat (members, P) tensor (`Layout` says where each one
 lies), so that a step of the optimiser is a handful of operations on the whole stack whatever
@@ -248,8 +249,7 @@ class StackedModel:
         if step is None:
             return self._backward(x, y, masks, l1, l2)
         grads, losses = step(*args)
-        torch.cat([grads[n].reshape(self.members, -1) for n in self.layout.names], dim=1,
-                  out=self.grad)
+        self.layout.flatten(grads, out=self.grad)
         return losses
 
     def _backward(self, x: torch.Tensor, y: torch.Tensor, masks: dict[str, torch.Tensor],

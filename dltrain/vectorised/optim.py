@@ -4,8 +4,9 @@ The hyperparameters are read from each member's own torch optimiser (its param g
 its schedule leaves them), so a member's learning rate, weight decay, momentum or betas are
 its own: tensors of shape (members, 1), or (members, P) where they differ between a member's
 parameters (weights decay, biases do not). The updates follow torch's single-tensor
-implementations term by term (SGD, Adam, AdamW), so a member's step equals its own
-optimiser's step to float rounding; `member_state` gives the state back in torch's format,
+implementations term by term (SGD, Adam, AdamW; Adam through torch's fused kernel where the
+members share betas and eps), so a member's step equals its own optimiser's step to float
+rounding; `member_state` gives the state back in torch's format,
 for checkpoints that `dltrain resume` continues with the member's own optimiser.
 """
 
@@ -54,10 +55,13 @@ class Layout:
         return {name: flat[:, s].view(m, *shape)
                 for name, s, shape in zip(self.names, self.slices(), self.shapes, strict=True)}
 
-    def flatten(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(members, P) from name -> (members, *shape), e.g. torch.func.stack_module_state's."""
+    def flatten(self, params: dict[str, torch.Tensor], out: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """(members, P) from name -> (members, *shape), e.g. torch.func.stack_module_state's;
+        written into `out` when given."""
         first = params[self.names[0]]
-        return torch.cat([params[n].reshape(first.shape[0], -1) for n in self.names], dim=1)
+        return torch.cat([params[n].reshape(first.shape[0], -1) for n in self.names], dim=1,
+                         out=out)
 
     def row(self, flat_row: torch.Tensor) -> dict[str, torch.Tensor]:
         """name -> a copy of one member's tensor from its row (P,) (a copy, so that a saved

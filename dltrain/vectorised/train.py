@@ -65,7 +65,7 @@ from dltrain.runtime import (
 )
 from dltrain.train.checkpoint import rng_state
 from dltrain.train.hooks import NO_HOOKS, Hooks
-from dltrain.train.loop import first_nonfinite
+from dltrain.train.loop import Window, first_nonfinite
 from dltrain.train.signals import StopRequest
 from dltrain.train.state import Settings, TrainState
 from dltrain.vectorised.model import (
@@ -189,15 +189,6 @@ def _row(buffers: dict[str, torch.Tensor], i: int) -> dict[str, torch.Tensor]:
     return {name: b[i] for name, b in buffers.items()}
 
 
-@dataclass
-class _Window:
-    """Per-step losses (members,) since the last log point; read at once for all members."""
-
-    started: float
-    losses: list[torch.Tensor] = field(default_factory=list)
-    samples: int = 0
-
-
 class _Stack:
     """The training of the stack: the loop of dltrain.train.loop.fit, for every member."""
 
@@ -261,7 +252,7 @@ class _Stack:
     def running(self) -> list[tuple[int, Member]]:
         return [(i, m) for i, m in enumerate(self.members) if m.running]
 
-    def log_window(self, window: _Window, x: torch.Tensor) -> _Window:
+    def log_window(self, window: Window, x: torch.Tensor) -> Window:
         """Read the window's losses (one host sync for the stack) and log each member's."""
         if not window.losses:
             return window
@@ -281,7 +272,7 @@ class _Stack:
                 "train/lr": member.job.parts.optimizer.param_groups[0]["lr"],
                 "perf/samples_per_s": window.samples / max(elapsed, 1e-9),
             }, state.step)
-        return _Window(started=now)
+        return Window(started=now)
 
     def _diverged(self, i: int, member: Member, values: list[float], x: torch.Tensor) -> None:
         """As its run: status diverged, the step and the first non-finite layer; the last
@@ -429,10 +420,10 @@ class _Stack:
         orders = [m.job.batches.order for m in self.members]  # type: ignore[attr-defined]
         clock = TrainState()  # the stack's count: every running member is at this point
         # the window runs across epochs, read as fit() reads its own (see there)
-        window, x = _Window(started=time.perf_counter()), None
+        window, x = Window(), None
         while clock.epoch < settings.max_epochs and clock.step < max_steps and self.running():
             if not window.losses:
-                window = _Window(started=time.perf_counter())
+                window = Window()
             perms = epoch_orders(orders, clock.epoch)
             for idx in batch_slices(perms, b, clock.batch, steps_per_epoch):
                 if not self.model.dropout_found:
