@@ -98,7 +98,11 @@ class Hyperparameters:
     def tensor(self, key: str, index: int | None = None) -> torch.Tensor:
         """(members, 1) where each member has one value for all its parameters, else
         (members, P); float64, for the arithmetic torch does in Python floats."""
-        values = torch.tensor(self.values(key, index), dtype=torch.float64)
+        return self.as_tensor(self.values(key, index))
+
+    def as_tensor(self, table: list[list[float]]) -> torch.Tensor:
+        """`tensor` of a table that `values` read."""
+        values = torch.tensor(table, dtype=torch.float64)
         if bool((values == values[:, :1]).all()):
             return values[:, :1].to(self.device)
         sizes = torch.tensor(self.layout.sizes)
@@ -200,8 +204,9 @@ class StackedAdam:
         self.exp_avg = torch.zeros(shape, device=hp.device)
         self.exp_avg_sq = torch.zeros(shape, device=hp.device)
         self.steps = 0
-        self.step_count = torch.zeros((), device=hp.device)  # the fused kernel's step
-        self.direction: torch.Tensor | None = None  # its scratch tensor
+        # the fused kernel's step count, set from `steps`, and its scratch tensor
+        self.step_count = torch.zeros((), device=hp.device)
+        self.direction: torch.Tensor | None = None
         self.refresh()
 
     def refresh(self) -> None:
@@ -209,15 +214,15 @@ class StackedAdam:
         self.lr = hp.tensor("lr")
         wd = hp.tensor("weight_decay")
         self.wd = wd if bool((wd != 0).any()) else None
-        self.beta1, self.beta2 = hp.tensor("betas", 0), hp.tensor("betas", 1)
-        self.eps = _f32(hp.tensor("eps"))
+        tables = hp.values("betas", 0), hp.values("betas", 1), hp.values("eps")
+        self.shared = [_one(table) for table in tables]  # beta1, beta2, eps; None: they differ
+        self.beta1, self.beta2 = hp.as_tensor(tables[0]), hp.as_tensor(tables[1])
+        self.eps = _f32(hp.as_tensor(tables[2]))
         self.keep1 = _f32(1 - self.beta1)  # lerp weight of the new gradient
         self.beta2_32 = _f32(self.beta2)
         self.keep2 = _f32(1 - self.beta2)
         if self.wd is not None:
             self.decay = _f32(1 - self.lr * self.wd) if self.decoupled else _f32(self.wd)
-        shared = [hp.values("betas", 0), hp.values("betas", 1), hp.values("eps")]
-        self.shared = [_one(table) for table in shared]  # beta1, beta2, eps; None: they differ
         self.lr32 = _f32(self.lr)
 
     def step(self, params: torch.Tensor, grads: torch.Tensor) -> None:
@@ -233,13 +238,12 @@ class StackedAdam:
             if self.direction is None:
                 self.direction = torch.zeros_like(self.exp_avg)
             self.direction.zero_()
-            self.step_count.add_(1)  # the kernel reads the step count, as torch's Adam has it
+            self.step_count.fill_(self.steps)  # the kernel reads it as torch's Adam keeps it
             torch._fused_adam_([self.direction], [g], [self.exp_avg], [self.exp_avg_sq], [],
                                [self.step_count], lr=-1.0, beta1=beta1, beta2=beta2,
                                weight_decay=0.0, eps=eps, amsgrad=False, maximize=False)
             params.addcmul_(self.direction, self.lr32, value=-1.0)
             return
-        self.step_count.add_(1)
         # in place where torch is: a step of the whole stack is ten passes over it
         self.exp_avg.lerp_(g, self.keep1)
         self.exp_avg_sq.mul_(self.beta2_32).addcmul_(g * self.keep2, g)
@@ -253,7 +257,6 @@ class StackedAdam:
     def snapshot(self) -> StackedAdam:
         frozen = copy.copy(self)
         frozen.exp_avg, frozen.exp_avg_sq = self.exp_avg.clone(), self.exp_avg_sq.clone()
-        frozen.step_count = self.step_count.clone()
         return frozen
 
     def member_state(self, i: int) -> dict[str, dict[str, Any]]:
