@@ -39,7 +39,6 @@ from dltrain.train.checkpoint import load_checkpoint, rng_state, save_checkpoint
 from dltrain.train.distributed import (
     SINGLE,
     Dist,
-    ShardedBatches,
     device_of,
     from_env,
     process_group,
@@ -126,7 +125,7 @@ def build_job(cfg: DictConfig, device: torch.device, with_optimizer: bool = True
     batch_size = _batch_size(cfg, data)
     settings = Settings.from_cfg(cfg.trainer, spec.task, batch_size)
     _check_monitor(settings, spec.task)
-    batches = train_batches(data, batch_size, int(cfg.trainer.seed))
+    batches = train_batches(data, batch_size, int(cfg.trainer.seed), d.shard)
     total_steps = settings.total_steps(len(batches))
     channels_last = _channels_last(cfg, device, model)
     if channels_last:  # conv kernels on GPUs run fastest on NHWC; the data is laid out once
@@ -139,7 +138,6 @@ def build_job(cfg: DictConfig, device: torch.device, with_optimizer: bool = True
     if d.active:
         from torch.nn.parallel import DistributedDataParallel
 
-        batches = ShardedBatches(batches, d)
         forward = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     parts = Parts(

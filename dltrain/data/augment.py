@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
+from dltrain.data.spec import WHOLE, Shard
 from dltrain.errors import ConfigError
 
 
@@ -33,48 +34,73 @@ class Augment:
     noise: float = 0.0  # std of the Gaussian noise added, in normalised units
     fill: tuple[float, ...] = ()
 
-    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """The augmented batch: x (B, C, H, W) -> (B, C, H, W)."""
+    def __call__(self, x: torch.Tensor, gen: torch.Generator, shard: Shard = WHOLE
+                 ) -> torch.Tensor:
+        """The augmented batch: x (B, C, H, W) -> (B, C, H, W).
+
+        `x` is `shard`'s rows of a global batch: every draw is made for the whole batch and
+        each row keeps its own, so the shards of all processes are the batch augmented once.
+        """
         b, c, h, w = x.shape
         dev = x.device
+        draws = _Draws(gen, shard, b * shard.count)
         fill = torch.tensor(self.fill or [0.0] * c, device=dev, dtype=x.dtype).view(1, c, 1, 1)
         x = x - fill  # blank is 0 from here on: zero padding pads with background
         if self.crop:
             p = self.crop
             padded = F.pad(x, (p, p, p, p))  # (B, C, H+2p, W+2p)
-            dy = torch.randint(0, 2 * p + 1, (b,), generator=gen, device=dev)
-            dx = torch.randint(0, 2 * p + 1, (b,), generator=gen, device=dev)
+            dy, dx = draws.integers(2 * p + 1), draws.integers(2 * p + 1)
             rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]  # (B,1,H,1)
             cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :]  # (B,1,1,W)
             batch = torch.arange(b, device=dev)[:, None, None, None]
             channel = torch.arange(c, device=dev)[None, :, None, None]
             x = padded[batch, channel, rows, cols]  # (B, C, H, W)
         if self.flip:
-            mirrored = torch.rand(b, generator=gen, device=dev) < 0.5
+            mirrored = draws.uniform(1.0) < 0  # probability 1/2
             x = torch.where(mirrored.view(b, 1, 1, 1), x.flip(-1), x)
         if self.rotate or self.translate:
-            x = self._affine(x, gen)
+            x = self._affine(x, draws)
         x = x + fill
         if self.noise:
-            x = x + self.noise * torch.randn(x.shape, generator=gen, device=dev, dtype=x.dtype)
+            x = x + self.noise * draws.normal((c, h, w), x.dtype)
         return x
 
-    def _affine(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def _affine(self, x: torch.Tensor, draws: _Draws) -> torch.Tensor:
         """Rotate by up to ±rotate degrees and shift by up to ±translate, one draw per image."""
-        b, dev = x.shape[0], x.device
-
-        def uniform(limit: float) -> torch.Tensor:
-            return (2 * torch.rand(b, generator=gen, device=dev) - 1) * limit
-
-        angle = uniform(math.radians(self.rotate))
+        angle = draws.uniform(math.radians(self.rotate))
         # affine_grid spans an image with [-1, 1]: a shift by fraction f is 2f in its units.
-        tx, ty = uniform(2 * self.translate), uniform(2 * self.translate)
+        tx, ty = draws.uniform(2 * self.translate), draws.uniform(2 * self.translate)
         cos, sin = angle.cos(), angle.sin()
         theta = torch.stack([torch.stack([cos, -sin, tx], -1),
                              torch.stack([sin, cos, ty], -1)], dim=1)  # (B, 2, 3)
         grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros",
                              align_corners=False)
+
+
+@dataclass(frozen=True)
+class _Draws:
+    """Random draws, one per image of the whole batch, of which a shard keeps its rows."""
+
+    gen: torch.Generator
+    shard: Shard
+    whole: int  # images in the whole batch
+
+    def integers(self, high: int) -> torch.Tensor:
+        """One integer in [0, high) per image."""
+        return torch.randint(0, high, (self.whole,), generator=self.gen,
+                             device=self.gen.device)[self.shard.rows]
+
+    def uniform(self, limit: float) -> torch.Tensor:
+        """One number in [-limit, limit) per image."""
+        u = torch.rand(self.whole, generator=self.gen, device=self.gen.device)
+        return (2 * u[self.shard.rows] - 1) * limit
+
+    def normal(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        """A standard normal tensor of `shape` per image."""
+        z = torch.randn((self.whole, *shape), generator=self.gen, device=self.gen.device,
+                        dtype=dtype)
+        return z[self.shard.rows]
 
 
 def build_augment(node: DictConfig | None, name: str, kind: str, mirror_safe: bool,

@@ -11,6 +11,10 @@ batches of one epoch, `batches.epoch(e, start)` yields (x, y) from batch `start`
 of a token stream (WindowBatches), a split streamed from the host through a DataLoader
 (StreamedBatches), and any of them augmented (AugmentedBatches). `train_batches` picks the
 one a data set needs.
+
+In a data-parallel job every process draws the same global batches and keeps its `Shard` of
+each, rows index, index + count, ...: it picks its rows before it gathers, loads or augments
+anything, so no process does the work of the others.
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from dltrain.data.spec import Augmentation, Data, HostSplit, Split
+from dltrain.data.spec import WHOLE, Augmentation, Data, HostSplit, Shard, Split
+from dltrain.errors import ConfigError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class Batches(Protocol):
-    batch_size: int
+    batch_size: int  # of the global batch; a shard yields batch_size // count rows of it
 
     def __len__(self) -> int: ...
 
@@ -60,10 +65,11 @@ class ShuffledBatches:
     every step sees the same batch size; a split smaller than one batch is one batch.
     """
 
-    def __init__(self, split: Split, batch_size: int, seed: int) -> None:
+    def __init__(self, split: Split, batch_size: int, seed: int, shard: Shard = WHOLE) -> None:
         self.split = split
         self.batch_size = min(batch_size, len(split))
         self.seed = seed
+        self.shard = shard
 
     def __len__(self) -> int:
         return len(self.split) // self.batch_size
@@ -75,8 +81,9 @@ class ShuffledBatches:
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of `epoch`, from batch number `start` on."""
         perm, b, x, y = self.order(epoch), self.batch_size, self.split.x, self.split.y
+        rows = self.shard.rows
         for i in range(start, len(self)):
-            idx = perm[i * b:(i + 1) * b]
+            idx = perm[i * b:(i + 1) * b][rows]
             yield x[idx], y[idx]
 
 
@@ -96,8 +103,8 @@ class WindowBatches:
     work, not a pass over every window. The offsets of epoch `e` come from (seed, e) alone.
     """
 
-    def __init__(self, tokens: torch.Tensor, batch_size: int, block_size: int, seed: int
-                 ) -> None:
+    def __init__(self, tokens: torch.Tensor, batch_size: int, block_size: int, seed: int,
+                 shard: Shard = WHOLE) -> None:
         if len(tokens) < block_size + 1:
             raise ValueError(f"a stream of {len(tokens)} tokens holds no window of "
                              f"{block_size} + 1")
@@ -105,6 +112,7 @@ class WindowBatches:
         self.batch_size = batch_size
         self.block_size = block_size
         self.seed = seed
+        self.shard = shard
 
     def __len__(self) -> int:
         return max(1, len(self.tokens) // (self.batch_size * self.block_size))
@@ -121,7 +129,7 @@ class WindowBatches:
         starts = self.offsets(epoch)
         span = torch.arange(self.block_size, device=self.tokens.device)
         for i in range(start, len(self)):
-            idx = starts[i][:, None] + span  # (B, T)
+            idx = starts[i][self.shard.rows][:, None] + span  # (B, T)
             yield self.tokens[idx], self.tokens[idx + 1]
 
 
@@ -163,10 +171,12 @@ class StreamedBatches:
     file, into pinned memory when the device is a GPU, and normalised on the device.
     """
 
-    def __init__(self, split: HostSplit, batch_size: int, seed: int) -> None:
+    def __init__(self, split: HostSplit, batch_size: int, seed: int, shard: Shard = WHOLE
+                 ) -> None:
         self.split = split
         self.batch_size = min(batch_size, len(split))
         self.seed = seed
+        self.shard = shard
         self.device = torch.device(split.device)
         shape = (1, len(split.mean)) + (1,) * (split.x.ndim - 2)
         self.mean = torch.tensor(split.mean, device=self.device).view(shape)
@@ -180,6 +190,7 @@ class StreamedBatches:
         b = self.batch_size
         order = epoch_order(len(self.split), self.seed, epoch).numpy()
         rows = self.split.index[order[:len(self) * b]].reshape(len(self), b)[start:]
+        rows = rows[:, self.shard.rows]  # (batches, B // count): the workers load this shard
         workers = self.split.workers
         return torch.utils.data.DataLoader(
             _HostBatches(self.split.x, self.split.y, rows), batch_size=None, shuffle=False,
@@ -204,12 +215,16 @@ class AugmentedBatches:
 
     Batch `i` of epoch `e` is augmented with a generator seeded by (seed, e, i) alone, so an
     augmented epoch is as reproducible, and a resume in its middle as exact, as a plain one.
+    A shard's rows get the draws its rows of the global batch get: data-parallel processes
+    together augment the global batch as one process does.
     """
 
-    def __init__(self, inner: Batches, augment: Augmentation, seed: int) -> None:
+    def __init__(self, inner: Batches, augment: Augmentation, seed: int, shard: Shard = WHOLE
+                 ) -> None:
         self.inner = inner
         self.augment = augment
         self.seed = seed
+        self.shard = shard
         self.batch_size = inner.batch_size
 
     def __len__(self) -> int:
@@ -217,7 +232,8 @@ class AugmentedBatches:
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         for i, (x, y) in enumerate(self.inner.epoch(epoch, start), start):
-            yield self.augment(x, augment_generator(self.seed, epoch, i, x.device)), y
+            gen = augment_generator(self.seed, epoch, i, x.device)
+            yield self.augment(x, gen, self.shard), y
 
 
 class InputTargets:
@@ -236,21 +252,25 @@ class InputTargets:
             yield x, x
 
 
-def train_batches(data: Data, batch_size: int, seed: int) -> Batches:
+def train_batches(data: Data, batch_size: int, seed: int, shard: Shard = WHOLE) -> Batches:
     """The training batches of a data set, ordered by `seed` (the trainer's seed):
     random windows for a token stream, streamed batches for a split left on the host, index
-    slices otherwise; augmented when the data set says so.
+    slices otherwise; augmented when the data set says so. `shard`: this process's rows of
+    every batch, in a data-parallel job.
 
     The augmentation changes the inputs only: a reconstruction's target stays the clean
     input, so reg=[augment] (noise, shifts) trains a denoising autoencoder.
     """
     batches: Batches
     if data.tokens is not None:
-        batches = WindowBatches(data.tokens, batch_size, data.spec.input_shape[0], seed)
+        batches = WindowBatches(data.tokens, batch_size, data.spec.input_shape[0], seed, shard)
     elif isinstance(data.train, HostSplit):
-        batches = StreamedBatches(data.train, batch_size, seed)
+        batches = StreamedBatches(data.train, batch_size, seed, shard)
         if data.spec.task == "reconstruction":
             batches = InputTargets(batches)
     else:
-        batches = ShuffledBatches(data.train, batch_size, seed)
-    return AugmentedBatches(batches, data.augment, seed) if data.augment else batches
+        batches = ShuffledBatches(data.train, batch_size, seed, shard)
+    if batches.batch_size % shard.count:
+        raise ConfigError(f"data.batch_size={batches.batch_size} does not split evenly over "
+                          f"{shard.count} processes; use a multiple of {shard.count}.")
+    return AugmentedBatches(batches, data.augment, seed, shard) if data.augment else batches

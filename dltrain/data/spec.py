@@ -91,8 +91,24 @@ class HostSplit:
         return len(self.index)
 
 
-# An augmentation: (batch on the device, generator on the same device) -> augmented batch.
-Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+@dataclass(frozen=True)
+class Shard:
+    """One process's share of every global batch: its rows index, index + count, ..."""
+
+    index: int = 0
+    count: int = 1
+
+    @property
+    def rows(self) -> slice:
+        return slice(self.index, None, self.count)
+
+
+WHOLE = Shard()  # one process: the whole batch
+
+
+# An augmentation: (this process's shard of a batch on the device, a generator on the same
+# device, which shard it is) -> the augmented shard, as the whole batch's augmentation has it.
+Augmentation = Callable[[torch.Tensor, torch.Generator, Shard], torch.Tensor]
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 `torchrun --nproc_per_node=N -m dltrain trainer=ddp ...` starts N processes; each reads its
 rank from the environment torchrun sets, joins the process group (nccl on GPUs, gloo on CPUs),
-wraps the model in DDP and takes its shard of every global batch. Rank 0 alone writes files.
+wraps the model in DDP and takes its `Shard` of every global batch. Rank 0 alone writes files.
 In a single process everything here is the identity, so the trainer needs no `if` for it.
 """
 
@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from dltrain.data.spec import Shard
 from dltrain.errors import ConfigError
 
 
@@ -36,6 +37,13 @@ class Dist:
     @property
     def active(self) -> bool:
         return self.world > 1
+
+    @property
+    def shard(self) -> Shard:
+        """This process's rows of every global batch: all processes draw the same batches
+        (the same seeded order), so DDP's averaged gradient is the gradient of the global
+        batch, the same dynamics as one process."""
+        return Shard(self.rank, self.world)
 
     def mean(self, tensor: torch.Tensor) -> torch.Tensor:
         """The average of `tensor` over all ranks (every rank gets it)."""
@@ -138,26 +146,3 @@ def process_group(d: Dist, device: torch.device) -> Iterator[None]:
         # shutdown, gloo's worker threads can die there and abort the process.
         gc.collect()
         dist.destroy_process_group()
-
-
-class ShardedBatches:
-    """Each rank's share of every global batch: rows rank, rank + world, ... of it.
-
-    Every rank draws the same global batch (the same seeded order), so DDP's averaged
-    gradient is the gradient of the global batch: the same dynamics as one process.
-    """
-
-    def __init__(self, batches: Any, d: Dist) -> None:
-        self.batches, self.d = batches, d
-        size = batches.batch_size
-        if size % d.world:
-            raise ConfigError(f"data.batch_size={size} does not split evenly over {d.world} "
-                              f"processes; use a multiple of {d.world}.")
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        r, w = self.d.rank, self.d.world
-        for x, y in self.batches.epoch(epoch, start):
-            yield x[r::w], y[r::w]
