@@ -4,9 +4,12 @@ import json
 
 import pytest
 import torch
+import torch.distributed as dist
 
-from dltrain.run import run
+from dltrain.data.batches import train_batches
+from dltrain.run import build_job, run
 from dltrain.train.checkpoint import load_checkpoint
+from dltrain.train.distributed import Dist
 
 SUMMARY_KEYS = {"status", "task", "epochs", "steps", "params", "device", "wall_s",
                 "samples_per_s", "best", "val", "test", "objective", "env"}
@@ -83,3 +86,17 @@ def test_same_seed_same_result(make_cfg, tmp_path):
     c = run(make_cfg("data=moons", "trainer=smoke", "logger=none", "trainer.seed=1"),
             tmp_path / "c").summary
     assert c["test"] != a["test"]
+
+
+def test_a_data_parallel_job_trains_on_its_shard_of_every_batch(make_cfg, tmp_path):
+    cfg = make_cfg("data=moons", "trainer=ddp", "data.batch_size=32")
+    # a group of one process holds the DDP wrapper; the job believes it is rank 1 of 2
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        job = build_job(cfg, torch.device("cpu"), d=Dist(rank=1, world=2))
+    finally:
+        dist.destroy_process_group()
+    whole = train_batches(job.data, 32, int(cfg.trainer.seed))
+    (xs, ys), (x, y) = next(job.batches.epoch(1)), next(whole.epoch(1))
+    assert len(ys) == 16 and torch.equal(ys, y[1::2]) and torch.equal(xs, x[1::2])

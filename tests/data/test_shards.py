@@ -58,5 +58,5 @@ def test_text_shards_are_the_global_windows(make_cfg, tmp_path):
 
 def test_a_batch_that_does_not_split_over_the_shards_is_refused(make_cfg):
     data = build_data(make_cfg("data.n_train=400", "data.n_test=50").data)
-    with pytest.raises(ConfigError, match="data.batch_size=30 does not split evenly over 4"):
+    with pytest.raises(ConfigError, match=r"data\.batch_size=30 does not split evenly over 4"):
         train_batches(data, 30, seed=0, shard=Shard(1, 4))
