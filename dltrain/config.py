@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,10 +29,27 @@ POOLINGS = ("max", "avg", "none")  # model=cnn: the pooling after each conv bloc
 READOUTS = ("mean", "cls")  # model=transformer: the tokens' mean or a class token
 NORMS = ("layer", "none")  # model=transformer
 TASKS = ("classification", "regression", "language_model", "reconstruction")
-PROBES = ("activations", "gradients", "landscape", "boundary", "fit", "samples")
+# The probes, each with the options under which it looks only at the trained model, at a run's
+# end, and never into training (None: it always looks into training). A vectorised stack runs
+# such a probe for each of its members at the member's end; the others need a loop of their own.
+PROBES: dict[str, dict[str, Any] | None] = {
+    "activations": None,
+    "gradients": None,
+    "landscape": None,
+    "boundary": None,
+    "fit": {"images": False},
+    "samples": None,
+}
 PROBE_COMMON = ("every", "batch")  # keys of `probe` that all probes share
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _URL = re.compile(r"^(https?|file)://\S+$")
+
+
+def looks_into_training(name: str, options: Mapping[str, Any]) -> bool:
+    """Whether probe `name` with `options` (its node under `probe`) looks during training, not
+    only at the trained model (see PROBES)."""
+    at_end = PROBES.get(name)
+    return at_end is None or any(options.get(k) != v for k, v in at_end.items())
 
 
 def suggest(name: str, candidates: Iterable[str]) -> str | None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from dltrain.config import PROBE_COMMON, lookup
+from dltrain.config import PROBE_COMMON, PROBES, looks_into_training, lookup
 
 # Values each member of a stack may have of its own.
 STACKABLE = (
@@ -87,9 +87,18 @@ def _off(value: Any) -> bool:
 
 def looking_probes(probe: dict[str, Any]) -> list[str]:
     """The probes of a config's `probe` node that look during training. A stack calls its
-    members' probes once, at each member's end; the fit probe without images looks only then."""
+    members' probes once, at each member's end: only probes that look at the trained model
+    alone can stack (config.PROBES says which, with which options)."""
     names = set(probe) - set(PROBE_COMMON)
-    return sorted(n for n in names if not (n == "fit" and probe[n].get("images") is False))
+    return sorted(n for n in names if looks_into_training(n, probe[n] or {}))
+
+
+def _at_end_probes() -> str:
+    """probe=[fit] with probe.fit.images=false, ...: the probes a stack can run, as options."""
+    return ", ".join(
+        " with ".join([f"probe=[{name}]", *(f"probe.{name}.{k}={str(v).lower()}"
+                                             for k, v in at_end.items())])
+        for name, at_end in PROBES.items() if at_end is not None)
 
 
 def alone_reason(cfg: DictConfig, device_type: str = "cpu") -> str | None:
@@ -140,7 +149,7 @@ def alone_reason(cfg: DictConfig, device_type: str = "cpu") -> str | None:
          "trainer.strategy=ddp: data-parallel runs are not stacked"),
         (bool(looking_probes(c.get("probe") or {})),
          "probes look into one model's training loop: it runs alone (of them only "
-         "probe=[fit] with probe.fit.images=false, which looks at the end, stacks)"),
+         f"{_at_end_probes()}, which looks at the end, stacks)"),
         (not _off(lookup(c, "data.augment")),
          "data augmentation (reg=[augment]) draws per batch: it runs alone"),
         (lookup(c, "data.in_memory") is False,

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from dltrain.config import PROBES, validate
+from dltrain.config import PROBES, looks_into_training, validate
 from dltrain.errors import ConfigError
 from dltrain.probes import TABLE, chosen
 from dltrain.run import run
@@ -17,9 +17,19 @@ from tests.probes.helpers import last_weights
 
 
 def test_the_probe_table_and_the_config_name_the_same_probes(make_cfg):
-    assert tuple(TABLE) == PROBES
+    assert tuple(TABLE) == tuple(PROBES)
     assert chosen(make_cfg()) == []
     assert chosen(make_cfg("probe=[gradients,activations]")) == ["gradients", "activations"]
+
+
+def test_a_probe_looks_only_at_the_end_with_its_own_options(make_cfg):
+    # the options config.PROBES names are the probe's own, and the defaults look into training
+    for name, at_end in PROBES.items():
+        options = make_cfg(f"probe=[{name}]").probe[name]
+        assert set(at_end or {}) <= set(options), name
+        assert looks_into_training(name, options)
+    assert not looks_into_training("fit", make_cfg("probe=[fit]", "probe.fit.images=false")
+                                   .probe.fit)
 
 
 def test_without_probes_the_loop_gets_no_hooks(make_cfg, tmp_path):
