@@ -80,10 +80,10 @@ class ShuffledBatches:
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of `epoch`, from batch number `start` on."""
-        perm, b, x, y = self.order(epoch), self.batch_size, self.split.x, self.split.y
-        rows = self.shard.rows
-        for i in range(start, len(self)):
-            idx = perm[i * b:(i + 1) * b][rows]
+        n, b, x, y = len(self), self.batch_size, self.split.x, self.split.y
+        rows = self.order(epoch)[:n * b].view(n, b)[:, self.shard.rows]  # batch i is rows[i]
+        for i in range(start, n):
+            idx = rows[i]
             yield x[idx], y[idx]
 
 
@@ -126,10 +126,10 @@ class WindowBatches:
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """The batches of `epoch`, from batch number `start` on."""
-        starts = self.offsets(epoch)
+        starts = self.offsets(epoch)[:, self.shard.rows]
         span = torch.arange(self.block_size, device=self.tokens.device)
         for i in range(start, len(self)):
-            idx = starts[i][self.shard.rows][:, None] + span  # (B, T)
+            idx = starts[i][:, None] + span  # (B, T)
             yield self.tokens[idx], self.tokens[idx + 1]
 
 
