@@ -55,4 +55,9 @@ def call_target(node: DictConfig, group: str, optional: dict[str, Any] | None = 
         raise ConfigError(f"{label} does not accept its config: {err}.") from None
     except ValueError:  # a builtin without a signature: let the call itself check
         pass
-    return factory(**runtime)
+    try:
+        return factory(**runtime)
+    except ValueError as err:
+        # torch's constructors raise ValueError for arguments they refuse (a negative rate, a
+        # schedule that cycles a momentum the optimiser lacks): the config's values, not a bug.
+        raise ConfigError(f"{label} refuses its config: {str(err).rstrip('.')}.") from None

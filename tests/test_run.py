@@ -78,6 +78,20 @@ def test_a_bad_input_fails_with_exit_code_2_and_a_summary(make_cfg, tmp_path):
     assert summary["status"] == "failed" and "val_fraction" in summary["error"]
 
 
+def test_a_config_torch_refuses_is_a_bad_input_before_training(make_cfg, tmp_path):
+    # one-cycle cycles a momentum that L-BFGS does not have: OneCycleLR raises ValueError
+    result = run(make_cfg("data=moons", "optim=lbfgs", "sched=onecycle", "logger=none"),
+                 tmp_path)
+    assert result.exit_code == 2 and result.status == "failed"
+    assert result.summary.get("steps", 0) == 0  # refused while the job was built
+    assert result.summary["error"] == (
+        "sched=onecycle refuses its config: optimizer must support momentum or beta1 with "
+        "`cycle_momentum` option enabled.")
+    assert run(make_cfg("data=moons", "optim=lbfgs", "sched=onecycle", "logger=none",
+                        "sched.cycle_momentum=false", "trainer=smoke"),
+               tmp_path / "off").status == "completed"
+
+
 def test_same_seed_same_result(make_cfg, tmp_path):
     cfg = make_cfg("data=moons", "trainer=smoke", "logger=none")
     a = run(cfg, tmp_path / "a").summary
