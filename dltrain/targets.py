@@ -57,6 +57,8 @@ def call_target(node: DictConfig, group: str, optional: dict[str, Any] | None = 
         pass
     try:
         return factory(**runtime)
+    except ConfigError:  # our own classes say what is wrong in their own words
+        raise
     except ValueError as err:
         # torch's constructors raise ValueError for arguments they refuse (a negative rate, a
         # schedule that cycles a momentum the optimiser lacks): the config's values, not a bug.

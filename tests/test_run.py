@@ -90,6 +90,9 @@ def test_a_config_torch_refuses_is_a_bad_input_before_training(make_cfg, tmp_pat
     assert run(make_cfg("data=moons", "optim=lbfgs", "sched=onecycle", "logger=none",
                         "sched.cycle_momentum=false", "trainer=smoke"),
                tmp_path / "off").status == "completed"
+    # our own classes' refusals keep their own words
+    own = run(make_cfg("model=transformer", "model.heads=3", "logger=none"), tmp_path / "own")
+    assert own.exit_code == 2 and own.summary["error"].startswith("model.width=64 does not split")
 
 
 def test_same_seed_same_result(make_cfg, tmp_path):
