@@ -287,6 +287,7 @@ RULES: tuple[Rule, ...] = (
     Rule("trainer.nan_policy", choice(("stop", "skip"))),
     Rule("trainer.resume", choice(("never", "auto"))),
     Rule("trainer.strategy", choice(("single", "ddp"))),
+    Rule("trainer.sync_batchnorm", auto_or_boolean),
     Rule("probe.every", integer(1)),
     Rule("probe.batch", integer(1)),
     *(Rule(f"probe.{name}.every", integer(1, optional=True))

@@ -122,6 +122,8 @@ def build_job(cfg: DictConfig, device: torch.device, with_optimizer: bool = True
     data = with_task(build_data(cfg.data, device) if data is None else data, cfg.get("task"))
     spec = loss_spec(cfg.loss, data.spec)
     model = build_model(cfg.model, cfg.init, spec).to(device)
+    if _sync_batchnorm(cfg, device, model, d):  # before the optimiser takes the parameters
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     batch_size = _batch_size(cfg, data)
     settings = Settings.from_cfg(cfg.trainer, spec.task, batch_size)
     _check_monitor(settings, spec.task)
@@ -200,6 +202,27 @@ def _channels_last(cfg: DictConfig, device: torch.device, model: torch.nn.Module
     if choice != "auto":
         return bool(choice)
     return device.type == "cuda" and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+
+
+def _sync_batchnorm(cfg: DictConfig, device: torch.device, model: torch.nn.Module, d: Dist
+                    ) -> bool:
+    """trainer.sync_batchnorm: whether batch norm, in a data-parallel job, normalises over the
+    global batch (PyTorch's SyncBatchNorm, which runs on GPUs only) rather than over each
+    process's share of it. auto: on GPUs."""
+    norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
+    if not d.active or not any(isinstance(m, norms) for m in model.modules()):
+        return False
+    choice, gpu = cfg.trainer.get("sync_batchnorm", "auto"), device.type == "cuda"
+    if choice is True and not gpu:
+        raise ConfigError(f"trainer.sync_batchnorm=true needs GPUs (PyTorch's SyncBatchNorm "
+                          f"does not run on the {device.type}); use auto or false, and each "
+                          "process normalises its own share of the batch.")
+    if gpu if choice == "auto" else bool(choice):
+        return True
+    log.info(f"batch norm under ddp on {device.type}: each process normalises its own 1/{d.world} "
+             "of the batch, so training differs a little from one process "
+             "(trainer.sync_batchnorm=true on GPUs normalises over the whole batch)")
+    return False
 
 
 def _compile(cfg: DictConfig, total_steps: int) -> bool:

@@ -7,6 +7,7 @@ import torch
 import torch.distributed as dist
 
 from dltrain.data.batches import train_batches
+from dltrain.errors import ConfigError
 from dltrain.run import build_job, run
 from dltrain.train.checkpoint import load_checkpoint
 from dltrain.train.distributed import Dist
@@ -105,15 +106,57 @@ def test_same_seed_same_result(make_cfg, tmp_path):
     assert c["test"] != a["test"]
 
 
-def test_a_data_parallel_job_trains_on_its_shard_of_every_batch(make_cfg, tmp_path):
-    cfg = make_cfg("data=moons", "trainer=ddp", "data.batch_size=32")
-    # a group of one process holds the DDP wrapper; the job believes it is rank 1 of 2
+@pytest.fixture
+def one_process_group(tmp_path):
+    """A process group of one holds the DDP wrapper; a job given Dist(rank, 2) believes it
+    is one of two."""
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
                             world_size=1)
-    try:
-        job = build_job(cfg, torch.device("cpu"), d=Dist(rank=1, world=2))
-    finally:
-        dist.destroy_process_group()
+    yield
+    dist.destroy_process_group()
+
+
+def test_a_data_parallel_job_trains_on_its_shard_of_every_batch(make_cfg, one_process_group):
+    cfg = make_cfg("data=moons", "trainer=ddp", "data.batch_size=32")
+    job = build_job(cfg, torch.device("cpu"), d=Dist(rank=1, world=2))
     whole = train_batches(job.data, 32, int(cfg.trainer.seed))
     (xs, ys), (x, y) = next(job.batches.epoch(1)), next(whole.epoch(1))
     assert len(ys) == 16 and torch.equal(ys, y[1::2]) and torch.equal(xs, x[1::2])
+
+
+def sync_norms(model: torch.nn.Module) -> int:
+    return sum(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
+
+
+def test_batch_norm_under_ddp_on_cpu_normalises_each_share_and_says_so(
+        make_cfg, one_process_group, caplog):
+    cpu, two = torch.device("cpu"), Dist(rank=0, world=2)
+    with caplog.at_level("INFO", logger="dltrain"):
+        job = build_job(make_cfg("data=moons", "trainer=ddp", "reg=[batchnorm]"), cpu, d=two)
+    assert sync_norms(job.parts.model) == 0  # SyncBatchNorm runs on GPUs only
+    assert "each process normalises its own 1/2 of the batch" in caplog.text
+    with pytest.raises(ConfigError, match=r"trainer\.sync_batchnorm=true needs GPUs"):
+        build_job(make_cfg("data=moons", "trainer=ddp", "reg=[batchnorm]",
+                           "trainer.sync_batchnorm=true"), cpu, d=two)
+    # one process, or no batch norm: nothing to synchronise, whatever the setting
+    alone = build_job(make_cfg("data=moons", "reg=[batchnorm]", "trainer.sync_batchnorm=true"),
+                      cpu)
+    assert sync_norms(alone.parts.model) == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_batch_norm_under_ddp_on_gpus_normalises_the_whole_batch(make_cfg, tmp_path):
+    dist.init_process_group("nccl", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        job = build_job(make_cfg("model=resnet", "trainer=ddp", "trainer.device=cuda"),
+                        torch.device("cuda", 0), d=Dist(rank=0, world=2))
+        assert sync_norms(job.parts.model) > 0
+        # the optimiser steps the converted model's own parameters
+        stepped = {id(p) for g in job.parts.optimizer.param_groups for p in g["params"]}
+        assert stepped == {id(p) for p in job.parts.model.parameters()}
+        x, y = next(job.batches.epoch(0))
+        job.parts.loss(job.parts.forward(x), y).backward()
+    finally:
+        dist.destroy_process_group()

@@ -48,7 +48,7 @@ TRAINER_KEYS = {
     "max_epochs", "max_steps", "device", "precision", "compile", "compile_min_steps",
     "channels_last", "seed", "deterministic", "log_every", "val_every", "eval_batch_size",
     "threads", "monitor", "accumulate", "grad_clip", "early_stopping", "nan_policy", "resume",
-    "strategy",
+    "strategy", "sync_batchnorm",  # a stack is never data-parallel (strategy=ddp runs alone)
 }
 
 
