@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,13 @@ from dltrain.models.summary import layer_table
 from dltrain.optim import build_optimizer, build_scheduler, penalties
 from dltrain.perf import peak_tflops, training_flops_per_sample, utilisation
 from dltrain.probes import build_probes
-from dltrain.runtime import deterministic, environment, resolve_device, seed_everything
+from dltrain.runtime import (
+    derived_seed,
+    deterministic,
+    environment,
+    resolve_device,
+    seed_everything,
+)
 from dltrain.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from dltrain.train.distributed import (
     SINGLE,
@@ -163,18 +170,25 @@ class Checkpoints:
     that writes them later (the members of a vectorised stack).
     """
 
-    def __init__(self, job: Job, cfg: DictConfig, run_dir: Path) -> None:
+    def __init__(self, job: Job, cfg: DictConfig, run_dir: Path, d: Dist = SINGLE) -> None:
         self.parts = job.parts
         self.folder = run_dir / "checkpoints"
         self.meta = {"config": OmegaConf.to_container(cfg, resolve=True),
                      "spec": job.spec.to_dict(), "norm": job.data.norm}
+        self.d = d
 
     def payloads(self, state: TrainState) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(last.pt, best.pt) of the run as it stands now."""
-        parts = self.parts
-        return self.compose(state, parts.model.state_dict(), parts.optimizer.state_dict(),
-                            parts.scheduler.state_dict() if parts.scheduler else None,
-                            parts.scaler.state_dict() if parts.scaler else None, rng_state())
+        """(last.pt, best.pt) of the run as it stands now. In a data-parallel job last.pt also
+        holds every process's random state (`rng_ranks`; the others send theirs, see
+        `rank_save`): each draws its own dropout masks, and a resume gives each its own back."""
+        parts, rng = self.parts, rng_state()
+        ranks = self.d.gather(rng)
+        last, best = self.compose(state, parts.model.state_dict(), parts.optimizer.state_dict(),
+                                  parts.scheduler.state_dict() if parts.scheduler else None,
+                                  parts.scaler.state_dict() if parts.scaler else None, rng)
+        if self.d.active:
+            last["rng_ranks"] = ranks
+        return last, best
 
     def compose(self, state: TrainState, model: dict[str, Any],
                 optimizer: dict[str, Any] | None = None, scheduler: Any = None,
@@ -246,8 +260,9 @@ def _load_weights(model: torch.nn.Module, payload: dict[str, Any]) -> None:
                           f"({str(err).splitlines()[0]}); keep the run's model settings.") from None
 
 
-def restore(job: Job, payload: dict[str, Any]) -> TrainState:
-    """Put the model, optimiser, schedule, scaler and RNGs back where a checkpoint left them."""
+def restore(job: Job, payload: dict[str, Any], d: Dist = SINGLE) -> TrainState:
+    """Put the model, optimiser, schedule, scaler and RNGs back where a checkpoint left them
+    (each process of a data-parallel job its own RNG state)."""
     saved_spec = DataSpec.from_dict(payload["spec"])
     if saved_spec != job.spec:
         raise ConfigError("The checkpoint was trained on other data than this config builds "
@@ -260,8 +275,14 @@ def restore(job: Job, payload: dict[str, Any]) -> TrainState:
         parts.scheduler.load_state_dict(payload["scheduler"])
     if parts.scaler is not None and payload.get("scaler") is not None:
         parts.scaler.load_state_dict(payload["scaler"])
-    set_rng_state(payload["rng"])
-    return TrainState.from_dict(payload["state"])
+    state = TrainState.from_dict(payload["state"])
+    ranks = payload.get("rng_ranks") or []
+    if len(ranks) == d.world:
+        set_rng_state(ranks[d.rank])
+    else:  # saved by another number of processes: rank 0's stream, forked from this step
+        set_rng_state(payload["rng"])
+        fork_rng(int(payload["config"]["trainer"]["seed"]), d, state.step)
+    return state
 
 
 def file_loggers(cfg: DictConfig, run_dir: Path, start_step: int = 0) -> list[Logger]:
@@ -361,7 +382,8 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool, stop: StopRequest, d: Dis
                 payload = _resume_payload(cfg, run_dir, resume)
                 job = build_job(cfg, device, d=d)
                 summary["task"] = job.spec.task
-                state = restore(job, payload) if payload else TrainState()
+                fork_rng(int(cfg.trainer.seed), d)
+                state = restore(job, payload, d) if payload else TrainState()
                 finished = payload is not None and _finished(state, job.settings)
                 if finished and resume:
                     raise ConfigError(f"This run is finished ({finished}); to train on, raise "
@@ -379,7 +401,7 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool, stop: StopRequest, d: Dis
                     log.info(f"resuming at step {state.step}: {run_dir}" if payload
                              else f"run directory: {run_dir}")
                     logger = _loggers(cfg, run_dir, job.total_steps, state.step)
-                save = Checkpoints(job, cfg, run_dir) if d.is_main else _no_save
+                save = Checkpoints(job, cfg, run_dir, d) if d.is_main else rank_save(d)
                 hooks = build_probes(cfg, job, logger or NullLogger(), run_dir, d.is_main)
                 status = "interrupted" if stop.requested else fit(
                     job.parts, job.batches, job.data.val, job.spec.task, job.settings, state,
@@ -427,8 +449,22 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool, stop: StopRequest, d: Dis
     return RunResult(status, BAD_INPUT if bad_input else EXIT_CODES[status], summary)
 
 
-def _no_save(_state: TrainState, _is_best: bool) -> None:
-    """Ranks other than 0 keep no files."""
+def rank_save(d: Dist) -> Callable[[TrainState, bool], None]:
+    """The `save` of a rank other than 0: it keeps no files, and sends its random state to
+    rank 0's checkpoint (a collective: every rank saves at the same points)."""
+
+    def save(_state: TrainState, _is_best: bool) -> None:
+        d.gather(rng_state())
+
+    return save
+
+
+def fork_rng(seed: int, d: Dist, step: int = 0) -> None:
+    """Give each process of a data-parallel job a random stream of its own, once the model is
+    initialised (alike on every rank): dropout masks must differ between the processes' shares
+    of a batch. Rank 0 keeps the stream one process would have."""
+    if d.rank:
+        torch.manual_seed(derived_seed(seed, "rank", d.rank, step))
 
 
 def _finished(state: TrainState, settings: Settings) -> str | None:

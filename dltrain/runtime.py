@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import random
@@ -37,6 +38,14 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError("trainer.device=mps is not available on this machine; "
                           "use trainer.device=auto or cpu.")
     return torch.device(name)
+
+
+def derived_seed(*parts: object) -> int:
+    """32 bits hashed from `parts`: torch's CPU generator keeps only 32 bits of its seed, so
+    (seed, epoch) is hashed rather than packed side by side (which would give every seed the
+    same orders)."""
+    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little")
 
 
 def seed_everything(seed: int) -> None:

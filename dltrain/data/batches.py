@@ -19,7 +19,6 @@ anything, so no process does the work of the others.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -28,6 +27,7 @@ import torch
 
 from dltrain.data.spec import WHOLE, Augmentation, Data, HostSplit, Shard, Split
 from dltrain.errors import ConfigError
+from dltrain.runtime import derived_seed
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -40,17 +40,9 @@ class Batches(Protocol):
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]: ...
 
 
-def _seed(*parts: object) -> int:
-    """32 bits hashed from `parts`: torch's CPU generator keeps only 32 bits of its seed, so
-    (seed, epoch) is hashed rather than packed side by side (which would give every seed the
-    same orders)."""
-    digest = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "little")
-
-
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The generator that orders epoch `epoch` of a run seeded with `seed`."""
-    return torch.Generator().manual_seed(_seed(seed, epoch))
+    return torch.Generator().manual_seed(derived_seed(seed, epoch))
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -207,7 +199,8 @@ class StreamedBatches:
 def augment_generator(seed: int, epoch: int, batch: int, device: torch.device
                       ) -> torch.Generator:
     """The generator of the augmentation of one batch, on its device: from three integers."""
-    return torch.Generator(device=device).manual_seed(_seed("augment", seed, epoch, batch))
+    seed = derived_seed("augment", seed, epoch, batch)
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 class AugmentedBatches:

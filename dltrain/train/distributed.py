@@ -76,6 +76,15 @@ class Dist:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def gather(self, obj: Any) -> list[Any] | None:
+        """Every rank's `obj`, in rank order, on rank 0; None on the others. Every rank must
+        call it at the same point."""
+        if not self.active:
+            return [obj]
+        out: list[Any] | None = [None] * self.world if self.is_main else None
+        dist.gather_object(obj, out, dst=0)
+        return out
+
     def in_sync(self, model: torch.nn.Module) -> bool:
         """Whether every rank holds the same weights (a checksum compared across ranks)."""
         if not self.active:

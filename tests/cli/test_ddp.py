@@ -88,3 +88,18 @@ def test_a_batch_that_does_not_split_over_the_ranks_is_refused(tmp_path):
 def test_torchrun_without_trainer_ddp_is_refused(tmp_path):
     proc = torchrun("data=moons", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert proc.returncode != 0 and "add trainer=ddp" in proc.stderr
+
+
+def test_each_process_draws_its_own_dropout_and_resumes_it(tmp_path):
+    # the processes' shares of a batch need masks of their own; a resume gives each its stream
+    drop = ["trainer=ddp", "data=moons", "model.dropout=0.3", "trainer.log_every=10"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    for args in ([*drop, "trainer.max_epochs=2", f"hydra.run.dir={whole}"],
+                 [*drop, "trainer.max_epochs=1", f"hydra.run.dir={cut}"],
+                 ["resume", str(cut), "trainer.max_epochs=2"]):
+        proc = torchrun(*args, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = torch.load(whole / "checkpoints" / "last.pt", weights_only=True)["rng_ranks"]
+    assert len(ranks) == 2 and not torch.equal(ranks[0]["torch"], ranks[1]["torch"])
+    a, b = weights(whole), weights(cut)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
