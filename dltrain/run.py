@@ -252,15 +252,31 @@ def _compile(cfg: DictConfig, total_steps: int) -> bool:
     return True
 
 
-def _load_weights(model: torch.nn.Module, payload: dict[str, Any]) -> None:
+def _load_weights(model: torch.nn.Module, payload: dict[str, Any], cfg: DictConfig) -> None:
+    """The checkpoint's weights into `model`, built from `cfg`; a model whose shapes differ is
+    refused naming the model keys that `cfg` changed from the run's own config."""
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as err:
-        raise ConfigError("The checkpoint's weights do not fit the model this config builds "
-                          f"({str(err).splitlines()[0]}); keep the run's model settings.") from None
+        saved = (payload.get("config") or {}).get("model") or {}
+        now = OmegaConf.to_container(cfg.model, resolve=True)
+        assert isinstance(now, dict)
+        changed = [f"model.{k}={_shown(now.get(k))} instead of the run's {_shown(saved.get(k))}"
+                   for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+        why = ", ".join(changed) if changed else str(err).splitlines()[0]
+        raise ConfigError(f"The checkpoint's weights do not fit the model this config builds "
+                          f"({why}); keep the run's model settings.") from None
 
 
-def restore(job: Job, payload: dict[str, Any], d: Dist = SINGLE) -> TrainState:
+def _shown(value: Any) -> str:
+    """A config value as an override writes it: null, true, [16]."""
+    if value is None or isinstance(value, bool):
+        return str(value).lower().replace("none", "null")
+    return str(value)
+
+
+def restore(job: Job, payload: dict[str, Any], cfg: DictConfig, d: Dist = SINGLE
+            ) -> TrainState:
     """Put the model, optimiser, schedule, scaler and RNGs back where a checkpoint left them
     (each process of a data-parallel job its own RNG state)."""
     saved_spec = DataSpec.from_dict(payload["spec"])
@@ -269,7 +285,7 @@ def restore(job: Job, payload: dict[str, Any], d: Dist = SINGLE) -> TrainState:
                           f"({saved_spec.name} {saved_spec.input_shape} -> {job.spec.name} "
                           f"{job.spec.input_shape}); resume with the run's own data settings.")
     parts = job.parts
-    _load_weights(parts.model, payload)
+    _load_weights(parts.model, payload, cfg)
     parts.optimizer.load_state_dict(payload["optimizer"])
     if parts.scheduler is not None and payload.get("scheduler") is not None:
         parts.scheduler.load_state_dict(payload["scheduler"])
@@ -281,7 +297,7 @@ def restore(job: Job, payload: dict[str, Any], d: Dist = SINGLE) -> TrainState:
         set_rng_state(ranks[d.rank])
     else:  # saved by another number of processes: rank 0's stream, forked from this step
         set_rng_state(payload["rng"])
-        fork_rng(int(payload["config"]["trainer"]["seed"]), d, state.step)
+        fork_rng(int(cfg.trainer.seed), d, state.step)
     return state
 
 
@@ -383,7 +399,7 @@ def _run(cfg: DictConfig, run_dir: Path, resume: bool, stop: StopRequest, d: Dis
                 job = build_job(cfg, device, d=d)
                 summary["task"] = job.spec.task
                 fork_rng(int(cfg.trainer.seed), d)
-                state = restore(job, payload, d) if payload else TrainState()
+                state = restore(job, payload, cfg, d) if payload else TrainState()
                 finished = payload is not None and _finished(state, job.settings)
                 if finished and resume:
                     raise ConfigError(f"This run is finished ({finished}); to train on, raise "
@@ -535,7 +551,7 @@ def evaluate_run(cfg: DictConfig, run_dir: Path | str) -> dict[str, Any]:
     payload = load_checkpoint(path)
     seed_everything(int(cfg.trainer.seed))
     job = build_job(cfg, device, with_optimizer=False)
-    _load_weights(job.parts.model, payload)
+    _load_weights(job.parts.model, payload, cfg)
     amp = autocast(device, job.settings.precision)
     batch = job.settings.eval_batch_size
     result = {

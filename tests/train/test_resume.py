@@ -118,3 +118,14 @@ def test_resume_with_other_data_is_refused(make_cfg, tmp_path):
     result = run(make_cfg("data=circles", "trainer=smoke", "trainer.max_steps=40",
                           "logger=none"), tmp_path, resume=True)
     assert result.exit_code == 2 and "other data" in result.summary["error"]
+
+
+def test_resume_with_another_model_is_refused_naming_what_changed(make_cfg, tmp_path):
+    run(make_cfg("data=moons", "trainer=smoke", "logger=none"), tmp_path)
+    result = run(make_cfg("data=moons", "trainer=smoke", "trainer.max_steps=40", "logger=none",
+                          "model.hidden=[16]", "model.dropout=0.1"), tmp_path, resume=True)
+    assert result.exit_code == 2
+    assert result.summary["error"] == (
+        "The checkpoint's weights do not fit the model this config builds (model.dropout=0.1 "
+        "instead of the run's 0.0, model.hidden=[16] instead of the run's null); keep the "
+        "run's model settings.")
