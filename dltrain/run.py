@@ -270,9 +270,9 @@ def _load_weights(model: torch.nn.Module, payload: dict[str, Any], cfg: DictConf
 
 def _shown(value: Any) -> str:
     """A config value as an override writes it: null, true, [16]."""
-    if value is None or isinstance(value, bool):
-        return str(value).lower().replace("none", "null")
-    return str(value)
+    if value is None:
+        return "null"
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def restore(job: Job, payload: dict[str, Any], cfg: DictConfig, d: Dist = SINGLE
