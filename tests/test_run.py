@@ -5,12 +5,17 @@ import json
 import pytest
 import torch
 import torch.distributed as dist
+from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 
 from dltrain.data.batches import train_batches
 from dltrain.errors import ConfigError
+from dltrain.log import NullLogger
 from dltrain.run import build_job, run
 from dltrain.train.checkpoint import load_checkpoint
 from dltrain.train.distributed import Dist
+from dltrain.train.loop import fit
+from dltrain.train.signals import StopRequest
+from dltrain.train.state import TrainState
 
 SUMMARY_KEYS = {"status", "task", "epochs", "steps", "params", "device", "wall_s",
                 "samples_per_s", "best", "val", "test", "objective", "env"}
@@ -122,6 +127,25 @@ def test_a_data_parallel_job_trains_on_its_shard_of_every_batch(make_cfg, one_pr
     whole = train_batches(job.data, 32, int(cfg.trainer.seed))
     (xs, ys), (x, y) = next(job.batches.epoch(1)), next(whole.epoch(1))
     assert len(ys) == 16 and torch.equal(ys, y[1::2]) and torch.equal(xs, x[1::2])
+
+
+@pytest.mark.parametrize(("accumulate", "exchanges"), [(1, 4), (2, 4), (4, 4)])
+def test_ddp_exchanges_gradients_once_a_step_whatever_it_accumulates(
+        make_cfg, one_process_group, accumulate, exchanges):
+    cfg = make_cfg("data=moons", "trainer=ddp", "trainer.max_steps=4",
+                   f"trainer.accumulate={accumulate}", "logger=none")
+    d = Dist(rank=0, world=2)
+    job = build_job(cfg, torch.device("cpu"), d=d)
+    seen = []
+
+    def counting(state, bucket):
+        seen.append(bucket.index())
+        return default_hooks.allreduce_hook(state, bucket)
+
+    job.parts.forward.register_comm_hook(None, counting)
+    fit(job.parts, job.batches, job.data.val, job.spec.task, job.settings, TrainState(),
+        NullLogger(), lambda *_: None, StopRequest(), torch.device("cpu"), d)
+    assert len(seen) == exchanges  # one bucket (a small MLP), once for each of the 4 steps
 
 
 def sync_norms(model: torch.nn.Module) -> int:

@@ -150,6 +150,14 @@ def fit(parts: Parts, batches: ShuffledBatches, val: Split, task: str, settings:
                 loss = loss + penalty(weights)
         return loss
 
+    # DDP exchanges gradients in every backward pass; of a step's micro-batches only the last
+    # needs to (the others accumulate locally), which cuts the exchanges k-fold.
+    no_sync = getattr(parts.forward, "no_sync", None) if d.active and k > 1 else None
+
+    def exchange(micro_batch: int) -> contextlib.AbstractContextManager[Any]:
+        last = (micro_batch + 1) % k == 0
+        return contextlib.nullcontext() if no_sync is None or last else no_sync()
+
     def log_window(window: Window, x: torch.Tensor) -> Window:
         if window.losses:
             try:
@@ -216,11 +224,12 @@ def fit(parts: Parts, batches: ShuffledBatches, val: Split, task: str, settings:
             else:
                 if state.batch % k == 0:  # a new step: clear the last one's gradient
                     optimizer.zero_grad(set_to_none=True)
-                loss = batch_loss(x, y) / k if k > 1 else batch_loss(x, y)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                else:
-                    loss.backward()
+                with exchange(state.batch):
+                    loss = batch_loss(x, y) / k if k > 1 else batch_loss(x, y)
+                    if scaler is not None:
+                        scaler.scale(loss).backward()
+                    else:
+                        loss.backward()
                 step_loss = loss.detach() if state.batch % k == 0 else step_loss + loss.detach()
                 state.batch += 1
                 window.samples += x.shape[0]
