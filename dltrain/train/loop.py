@@ -215,7 +215,10 @@ def fit(parts: Parts, batches: ShuffledBatches, val: Split, task: str, settings:
                     optimizer.zero_grad(set_to_none=True)
                     loss = batch_loss(x, y)
                     loss.backward()
-                    return loss
+                    # Under DDP the line search must see the global batch's loss, as it sees
+                    # its averaged gradient: on its own shard's loss each process would search
+                    # its own way and their gradient exchanges would fall out of step.
+                    return d.mean(loss.detach()) if d.active else loss
 
                 step_loss = optimizer.step(closure).detach()
                 state.batch += 1

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from dltrain.run import run
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.e2e
@@ -103,3 +104,17 @@ def test_each_process_draws_its_own_dropout_and_resumes_it(tmp_path):
     assert len(ranks) == 2 and not torch.equal(ranks[0]["torch"], ranks[1]["torch"])
     a, b = weights(whole), weights(cut)
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_lbfgs_line_searches_in_step_across_processes(tmp_path, make_cfg):
+    # each process's line search sees the global batch's loss: the same decisions everywhere
+    # (on its own shard's loss they diverged and gloo aborted on mismatched exchanges)
+    lbfgs = ["data=moons", "optim=lbfgs", "trainer.max_epochs=2", "logger=none"]
+    proc = torchrun("trainer=ddp", *lbfgs, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["replicas_in_sync"] is True
+    alone = run(make_cfg(*lbfgs), tmp_path / "alone").summary
+    # the same search up to float rounding, which L-BFGS's 20 inner steps amplify a little
+    assert summary["test"]["accuracy"] == pytest.approx(alone["test"]["accuracy"], abs=0.01)
+    assert summary["test"]["loss"] == pytest.approx(alone["test"]["loss"], rel=0.05)
