@@ -52,6 +52,13 @@ def looks_into_training(name: str, options: Mapping[str, Any]) -> bool:
     return at_end is None or any(options.get(k) != v for k, v in at_end.items())
 
 
+def written(value: Any) -> str:
+    """A config value as an override writes it: null, true, 0.1, [16, 8]."""
+    if value is None:
+        return "null"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def suggest(name: str, candidates: Iterable[str]) -> str | None:
     """The candidate closest to `name` (a typo's likely intent), or None if none is close."""
     found = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
@@ -389,8 +396,7 @@ def validate(cfg: DictConfig, rules: Iterable[Rule] = RULES) -> None:
             continue
         problem = rule.check(value)
         if problem:
-            shown = "null" if value is None else value
-            sentence = f"{rule.key}={shown} {problem}"
+            sentence = f"{rule.key}={written(value)} {problem}"
             raise ConfigError(sentence if sentence.endswith("?") else sentence + ".")
     for combination in COMBINATIONS:
         problem = combination(plain)

@@ -19,7 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from rich import get_console
 
-from dltrain.config import validate
+from dltrain.config import validate, written
 from dltrain.data import Data, build_data
 from dltrain.data.batches import train_batches
 from dltrain.data.spec import DataSpec, Split
@@ -261,18 +261,11 @@ def _load_weights(model: torch.nn.Module, payload: dict[str, Any], cfg: DictConf
         saved = (payload.get("config") or {}).get("model") or {}
         now = OmegaConf.to_container(cfg.model, resolve=True)
         assert isinstance(now, dict)
-        changed = [f"model.{k}={_shown(now.get(k))} instead of the run's {_shown(saved.get(k))}"
+        changed = [f"model.{k}={written(now.get(k))} instead of the run's {written(saved.get(k))}"
                    for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
         why = ", ".join(changed) if changed else str(err).splitlines()[0]
         raise ConfigError(f"The checkpoint's weights do not fit the model this config builds "
                           f"({why}); keep the run's model settings.") from None
-
-
-def _shown(value: Any) -> str:
-    """A config value as an override writes it: null, true, [16]."""
-    if value is None:
-        return "null"
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def restore(job: Job, payload: dict[str, Any], cfg: DictConfig, d: Dist = SINGLE

@@ -35,6 +35,8 @@ def test_the_default_config_is_valid(make_cfg):
         ("model.hidden=[64,0]", "model.hidden=[64, 0] must be null or a list of positive"),
         ("model.dropout=1.0", "model.dropout=1.0 must be a number in [0, 1)"),
         ("trainer.compile=yes", "trainer.compile=yes must be true or false"),
+        ("model.width=true", "model.width=true must be a whole number >= 1"),  # as written
+        ("trainer.max_steps=false", "trainer.max_steps=false must be a whole number >= 1"),
         ("model=cnn model.pooling=maxx", "model.pooling=maxx must be one of: max, avg, none; "
                                          "did you mean max?"),
         ("model=cnn model.channels=[]", "model.channels=[] must be a non-empty list"),

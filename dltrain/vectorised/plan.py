@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from dltrain.config import PROBE_COMMON, PROBES, looks_into_training, lookup
+from dltrain.config import PROBE_COMMON, PROBES, looks_into_training, lookup, written
 
 # Values each member of a stack may have of its own.
 STACKABLE = (
@@ -96,7 +96,7 @@ def looking_probes(probe: dict[str, Any]) -> list[str]:
 def _at_end_probes() -> str:
     """probe=[fit] with probe.fit.images=false, ...: the probes a stack can run, as options."""
     return ", ".join(
-        " with ".join([f"probe=[{name}]", *(f"probe.{name}.{k}={str(v).lower()}"
+        " with ".join([f"probe=[{name}]", *(f"probe.{name}.{k}={written(v)}"
                                              for k, v in at_end.items())])
         for name, at_end in PROBES.items() if at_end is not None)
 
