@@ -9,16 +9,42 @@ be answered in well under a second.
 
 from __future__ import annotations
 
-import difflib
-import math
-import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from dltrain.errors import ConfigError
+from dltrain.rules import (
+    PER_DRAW,
+    PER_MEMBER,
+    SHARED,
+    Rule,
+    alone_unless,
+    augmentation,
+    auto_or_boolean,
+    batch_size,
+    boolean,
+    boolean_or_null,
+    channels,
+    choice,
+    device,
+    integer,
+    interval,
+    number,
+    numbers,
+    odd,
+    off,
+    pair,
+    suggest,
+    text,
+    url,
+    widths,
+    written,
+)
+
+# The checks are in dltrain.rules; `Rule`, `suggest` and `written` are also reached through
+# this module (`from dltrain.config import written`), where the rest of dltrain looks for them.
 
 # String choices live here (not next to the torch code) so validation needs no torch;
 # tests check that the torch-side tables cover exactly these names.
@@ -29,6 +55,9 @@ POOLINGS = ("max", "avg", "none")  # model=cnn: the pooling after each conv bloc
 READOUTS = ("mean", "cls")  # model=transformer: the tokens' mean or a class token
 NORMS = ("layer", "none")  # model=transformer
 TASKS = ("classification", "regression", "language_model", "reconstruction")
+# What trainer.monitor can name: the validation loss or a metric of some task
+# (losses.METRICS); whether the run's task measures it is checked when the job is built.
+MONITORS = ("auto", "val/loss", "val/accuracy", "val/mse", "val/mae", "val/perplexity")
 # The probes, each with the options under which it looks only at the trained model, at a run's
 # end, and never into training (None: it always looks into training). A vectorised stack runs
 # such a probe for each of its members at the member's end; the others need a loop of their own.
@@ -41,8 +70,6 @@ PROBES: dict[str, dict[str, Any] | None] = {
     "samples": None,
 }
 PROBE_COMMON = ("every", "batch")  # keys of `probe` that all probes share
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-_URL = re.compile(r"^(https?|file)://\S+$")
 
 
 def looks_into_training(name: str, options: Mapping[str, Any]) -> bool:
@@ -50,19 +77,6 @@ def looks_into_training(name: str, options: Mapping[str, Any]) -> bool:
     only at the trained model (see PROBES)."""
     at_end = PROBES.get(name)
     return at_end is None or any(options.get(k) != v for k, v in at_end.items())
-
-
-def written(value: Any) -> str:
-    """A config value as an override writes it: null, true, 0.1, [16, 8]."""
-    if value is None:
-        return "null"
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def suggest(name: str, candidates: Iterable[str]) -> str | None:
-    """The candidate closest to `name` (a typo's likely intent), or None if none is close."""
-    found = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return found[0] if found else None
 
 
 def dotted_keys(cfg: Any, prefix: str = "") -> list[str]:
@@ -78,156 +92,35 @@ def dotted_keys(cfg: Any, prefix: str = "") -> list[str]:
     return keys
 
 
-@dataclass(frozen=True)
-class Rule:
-    """A check of one key: `check(value)` returns what is wrong (a phrase) or None."""
-
-    key: str
-    check: Callable[[Any], str | None]
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def integer(lo: int, optional: bool = False) -> Callable[[Any], str | None]:
-    def check(v: Any) -> str | None:
-        if v is None and optional:
-            return None
-        if not _is_int(v) or v < lo:
-            return f"must be a whole number >= {lo}" + (" or null" if optional else "")
-        return None
-
-    return check
-
-
-def number(lo: float, hi: float = math.inf, lo_open: bool = False, hi_open: bool = True,
-           optional: bool = False) -> Callable[[Any], str | None]:
-    left, right = "(" if lo_open else "[", ")" if hi_open else "]"
-    interval = f"in {left}{lo:g}, {hi:g}{right}" if hi != math.inf else (
-        f"> {lo:g}" if lo_open else f">= {lo:g}")
-
-    def check(v: Any) -> str | None:
-        if v is None and optional:
-            return None
-        ok = _is_number(v) and (v > lo if lo_open else v >= lo) and (
-            v < hi if hi_open else v <= hi)
-        return None if ok else f"must be a number {interval}" + (" or null" if optional else "")
-
-    return check
-
-
-def choice(options: Iterable[str], optional: bool = False) -> Callable[[Any], str | None]:
-    options = tuple(options)
-
-    def check(v: Any) -> str | None:
-        if (v is None and optional) or (v is not None and str(v) in options):
-            return None
-        near = suggest(str(v), options)
-        hint = f"; did you mean {near}?" if near else ""
-        return f"must be {'null or ' if optional else ''}one of: {', '.join(options)}{hint}"
-
-    return check
-
-
-def batch_size(v: Any) -> str | None:
-    if v == "full" or (_is_int(v) and v >= 1):
-        return None
-    return "must be a whole number >= 1, or full (the whole training split)"
-
-
-def widths(v: Any) -> str | None:
-    if v is None:
-        return None
-    if isinstance(v, (list, tuple, ListConfig)) and all(_is_int(w) and w >= 1 for w in v):
-        return None
-    return "must be null or a list of positive layer widths, e.g. [256,128]"
-
-
-def channels(v: Any) -> str | None:
-    if isinstance(v, (list, tuple, ListConfig)) and v and all(_is_int(c) and c >= 1 for c in v):
-        return None
-    return "must be a non-empty list of positive channel counts, e.g. [16,32]"
-
-
-def device(v: Any) -> str | None:
-    return None if _DEVICE.match(str(v)) else "must be auto, cpu, cuda, cuda:N or mps"
-
-
-def auto_or_boolean(v: Any) -> str | None:
-    return None if isinstance(v, bool) or v == "auto" else "must be auto, true or false"
-
-
-def boolean(v: Any) -> str | None:
-    return None if isinstance(v, bool) else "must be true or false"
-
-
-def text(optional: bool = False) -> Callable[[Any], str | None]:
-    def check(v: Any) -> str | None:
-        if v is None and optional:
-            return None
-        if isinstance(v, str) and v.strip():
-            return None
-        return "must be a path" + (" or null" if optional else "")
-
-    return check
-
-
-def url(v: Any) -> str | None:
-    if v is None or (isinstance(v, str) and _URL.match(v)):
-        return None
-    return "must be null or a base URL (http://, https:// or file://)"
-
-
-def flip(v: Any) -> str | None:
-    return None if isinstance(v, bool) or v == "auto" else "must be auto, true or false"
-
-
-def odd(lo: int) -> Callable[[Any], str | None]:
-    def check(v: Any) -> str | None:
-        if _is_int(v) and v >= lo and v % 2:
-            return None
-        return f"must be an odd whole number >= {lo} (so that the grid has a centre)"
-
-    return check
-
-
-def interval(v: Any) -> str | None:
-    if (isinstance(v, (list, tuple, ListConfig)) and len(v) == 2 and all(map(_is_number, v))
-            and v[0] < v[1]):
-        return None
-    return "must be a pair [low, high] of numbers with low < high"
-
-
-def augmentation(v: Any) -> str | None:
-    if v is None or isinstance(v, dict):
-        return None
-    return "must be null or set by reg=[augment] (then data.augment.crop=4 and the like)"
-
-
 RULES: tuple[Rule, ...] = (
-    Rule("task", choice(TASKS, optional=True)),
+    Rule("task", choice(TASKS, optional=True), alone=alone_unless(
+        lambda v: v != "reconstruction", "task=reconstruction: autoencoders and VAEs are not "
+        "stacked")),
     Rule("data.batch_size", batch_size),
     Rule("data.n_train", integer(1, optional=True)),
     Rule("data.n_test", integer(1)),
     Rule("data.val_fraction", number(0, 1, lo_open=True)),
     Rule("data.test_fraction", number(0, 1, lo_open=True)),
-    Rule("data.noise", number(0)),
-    Rule("data.seed", integer(0)),
+    Rule("data.noise", number(0), PER_DRAW),
+    Rule("data.seed", integer(0), PER_DRAW),
     Rule("data.root", text()),
     Rule("data.path", text(optional=True)),
     Rule("data.download", boolean),
     Rule("data.mirror", url),
-    Rule("data.in_memory", boolean),
+    Rule("data.in_memory", boolean, alone=alone_unless(
+        lambda v: v is not False, "data.in_memory=false: streamed batches run alone")),
     Rule("data.workers", integer(0)),
     Rule("data.block_size", integer(1)),
-    Rule("data.augment", augmentation),
+    Rule("data.factor", number(0, 1)),  # data=circles: inner radius / outer radius
+    Rule("data.classes", integer(2)),  # data=spirals, blobs
+    Rule("data.turns", number(0)),  # data=spirals
+    Rule("data.periods", number(0, lo_open=True)),  # data=sine
+    Rule("data.coefficients", numbers),  # data=poly
+    Rule("data.x_range", interval),  # data=poly
+    Rule("data.augment", augmentation, alone=alone_unless(
+        off, "data augmentation (reg=[augment]) draws per batch: it runs alone")),
     Rule("data.augment.crop", integer(0)),
-    Rule("data.augment.flip", flip),
+    Rule("data.augment.flip", auto_or_boolean),
     Rule("data.augment.rotate", number(0, 180, hi_open=False)),
     Rule("data.augment.translate", number(0, 0.5, hi_open=False)),
     Rule("data.augment.noise", number(0)),
@@ -235,7 +128,7 @@ RULES: tuple[Rule, ...] = (
     Rule("model.depth", integer(0)),
     Rule("model.width", integer(1)),
     Rule("model.activation", choice(ACTIVATIONS)),
-    Rule("model.dropout", number(0, 1)),
+    Rule("model.dropout", number(0, 1), PER_MEMBER),
     Rule("model.batchnorm", boolean),
     Rule("model.channels", channels),
     Rule("model.kernel_size", integer(1)),
@@ -252,13 +145,18 @@ RULES: tuple[Rule, ...] = (
     Rule("model.norm", choice(NORMS)),
     Rule("model.latent", integer(1, optional=True)),
     Rule("model.variational", boolean),
-    Rule("optim.lr", number(0, lo_open=True)),
-    Rule("optim.weight_decay", number(0)),
-    Rule("optim.momentum", number(0, 1)),
+    Rule("optim.lr", number(0, lo_open=True), PER_MEMBER),
+    Rule("optim.weight_decay", number(0), PER_MEMBER),
+    Rule("optim.momentum", number(0, 1), PER_MEMBER),
     Rule("optim.alpha", number(0, 1, hi_open=False)),
-    Rule("optim.eps", number(0, lo_open=True)),
     Rule("optim.max_iter", integer(1)),
     Rule("optim.history_size", integer(1)),
+    Rule("optim.betas", pair(0, 1), PER_MEMBER),
+    Rule("optim.eps", number(0, lo_open=True), PER_MEMBER),
+    Rule("optim.nesterov", boolean),
+    Rule("optim.line_search_fn", choice(("strong_wolfe",), optional=True)),
+    Rule("optim.fused", boolean_or_null),  # null: torch's choice (see conf/optim/adam.yaml)
+    Rule("optim.foreach", boolean_or_null),
     Rule("loss.label_smoothing", number(0, 1)),
     Rule("loss.delta", number(0, lo_open=True)),
     Rule("loss.beta", number(0)),
@@ -269,32 +167,51 @@ RULES: tuple[Rule, ...] = (
     Rule("sched.pct_start", number(0, 1, lo_open=True)),
     Rule("sched.factor", number(0, 1, lo_open=True)),
     Rule("sched.patience", integer(0)),
+    Rule("sched.eta_min", number(0)),
+    Rule("sched.div_factor", number(0, lo_open=True)),
+    Rule("sched.final_div_factor", number(0, lo_open=True)),
+    Rule("sched.anneal_strategy", choice(("cos", "linear"))),
+    Rule("sched.cycle_momentum", boolean),
+    Rule("sched.mode", choice(("min", "max"))),
+    Rule("sched.threshold", number(0)),
     Rule("init.name", choice(INITS)),
-    Rule("init.std", number(0, lo_open=True)),
-    Rule("penalty.l1", number(0)),
-    Rule("penalty.l2", number(0)),
-    Rule("trainer.max_epochs", integer(1)),
-    Rule("trainer.max_steps", integer(1, optional=True)),
-    Rule("trainer.device", device),
-    Rule("trainer.precision", choice(PRECISIONS)),
-    Rule("trainer.compile", boolean),
-    Rule("trainer.compile_min_steps", integer(0)),
-    Rule("trainer.channels_last", auto_or_boolean),
-    Rule("trainer.seed", integer(0)),
-    Rule("trainer.deterministic", boolean),
-    Rule("trainer.log_every", integer(1)),
-    Rule("trainer.val_every", integer(1)),
-    Rule("trainer.eval_batch_size", integer(1, optional=True)),
-    Rule("trainer.threads", integer(1, optional=True)),
-    Rule("trainer.accumulate", integer(1)),
-    Rule("trainer.grad_clip.max_norm", number(0, lo_open=True, optional=True)),
-    Rule("trainer.grad_clip.value", number(0, lo_open=True, optional=True)),
-    Rule("trainer.early_stopping.patience", integer(1, optional=True)),
-    Rule("trainer.early_stopping.min_delta", number(0)),
-    Rule("trainer.nan_policy", choice(("stop", "skip"))),
-    Rule("trainer.resume", choice(("never", "auto"))),
-    Rule("trainer.strategy", choice(("single", "ddp"))),
-    Rule("trainer.sync_batchnorm", auto_or_boolean),
+    Rule("init.std", number(0, lo_open=True), PER_MEMBER),
+    Rule("penalty.l1", number(0), PER_MEMBER),
+    Rule("penalty.l2", number(0), PER_MEMBER),
+    Rule("trainer.max_epochs", integer(1), SHARED),
+    Rule("trainer.max_steps", integer(1, optional=True), SHARED),
+    Rule("trainer.device", device, SHARED),
+    Rule("trainer.precision", choice(PRECISIONS), SHARED, alone_unless(
+        lambda v: str(v) == "32", "trainer.precision={value}: mixed precision runs alone")),
+    Rule("trainer.compile", boolean, SHARED, alone_unless(
+        lambda v: not v, "trainer.compile=true: a compiled model runs alone")),
+    Rule("trainer.compile_min_steps", integer(0), SHARED),
+    Rule("trainer.channels_last", auto_or_boolean, SHARED, alone_unless(
+        lambda v: v is not True, "trainer.channels_last=true: the channels-last layout runs "
+        "alone")),
+    Rule("trainer.seed", integer(0), PER_MEMBER),
+    Rule("trainer.deterministic", boolean, SHARED),
+    Rule("trainer.log_every", integer(1), SHARED),
+    Rule("trainer.val_every", integer(1), SHARED),
+    Rule("trainer.eval_batch_size", integer(1, optional=True), SHARED),
+    Rule("trainer.threads", integer(1, optional=True), SHARED),
+    Rule("trainer.accumulate", integer(1), SHARED, alone_unless(
+        lambda v: v == 1, "trainer.accumulate: gradient accumulation runs alone")),
+    Rule("trainer.monitor", choice(MONITORS), SHARED),
+    Rule("trainer.grad_clip.max_norm", number(0, lo_open=True, optional=True), SHARED),
+    Rule("trainer.grad_clip.value", number(0, lo_open=True, optional=True), SHARED),
+    Rule("trainer.early_stopping.patience", integer(1, optional=True), SHARED),
+    Rule("trainer.early_stopping.min_delta", number(0), SHARED),
+    Rule("trainer.nan_policy", choice(("stop", "skip")), SHARED, alone_unless(
+        lambda v: v == "stop", "trainer.nan_policy={value} looks at every step's loss, so it "
+        "runs alone")),
+    Rule("trainer.resume", choice(("never", "auto")), SHARED, alone_unless(
+        lambda v: v == "never", "trainer.resume={value}: a run that may continue a checkpoint "
+        "runs alone")),
+    Rule("trainer.strategy", choice(("single", "ddp")), SHARED, alone_unless(
+        lambda v: v == "single", "trainer.strategy={value}: data-parallel runs are not "
+        "stacked")),
+    Rule("trainer.sync_batchnorm", auto_or_boolean, SHARED),  # (no stack is data-parallel)
     Rule("probe.every", integer(1)),
     Rule("probe.batch", integer(1)),
     *(Rule(f"probe.{name}.every", integer(1, optional=True))
@@ -327,13 +244,13 @@ def lookup(cfg: dict[str, Any], key: str, default: Any = None) -> Any:
 
 
 def _lbfgs(cfg: dict[str, Any]) -> str | None:
-    if not str(lookup(cfg, "optim._target_", "")).endswith("LBFGS"):
+    if not str(lookup(cfg, "optim._target_")).endswith("LBFGS"):
         return None
-    precision = lookup(cfg, "trainer.precision", "32")
+    precision = lookup(cfg, "trainer.precision")
     if str(precision) != "32":
         return (f"optim=lbfgs cannot run with trainer.precision={precision}: its line "
                 "search needs full-precision losses; use trainer.precision=32")
-    accumulate = lookup(cfg, "trainer.accumulate", 1)
+    accumulate = lookup(cfg, "trainer.accumulate")
     if accumulate != 1:
         return ("optim=lbfgs cannot accumulate gradients (trainer.accumulate="
                 f"{accumulate}): every L-BFGS step re-evaluates the loss on its "

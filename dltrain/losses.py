@@ -16,11 +16,11 @@ evaluating a split costs one host sync, not one per batch.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
+from typing import Any
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
 from dltrain.data.spec import DataSpec
@@ -69,7 +69,7 @@ class ReconstructionLoss(nn.Module):
     both averaged over the batch.
     """
 
-    def __init__(self, inner: nn.Module, beta: float = 1.0) -> None:
+    def __init__(self, inner: nn.Module, beta: float) -> None:
         super().__init__()
         self.inner = inner
         self.beta = beta
@@ -85,12 +85,12 @@ _CLASS_LOSSES = ("auto", "cross_entropy", "bce")
 _VALUE_LOSSES = ("auto", "mse", "mae", "huber")
 
 
-def loss_spec(cfg: DictConfig, spec: DataSpec) -> DataSpec:
+def loss_spec(cfg: Mapping[str, Any], spec: DataSpec) -> DataSpec:
     """The spec the model is built from: a binary loss asks for one logit instead of two.
 
     Also refuses a loss that does not fit the task, before anything is trained.
     """
-    name = str(cfg.name)
+    name = str(cfg["name"])
     fits = _CLASS_LOSSES if spec.task in ("classification", "language_model") else _VALUE_LOSSES
     if name in _CLASS_LOSSES + _VALUE_LOSSES and name not in fits:
         raise ConfigError(f"loss={name} does not fit a {spec.task} task (data={spec.name}); "
@@ -103,20 +103,23 @@ def loss_spec(cfg: DictConfig, spec: DataSpec) -> DataSpec:
     return spec
 
 
-def build_loss(cfg: DictConfig, spec: DataSpec) -> nn.Module:
+def build_loss(cfg: Mapping[str, Any], spec: DataSpec) -> nn.Module:
     """The training criterion for `spec.task` from the `loss` config node."""
-    if cfg.name == "auto":
+    name = str(cfg["name"])
+    if name == "auto":
         if spec.task in ("classification", "language_model"):
-            loss: nn.Module = nn.CrossEntropyLoss(
-                label_smoothing=float(cfg.get("label_smoothing", 0.0)))
+            loss: nn.Module = nn.CrossEntropyLoss(label_smoothing=float(cfg["label_smoothing"]))
         else:
             loss = nn.MSELoss()
     else:
         loss = call_target(cfg, "loss")
-    if cfg.name == "bce":
+    if name == "bce":
         return BinaryLoss(loss)
     if spec.task == "reconstruction":
-        return ReconstructionLoss(loss, float(cfg.get("beta", 1.0)))
+        # Only loss=auto has `beta` (conf/loss/auto.yaml); a named loss trains a VAE on the
+        # negative ELBO itself, whose KL term has weight 1.
+        beta = float(cfg["beta"]) if name == "auto" else 1.0
+        return ReconstructionLoss(loss, beta)
     return TokenLoss(loss) if spec.task == "language_model" else loss
 
 

@@ -2,7 +2,7 @@
 
 conf/train.yaml names run and sweep directories with the resolvers registered here and hands
 the end of every multirun to `ReportCallback`. Hydra's launchers re-resolve the directory names
-in every job's process (a joblib worker, a SLURM node). The task function in cli.py refers to
+in every job's process (a joblib worker, a SLURM node). The task in dltrain/cli/app.py imports
 this module, and Hydra's context sent along holds a `ReportCallback`: unpickling either there
 imports this module, which registers the resolvers, before Hydra resolves anything.
 """
@@ -71,7 +71,8 @@ def sweeper_value(summary: Mapping[str, Any], direction: Any = None) -> float | 
 
 
 class ReportCallback(Callback):
-    """Ends every multirun with the sweep's report (dltrain/report.py) and its exit code."""
+    """Ends every multirun with the sweep's report (dltrain/sweep_report.py) and its exit
+    code."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # The sweep directory exists before the sweeper starts: Optuna opens its storage
@@ -79,9 +80,10 @@ class ReportCallback(Callback):
         Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from dltrain.report import exit_code, write_report
+        from dltrain.report import exit_code
+        from dltrain.sweep_report import write_sweep_report
 
-        report = write_report(Path(str(config.hydra.sweep.dir)))
+        report = write_sweep_report(Path(str(config.hydra.sweep.dir)))
         code = exit_code(report)
         # The jobs' own exit codes stay in their processes under a parallel launcher; the
         # summaries in the sweep directory say how every job ended, whatever launched it.

@@ -8,24 +8,34 @@ at the call site. `name` labels the option for reports and is not an argument.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from dltrain.errors import ConfigError
 
 
-def node_kwargs(node: DictConfig) -> dict[str, Any]:
-    """The node as a plain dict, interpolations resolved, without its `name` label."""
-    params = OmegaConf.to_container(node, resolve=True)
+def plain(node: Mapping[str, Any]) -> dict[str, Any]:
+    """The node as a plain dict of plain values, interpolations resolved.
+
+    Builders are handed plain mappings; a DictConfig (from callers not yet rewritten) is
+    turned into one here, its interpolations resolved against its own root.
+    """
+    params = (OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node)
+              else dict(node))
     assert isinstance(params, dict)
+    return params
+
+
+def node_kwargs(node: Mapping[str, Any]) -> dict[str, Any]:
+    """The node as a plain dict, interpolations resolved, without its `name` label."""
+    params = plain(node)
     params.pop("name", None)
     return params
 
 
-def call_target(node: DictConfig, group: str, optional: dict[str, Any] | None = None,
+def call_target(node: Mapping[str, Any], group: str, optional: dict[str, Any] | None = None,
                 **runtime: Any) -> Any:
     """Call `node`'s `_target_` with its keys plus the `runtime` keyword arguments.
 
@@ -37,6 +47,12 @@ def call_target(node: DictConfig, group: str, optional: dict[str, Any] | None = 
     `optional` keywords are passed only where the target takes them and the config leaves
     them unset (null or absent): run-time choices such as fused optimiser kernels on a GPU.
     """
+    # Hydra is imported here, not at the top: dltrain.models and dltrain.data import this
+    # module, and they must import without Hydra (which only composing a config needs).
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    # `name` labels a conf/ option; a node written by hand may have only its `_target_`.
     label = f"{group}={node.get('name', node.get('_target_', '?'))}"
     try:
         factory = instantiate(node_kwargs(node), _partial_=True, _convert_="all")

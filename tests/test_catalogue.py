@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from dltrain.cli import conf_dir
@@ -21,6 +23,7 @@ from dltrain.run import run
 from dltrain.train.loop import fit
 from dltrain.train.signals import StopRequest
 from dltrain.train.state import Parts, Settings, TrainState
+from tests.train.jobs import loop_job
 
 CONF = Path(conf_dir())
 REGRESSION_LOSSES = {"mse", "mae", "huber"}
@@ -50,12 +53,105 @@ def test_every_optimiser_runs(make_cfg, tmp_path, name):
     assert summary["test"]["accuracy"] > 0.5
 
 
-@pytest.mark.parametrize("name", options("sched"))
-def test_every_schedule_runs_and_logs_its_rate(make_cfg, tmp_path, name):
-    smoke(make_cfg, tmp_path, f"sched={name}", "data=moons")
-    lrs = [r["train/lr"] for r in map(json.loads, (tmp_path / "metrics.jsonl").open())
-           if "train/lr" in r]
-    assert lrs and all(lr >= 0 for lr in lrs)
+# --- every schedule's logged rate against its definition ---------------------------------------
+# The rate after s optimiser steps (as train/lr logs it at step s) of a run of T steps from the
+# rate lr, with the option's own conf/sched values `c`; each function is the schedule's
+# definition written out, not torch's code. A schedule added to conf/sched/ needs its line here.
+
+
+def _cosine(first: float, last: float, progress: float) -> float:
+    """Half a cosine from `first` (progress 0) to `last` (progress 1)."""
+    return last + (first - last) * (1 + math.cos(math.pi * progress)) / 2
+
+
+def _onecycle(s: int, T: int, lr: float, c: dict) -> float:
+    start = lr / c["div_factor"]
+    floor = start / c["final_div_factor"]
+    peak_at = c["pct_start"] * T - 1  # (torch counts the phases' ends from step 0)
+    if s <= peak_at:
+        return _cosine(start, lr, s / peak_at)
+    return _cosine(lr, floor, (s - peak_at) / (T - 1 - peak_at))
+
+
+def _warmup_cosine(s: int, T: int, lr: float, c: dict) -> float:
+    w = round(0.1 * T) if c["warmup_steps"] is None else c["warmup_steps"]
+    if s < w:
+        return lr * s / w
+    return lr * _cosine(1.0, c["min_fraction"], (s - w) / (T - w))
+
+
+SCHEDULES: dict[str, Callable[[int, int, float, dict], float]] = {
+    "none": lambda s, T, lr, c: lr,
+    "cosine": lambda s, T, lr, c: _cosine(lr, c["eta_min"], s / T),
+    "exponential": lambda s, T, lr, c: lr * (c["gamma"] or 0.01 ** (1 / T)) ** s,
+    "step": lambda s, T, lr, c: lr * c["gamma"] ** (s // (c["step_size"] or T // 3)),
+    "warmup_cosine": _warmup_cosine,
+    "onecycle": _onecycle,
+}
+
+
+def logged_rates(path: Path) -> dict[int, float]:
+    return {r["step"]: r["train/lr"] for r in map(json.loads, (path / "metrics.jsonl").open())
+            if "train/lr" in r}
+
+
+def test_every_schedule_has_its_definition_here():
+    # plateau steps on the validation loss: test_plateau_halves_the_rate_after_patience
+    assert set(options("sched")) == {*SCHEDULES, "plateau"}
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_every_schedule_logs_the_rates_of_its_definition(make_cfg, tmp_path, name):
+    """A run of 40 steps logs every step's rate: a schedule that never moves, moves the wrong
+    way or at the wrong steps fails here."""
+    T, lr = 40, 0.1
+    smoke(make_cfg, tmp_path, f"sched={name}", "data=moons", "optim=sgd", f"optim.lr={lr}",
+          f"trainer.max_steps={T}", "trainer.max_epochs=2", "trainer.log_every=1")
+    c = OmegaConf.to_container(make_cfg(f"sched={name}").sched, resolve=True)
+    expected = {s: SCHEDULES[name](s, T, lr, c) for s in range(1, T + 1)}
+    assert logged_rates(tmp_path) == pytest.approx(expected, rel=1e-6, abs=1e-12)
+    if name != "none":  # (a definition that never moved would let a frozen schedule pass)
+        assert expected[T] != pytest.approx(expected[1])
+
+
+def test_the_schedule_definitions_have_the_textbook_shapes(make_cfg):
+    """The definitions above, checked for the shape the lecture draws."""
+    T, lr = 40, 0.1
+
+    def rates(name: str) -> list[float]:
+        c = OmegaConf.to_container(make_cfg(f"sched={name}").sched, resolve=True)
+        return [SCHEDULES[name](s, T, lr, c) for s in range(T + 1)]
+
+    assert rates("none") == [lr] * (T + 1)
+    cosine = rates("cosine")
+    assert cosine[0] == lr and cosine[T] == pytest.approx(0, abs=1e-12)
+    assert all(a > b for a, b in pairwise(cosine))
+    step = rates("step")  # a third of the run, then x0.1
+    assert step[12] == lr and step[13] == pytest.approx(lr * 0.1) and step[26] == \
+        pytest.approx(lr * 0.01)
+    assert rates("exponential")[T] == pytest.approx(lr * 0.01)
+    warm = rates("warmup_cosine")  # up for 10% of the run, then down to 0
+    assert warm[0] == 0 and warm[4] == lr and warm[T] == pytest.approx(0, abs=1e-12)
+    assert all(a < b for a, b in pairwise(warm[:5])) and all(a > b for a, b in pairwise(warm[4:]))
+    one = rates("onecycle")  # from lr/25 up to lr at 30% of the run, then far below
+    peak = one.index(max(one))
+    assert one[0] == pytest.approx(lr / 25) and one[peak] == pytest.approx(lr)
+    assert peak == 11 and one[T - 1] == pytest.approx(lr / 25 / 1e4)
+
+
+def test_plateau_halves_the_rate_after_patience(make_cfg, tmp_path):
+    """A rate too small to move the weights keeps the validation loss flat: with patience p
+    the rate drops by `factor` after every p + 1 validations without improvement (the first
+    sets the best). train/lr is logged once an epoch, before that epoch's validation."""
+    lr, epochs = 1e-7, 8
+    smoke(make_cfg, tmp_path, "sched=plateau", "data=moons", "optim=sgd", f"optim.lr={lr}",
+          "trainer.max_steps=null", f"trainer.max_epochs={epochs}", "trainer.log_every=1000")
+    c = make_cfg("sched=plateau").sched
+    rates = list(logged_rates(tmp_path).values())
+    # the rate of epoch e (1, 2, ...) follows validations 1 .. e-1
+    expected = [lr * c.factor ** (max(e - 2, 0) // (c.patience + 1)) for e in range(1, epochs + 1)]
+    assert rates == pytest.approx(expected, rel=1e-9)
+    assert len(set(expected)) == 3  # 8 epochs, patience 2: two drops
 
 
 @pytest.mark.parametrize("name", options("reg"))
@@ -176,15 +272,6 @@ def test_onecycle_starts_low_peaks_at_lr_and_ends_far_below(make_cfg):
     assert lrs[-1] < 1e-4
 
 
-def test_plateau_lowers_the_rate_when_validation_stalls(make_cfg, tmp_path):
-    # A learning rate too small to move the weights: the validation loss stalls.
-    run(make_cfg("data=moons", "optim=sgd", "optim.lr=1e-7", "sched=plateau",
-                 "sched.patience=1", "trainer.max_epochs=6", "logger=none"), tmp_path)
-    lrs = [r["train/lr"] for r in map(json.loads, (tmp_path / "metrics.jsonl").open())
-           if "train/lr" in r]
-    assert lrs[0] == pytest.approx(1e-7) and lrs[-1] <= 0.25e-7
-
-
 # --- the loop's catalogue: accumulation, clipping, early stopping, NaN policy ------------------
 
 
@@ -207,9 +294,9 @@ def trained(batch: int, accumulate: int, **kw) -> tuple[nn.Module, TrainState]:
     parts = Parts(model, model, nn.MSELoss(), torch.optim.SGD(model.parameters(), lr=0.1), None)
     train, val = line_problem()
     state = TrainState()
-    fit(parts, ShuffledBatches(train, batch, seed=3), val, "regression",
-        settings(accumulate=accumulate, **kw), state, NullLogger(), lambda s, b: None,
-        StopRequest(), torch.device("cpu"))
+    fit(loop_job(parts, ShuffledBatches(train, batch, seed=3), val, "regression",
+                 settings(accumulate=accumulate, **kw)),
+        state, NullLogger(), lambda s, b: None, StopRequest())
     return model, state
 
 
@@ -229,9 +316,9 @@ def test_gradient_clipping_bounds_the_update():
     start = [p.detach().clone() for p in model.parameters()]
     parts = Parts(model, model, nn.MSELoss(), torch.optim.SGD(model.parameters(), lr=1.0), None)
     train, val = line_problem()
-    fit(parts, ShuffledBatches(train, 64, seed=0), val, "regression",
-        settings(max_epochs=1, clip_norm=0.01), TrainState(), NullLogger(), lambda s, b: None,
-        StopRequest(), torch.device("cpu"))
+    fit(loop_job(parts, ShuffledBatches(train, 64, seed=0), val, "regression",
+                 settings(max_epochs=1, clip_norm=0.01)),
+        TrainState(), NullLogger(), lambda s, b: None, StopRequest())
     step = torch.cat([(p - q).flatten() for p, q in zip(model.parameters(), start, strict=True)])
     assert step.norm().item() == pytest.approx(0.01, rel=1e-4)  # lr * max_norm
 
@@ -267,8 +354,8 @@ def test_nan_policy_skip_skips_bad_batches_and_counts_them():
     parts = Parts(model, model, NanEvery(), torch.optim.SGD(model.parameters(), lr=0.1), None)
     train, val = line_problem()
     state = TrainState()
-    status = fit(parts, ShuffledBatches(train, 8, seed=0), val, "regression",
-                 settings(max_epochs=3, nan_policy="skip"), state, NullLogger(),
-                 lambda s, b: None, StopRequest(), torch.device("cpu"))
+    status = fit(loop_job(parts, ShuffledBatches(train, 8, seed=0), val, "regression",
+                          settings(max_epochs=3, nan_policy="skip")),
+                 state, NullLogger(), lambda s, b: None, StopRequest())
     assert status == "completed" and state.skipped == 8 and state.step == 24 - 8
     assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -1,7 +1,7 @@
 import pytest
 
 from dltrain.cli import list_options, preflight
-from dltrain.config import ACTIVATIONS, POOLINGS, dotted_keys, suggest, validate
+from dltrain.config import ACTIVATIONS, MONITORS, POOLINGS, dotted_keys, suggest, validate
 from dltrain.errors import ConfigError
 
 
@@ -44,6 +44,19 @@ def test_the_default_config_is_valid(make_cfg):
         ("model=resnet model.blocks=0", "model.blocks=0 must be a whole number >= 1"),
         ("model=transformer model.readout=first", "must be one of: mean, cls"),
         ("model=transformer model.heads=0", "model.heads=0 must be a whole number >= 1"),
+        ("optim.betas=[0.9,1.0]", "optim.betas=[0.9, 1.0] must be a pair of numbers in [0, 1)"),
+        ("optim=nesterov optim.nesterov=1", "optim.nesterov=1 must be true or false"),
+        ("optim=lbfgs optim.line_search_fn=wolfe", "must be null or one of: strong_wolfe"),
+        ("sched=onecycle sched.anneal_strategy=cosine", "must be one of: cos, linear"),
+        ("sched=onecycle sched.div_factor=0", "sched.div_factor=0 must be a number > 0"),
+        ("sched=plateau sched.mode=up", "sched.mode=up must be one of: min, max"),
+        ("sched=cosine sched.eta_min=-1", "sched.eta_min=-1 must be a number >= 0"),
+        ("trainer.monitor=accuracy", "did you mean val/accuracy?"),
+        ("data=spirals data.classes=1", "data.classes=1 must be a whole number >= 2"),
+        ("data=circles data.factor=1", "data.factor=1 must be a number in [0, 1)"),
+        ("data=sine data.periods=0", "data.periods=0 must be a number > 0"),
+        ("data=poly data.x_range=[1,-1]", "data.x_range=[1, -1] must be a pair [low, high]"),
+        ("data=poly data.coefficients=[]", "data.coefficients=[] must be a non-empty list"),
     ],
 )
 def test_validate_names_the_key_and_the_allowed_range(make_cfg, override, message):
@@ -56,6 +69,13 @@ def test_activation_names_match_the_model_table():
     from dltrain.models.layers import ACTIVATIONS as TORCH_ACTIVATIONS
 
     assert set(ACTIVATIONS) == set(TORCH_ACTIVATIONS)
+
+
+def test_monitor_names_match_the_metric_table():
+    from dltrain.losses import METRICS
+
+    assert set(MONITORS) == {"auto", "val/loss", *(f"val/{m}" for ms in METRICS.values()
+                                                   for m in ms)}
 
 
 def test_pooling_names_match_the_model_table():

@@ -1,4 +1,4 @@
-"""The experiments' report sections: the numbers behind their figures (dltrain/experiments.py)."""
+"""The experiments' report sections: the numbers behind their figures (dltrain/experiments/)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from dltrain.experiments import (
-    decompose,
-    experiment_of,
-    layer_profile,
-    per_layer_ratio,
-    read_metrics,
-    weight_layers,
-)
+from dltrain.experiments import experiment_of
+from dltrain.experiments.capacity import decompose
+from dltrain.experiments.init_study import per_layer_ratio
+from dltrain.experiments.readers import layer_profile, read_metrics
+from dltrain.experiments.resnet_vs_plain import weight_layers
+from dltrain.probes import tags
 from dltrain.report import Job
 
 
@@ -77,9 +75,9 @@ def test_layer_profile_reads_step_0_in_model_order_without_the_head(tmp_path):
     ]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     read = read_metrics(tmp_path)
-    assert layer_profile(read, "activations", "std") == [("hidden.0.act", 1.0),
-                                                         ("hidden.1.act", 0.5)]
-    assert layer_profile(read, "gradients", "norm") == [("hidden.0.linear", 2.0)]
+    assert layer_profile(read, tags.ACTIVATIONS, "std") == [("hidden.0.act", 1.0),
+                                                            ("hidden.1.act", 0.5)]
+    assert layer_profile(read, tags.GRADIENTS, "norm") == [("hidden.0.linear", 2.0)]
     assert read_metrics(tmp_path / "nowhere") == []
 
 
@@ -129,7 +127,7 @@ def fake_sweep(root, experiment: str, widths, seeds, fit) -> None:
 def test_the_bias_variance_section_from_the_runs_fit_files(tmp_path):
     from rich.console import Console
 
-    from dltrain.report import write_report
+    from dltrain.sweep_report import write_sweep_report
 
     x = np.linspace(-1, 1, 11)
     truth = x**2
@@ -144,7 +142,7 @@ def test_the_bias_variance_section_from_the_runs_fit_files(tmp_path):
                 "noise": 0.2}
 
     fake_sweep(tmp_path, "bias_variance", [1, 8], [0, 1, 2], fit)
-    write_report(tmp_path, Console(file=io.StringIO()))
+    write_sweep_report(tmp_path, Console(file=io.StringIO()))
     table = {int(r["capacity"]): r for r in csv.DictReader((tmp_path / "experiment.csv").open())}
     # variance: (0.1² + 0 + 0.1²) spread² / (3 - 1); bias²: the mean fit's miss², less the
     # variance / 3 that a mean of three fits still scatters by

@@ -6,8 +6,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from dltrain.job import build_job, compiles, plain
 from dltrain.optim import build_optimizer
-from dltrain.run import _compile, build_job, run
+from dltrain.run import run
 from dltrain.targets import call_target
 
 
@@ -40,9 +41,12 @@ def test_fused_kernels_are_asked_for_on_cuda_only(make_cfg, monkeypatch):
 
 
 def test_compile_is_skipped_for_runs_too_short_to_repay_it(make_cfg):
-    assert not _compile(make_cfg("trainer.compile=false"), 10_000)
-    assert not _compile(make_cfg("trainer.compile=true", "trainer.compile_min_steps=500"), 100)
-    assert _compile(make_cfg("trainer.compile=true", "trainer.compile_min_steps=500"), 500)
+    def trainer(*overrides):
+        return plain(make_cfg(*overrides))["trainer"]
+
+    assert not compiles(trainer("trainer.compile=false"), 10_000)
+    assert not compiles(trainer("trainer.compile=true", "trainer.compile_min_steps=500"), 100)
+    assert compiles(trainer("trainer.compile=true", "trainer.compile_min_steps=500"), 500)
 
 
 def test_channels_last_lays_out_model_and_images(make_cfg):

@@ -15,6 +15,7 @@ from dltrain.losses import (
     monitor_metric,
 )
 from dltrain.models.autoencoder import Variational
+from dltrain.targets import plain
 
 CLS = DataSpec("x", "classification", "vector", (2,), num_classes=3)
 REG = DataSpec("x", "regression", "vector", (1,), num_outputs=1)
@@ -22,16 +23,16 @@ LM = DataSpec("x", "language_model", "tokens", (8,), vocab_size=5)
 
 
 def test_auto_follows_the_task(make_cfg):
-    auto = make_cfg().loss
+    auto = plain(make_cfg().loss)
     assert isinstance(build_loss(auto, CLS), nn.CrossEntropyLoss)
     assert isinstance(build_loss(auto, REG), nn.MSELoss)
     assert isinstance(build_loss(auto, LM), TokenLoss)
 
 
 def test_named_losses_are_built_from_their_target(make_cfg):
-    loss = build_loss(make_cfg("loss=cross_entropy", "loss.label_smoothing=0.1").loss, CLS)
+    loss = build_loss(plain(make_cfg("loss=cross_entropy", "loss.label_smoothing=0.1").loss), CLS)
     assert isinstance(loss, nn.CrossEntropyLoss) and loss.label_smoothing == 0.1
-    assert isinstance(build_loss(make_cfg("loss=mse").loss, REG), nn.MSELoss)
+    assert isinstance(build_loss(plain(make_cfg("loss=mse").loss), REG), nn.MSELoss)
 
 
 def test_token_loss_equals_cross_entropy_over_positions():
@@ -88,7 +89,7 @@ def test_vae_loss_is_the_summed_error_plus_beta_times_kl():
     per_sample = (recon - x).square().sum(dim=(1, 2, 3))
     assert loss.item() == pytest.approx((per_sample + 0.25 * kl).mean().item(), rel=1e-6)
     # an autoencoder's output is the reconstruction itself, scored by the inner loss
-    assert ReconstructionLoss(nn.MSELoss())(recon, x).item() == pytest.approx(
+    assert ReconstructionLoss(nn.MSELoss(), beta=1.0)(recon, x).item() == pytest.approx(
         nn.functional.mse_loss(recon, x).item())
 
 
@@ -110,9 +111,9 @@ def test_vae_totals_give_recon_kl_and_elbo_per_sample():
 
 def test_build_loss_for_reconstruction_takes_beta_from_loss_auto(make_cfg):
     spec = DataSpec("glyphs", "reconstruction", "image", (1, 28, 28), num_classes=10)
-    loss = build_loss(make_cfg("loss.beta=4").loss, spec)
+    loss = build_loss(plain(make_cfg("loss.beta=4").loss), spec)
     assert isinstance(loss, ReconstructionLoss) and loss.beta == 4.0
     assert isinstance(loss.inner, nn.MSELoss)
-    assert isinstance(build_loss(make_cfg("loss=mae").loss, spec).inner, nn.L1Loss)
+    assert isinstance(build_loss(plain(make_cfg("loss=mae").loss), spec).inner, nn.L1Loss)
     with pytest.raises(ConfigError, match="loss=cross_entropy does not fit a reconstruction"):
-        loss_spec(make_cfg("loss=cross_entropy").loss, spec)
+        loss_spec(plain(make_cfg("loss=cross_entropy").loss), spec)

@@ -26,8 +26,8 @@ from dltrain.report import (
     swept_keys,
     to_csv,
     to_markdown,
-    write_report,
 )
+from dltrain.sweep_report import write_sweep_report
 
 
 def make_job(sweep: Path, name: str, overrides: dict, summary: dict | None,
@@ -189,7 +189,7 @@ def test_stat_ignores_missing_and_non_finite_values():
 
 def test_write_report_writes_every_file_and_a_tensorboard_run(seed_sweep):
     out = io.StringIO()
-    report = write_report(seed_sweep, Console(file=out, width=200))
+    report = write_sweep_report(seed_sweep, Console(file=out, width=200))
     text = out.getvalue()
     assert "0.95 ± 0.02" in text and "0.82 ± 0.02" in text
     assert "best: dltrain data=moons optim.lr=0.01" in text
@@ -208,7 +208,7 @@ def test_write_report_writes_every_file_and_a_tensorboard_run(seed_sweep):
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    write_report(seed_sweep, Console(file=io.StringIO()))  # again: replaces, does not add
+    write_sweep_report(seed_sweep, Console(file=io.StringIO()))  # again: replaces, not adds
     assert len(list((seed_sweep / "tb").glob("events.out.tfevents.*"))) == 1
     acc = EventAccumulator(str(seed_sweep / "tb"), size_guidance={"images": 0, "tensors": 0})
     acc.Reload()

@@ -143,8 +143,7 @@ def test_ddp_exchanges_gradients_once_a_step_whatever_it_accumulates(
         return default_hooks.allreduce_hook(state, bucket)
 
     job.parts.forward.register_comm_hook(None, counting)
-    fit(job.parts, job.batches, job.data.val, job.spec.task, job.settings, TrainState(),
-        NullLogger(), lambda *_: None, StopRequest(), torch.device("cpu"), d)
+    fit(job, TrainState(), NullLogger(), lambda *_: None, StopRequest(), d)
     assert len(seen) == exchanges  # one bucket (a small MLP), once for each of the 4 steps
 
 

@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf, read_write
 
-from dltrain.cli import CONFIG_NAME, _explain, conf_dir, preflight
+from dltrain.cli import CONFIG_NAME, conf_dir, explain, preflight
 from dltrain.errors import ConfigError
 from dltrain.io import NAME_LIMIT, safe_name
 from dltrain.sweep import job_dir_name, sweeper_value
@@ -101,7 +101,7 @@ def test_preflight_answers_for_a_bad_search_space(overrides, message):
 def test_a_missing_plugin_is_named_with_the_extra_that_installs_it():
     err = MissingConfigException("In 'hparams_search/optuna': Could not find "
                                  "'hydra/sweeper/optuna'", missing_cfg_file="hydra/sweeper/optuna")
-    message = _explain(err, ["hparams_search=optuna"], conf_dir(), lambda ov: None)
+    message = explain(err, ["hparams_search=optuna"], conf_dir(), lambda ov: None)
     assert message == ("hydra/sweeper=optuna needs Hydra's Optuna sweeper plugin, which is not "
                        "installed: pip install 'dltrain[sweep]'.")
 

@@ -1,16 +1,18 @@
 """build_data(cfg.data, device) -> Data: every data set, split, normalised and on the device.
 
 `SOURCES` names every data set `data=NAME` can pick: generated ones (made here from a seed),
-image files (vision.py) and text files (text.py). Each entry builds its own `Data`.
+image files (vision.py) and text files (text.py). Each entry builds its own `Data` from the
+`data` node, read as a plain mapping (`cfg["key"]`): every key has its default in conf/data/
+and its check in dltrain.config.RULES, so none is defaulted again here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from dltrain.data import synthetic
 from dltrain.data.augment import build_augment
@@ -35,24 +37,24 @@ class Generated:
     make: Callable[..., tuple[torch.Tensor, torch.Tensor]]
     task: str
     kind: str
-    params: tuple[str, ...] = ()  # extra data.* keys handed to `make`
+    params: tuple[str, ...] = ()  # extra data.* keys handed to `make` (its conf/data/ has them)
     classes: int | str | None = None  # a number, or the data.* key that holds it
     class_names: tuple[str, ...] = ()
     mirror_safe: bool = True  # whether a mirror image keeps its label (for reg=[augment])
 
-    def draw(self, cfg: DictConfig, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        params = {k: OmegaConf.to_object(cfg[k]) if OmegaConf.is_config(cfg[k]) else cfg[k]
-                  for k in self.params if k in cfg}
-        return self.make(n, float(cfg.noise), torch.Generator().manual_seed(seed), **params)
+    def draw(self, cfg: Mapping[str, Any], n: int, seed: int
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        params = {k: cfg[k] for k in self.params}
+        return self.make(n, float(cfg["noise"]), torch.Generator().manual_seed(seed), **params)
 
-    def build(self, cfg: DictConfig, device: torch.device | str) -> Data:
+    def build(self, cfg: Mapping[str, Any], device: torch.device | str) -> Data:
         """Draw the training pool (`n_train` samples) and the test set, carve validation from
         the pool by `val_fraction`, normalise with the train split's statistics alone.
         """
-        x_pool, y_pool = self.draw(cfg, int(cfg.n_train), int(cfg.seed))
-        x_test, y_test = self.draw(cfg, int(cfg.n_test), TEST_SEED)
-        n_val = n_validation(len(x_pool), float(cfg.val_fraction),
-                             f"data.n_train={cfg.n_train}")
+        x_pool, y_pool = self.draw(cfg, int(cfg["n_train"]), int(cfg["seed"]))
+        x_test, y_test = self.draw(cfg, int(cfg["n_test"]), TEST_SEED)
+        n_val = n_validation(len(x_pool), float(cfg["val_fraction"]),
+                             f"data.n_train={cfg['n_train']}")
         x_train, x_val = x_pool[:-n_val], x_pool[-n_val:]
         y_train, y_val = y_pool[:-n_val], y_pool[-n_val:]
 
@@ -64,7 +66,7 @@ class Generated:
                   for x, y in ((x_train, y_train), (x_val, y_val), (x_test, y_test))]
         classes = cfg[self.classes] if isinstance(self.classes, str) else self.classes
         spec = DataSpec(
-            name=str(cfg.name),
+            name=str(cfg["name"]),
             task=self.task,
             kind=self.kind,
             input_shape=tuple(x_train.shape[1:]),
@@ -74,8 +76,7 @@ class Generated:
         )
         norm = {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}
         blank = tuple((-mean / std).flatten().tolist())  # what a zero input becomes
-        augment = build_augment(cfg.get("augment"), spec.name, self.kind, self.mirror_safe,
-                                blank)
+        augment = build_augment(cfg["augment"], spec.name, self.kind, self.mirror_safe, blank)
         return Data(*splits, spec=spec, norm=norm, augment=augment)
 
 
@@ -98,11 +99,12 @@ SOURCES: dict[str, Generated | ImageFiles | TextFile] = {
 }
 
 
-def build_data(cfg: DictConfig, device: torch.device | str = "cpu") -> Data:
-    """Make or read the data set named by `cfg.name`, split it, normalise it, move it to
+def build_data(cfg: Mapping[str, Any], device: torch.device | str = "cpu") -> Data:
+    """Make or read the data set named by `cfg["name"]`, split it, normalise it, move it to
     `device`. Missing or bad input is a ConfigError, raised before anything trains.
     """
-    if cfg.name not in SOURCES:
-        raise ConfigError(f"data={cfg.name} is not a known data set "
+    name = str(cfg["name"])
+    if name not in SOURCES:
+        raise ConfigError(f"data={name} is not a known data set "
                           f"(options: {', '.join(SOURCES)}).")
-    return SOURCES[cfg.name].build(cfg, device)
+    return SOURCES[name].build(cfg, device)

@@ -8,11 +8,12 @@ it is handed, which the batches seed from (seed, epoch, batch): an augmented run
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 
 from dltrain.data.spec import WHOLE, Shard
 from dltrain.errors import ConfigError
@@ -27,6 +28,7 @@ class Augment:
     shift uncovers are filled with — a digit is padded with background, not with grey.
     """
 
+    # Every transform is off unless asked for; build_augment sets each field from data.augment.
     crop: int = 0  # zero-pad by this many pixels, then crop back at a random offset
     flip: bool = False  # mirror left-right with probability 1/2
     rotate: float = 0.0  # largest rotation, degrees
@@ -103,23 +105,25 @@ class _Draws:
         return z[self.shard.rows]
 
 
-def build_augment(node: DictConfig | None, name: str, kind: str, mirror_safe: bool,
+def build_augment(node: Mapping[str, Any] | None, name: str, kind: str, mirror_safe: bool,
                   fill: tuple[float, ...]) -> Augment | None:
     """The `Augment` that `data.augment` describes, or None when it is null.
 
-    `flip: auto` flips only data sets whose labels survive a mirror image (not digits).
+    A node has every key of reg=[augment] (conf/reg/augment.yaml; validation refuses one that
+    lacks any). `flip: auto` flips only data sets whose labels survive a mirror image (not
+    digits).
     """
     if node is None:
         return None
     if kind != "image":
         held = {"vector": "vectors", "tokens": "token sequences"}.get(kind, f"{kind} data")
         raise ConfigError(f"reg=[augment] augments images, and data={name} holds {held}.")
-    flip = node.get("flip", "auto")
+    flip = node["flip"]
     return Augment(
-        crop=int(node.get("crop", 0)),
+        crop=int(node["crop"]),
         flip=mirror_safe if flip == "auto" else bool(flip),
-        rotate=float(node.get("rotate", 0.0)),
-        translate=float(node.get("translate", 0.0)),
-        noise=float(node.get("noise", 0.0)),
+        rotate=float(node["rotate"]),
+        translate=float(node["translate"]),
+        noise=float(node["noise"]),
         fill=tuple(float(v) for v in fill),
     )

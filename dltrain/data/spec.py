@@ -85,7 +85,7 @@ class HostSplit:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     device: str
-    workers: int = 0
+    workers: int  # DataLoader worker processes (data.workers)
 
     def __len__(self) -> int:
         return len(self.index)

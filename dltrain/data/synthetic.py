@@ -1,12 +1,14 @@
 """The lectures' small synthetic data sets: 2-D classification and 1-D regression.
 
 Each maker draws `n` samples from a seeded `torch.Generator` and returns (x, y): x is float32
-(n, features); y is int64 class labels (n,) or float32 targets (n, 1).
+(n, features); y is int64 class labels (n,) or float32 targets (n, 1). A maker's shape
+parameters have no defaults here: they are keys of its conf/data/ option, defaulted there.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -27,7 +29,7 @@ def moons(n: int, noise: float, gen: torch.Generator) -> tuple[torch.Tensor, tor
     return x + noise * torch.randn(n, 2, generator=gen), y
 
 
-def circles(n: int, noise: float, gen: torch.Generator, factor: float = 0.5
+def circles(n: int, noise: float, gen: torch.Generator, factor: float
             ) -> tuple[torch.Tensor, torch.Tensor]:
     """An outer circle (class 0) around an inner one of radius `factor` (class 1)."""
     y = _balanced_labels(n, 2, gen)
@@ -37,7 +39,7 @@ def circles(n: int, noise: float, gen: torch.Generator, factor: float = 0.5
     return x + noise * torch.randn(n, 2, generator=gen), y
 
 
-def spirals(n: int, noise: float, gen: torch.Generator, classes: int = 3, turns: float = 1.0
+def spirals(n: int, noise: float, gen: torch.Generator, classes: int, turns: float
             ) -> tuple[torch.Tensor, torch.Tensor]:
     """`classes` spiral arms; `noise` perturbs the angle (radians)."""
     y = _balanced_labels(n, classes, gen)
@@ -48,7 +50,7 @@ def spirals(n: int, noise: float, gen: torch.Generator, classes: int = 3, turns:
     return x, y
 
 
-def blobs(n: int, noise: float, gen: torch.Generator, classes: int = 4
+def blobs(n: int, noise: float, gen: torch.Generator, classes: int
           ) -> tuple[torch.Tensor, torch.Tensor]:
     """Isotropic Gaussian blobs of std `noise`, centred evenly on a circle of radius 3."""
     y = _balanced_labels(n, classes, gen)
@@ -61,7 +63,7 @@ def sine_truth(x: torch.Tensor) -> torch.Tensor:
     return torch.sin(x)
 
 
-def sine(n: int, noise: float, gen: torch.Generator, periods: float = 2.0
+def sine(n: int, noise: float, gen: torch.Generator, periods: float
          ) -> tuple[torch.Tensor, torch.Tensor]:
     """y = sin(x) + noise, x uniform over `periods` periods centred on 0."""
     half = periods * math.pi
@@ -73,9 +75,8 @@ def poly_truth(x: torch.Tensor, coefficients: list[float]) -> torch.Tensor:
     return sum(c * x**k for k, c in enumerate(coefficients))  # type: ignore[return-value]
 
 
-def poly(n: int, noise: float, gen: torch.Generator,
-         coefficients: tuple[float, ...] = (0.0, -1.0, 0.0, 2.0),
-         x_range: tuple[float, float] = (-1.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor]:
+def poly(n: int, noise: float, gen: torch.Generator, coefficients: Sequence[float],
+         x_range: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
     """y = sum_k c_k x^k + noise, x uniform in `x_range`."""
     lo, hi = x_range
     x = lo + (hi - lo) * torch.rand(n, 1, generator=gen)

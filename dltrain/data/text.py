@@ -13,13 +13,13 @@ the whole train stream (batches.WindowBatches).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 
 from dltrain.data.augment import build_augment
 from dltrain.data.download import Remote, obtain
@@ -77,12 +77,12 @@ def windows(tokens: torch.Tensor, block_size: int) -> Split:
     return Split(x, y)
 
 
-def _part_sizes(n: int, cfg: DictConfig, path: Path) -> tuple[int, int, int]:
+def _part_sizes(n: int, cfg: Mapping[str, Any], path: Path) -> tuple[int, int, int]:
     """(train, val, test) characters of a text of `n`, each long enough for one window."""
-    val_fraction, test_fraction = float(cfg.val_fraction), float(cfg.test_fraction)
+    val_fraction, test_fraction = float(cfg["val_fraction"]), float(cfg["test_fraction"])
     n_val, n_test = round(n * val_fraction), round(n * test_fraction)
     n_train = n - n_val - n_test
-    need = int(cfg.block_size) + 1
+    need = int(cfg["block_size"]) + 1
     parts = ((n_train, "training", f"data.val_fraction={val_fraction} and "
               f"data.test_fraction={test_fraction} leave"),
              (n_val, "validation", f"data.val_fraction={val_fraction} leaves"),
@@ -100,28 +100,30 @@ class TextFile:
 
     remote: Remote | None = None  # a preset's canonical copy, used when data.path is null
 
-    def path(self, cfg: DictConfig, name: str) -> Path:
-        if cfg.get("path"):
-            return Path(str(cfg.path)).expanduser()
+    def path(self, cfg: Mapping[str, Any], name: str) -> Path:
+        if cfg["path"]:
+            return Path(str(cfg["path"])).expanduser()
         if self.remote is None:
             raise ConfigError(f"data={name} needs data.path=FILE, a UTF-8 text file.")
-        root = Path(str(cfg.root)).expanduser()
+        # Only a preset with a canonical copy (conf/data/tiny_shakespeare.yaml) has root,
+        # download and mirror; data=text, which has none, stopped above.
+        root = Path(str(cfg["root"])).expanduser()
         if not (root / self.remote.name).is_file():
-            obtain([self.remote], root, what=f"data={name}", download=bool(cfg.download),
-                   mirror=cfg.get("mirror"))
+            obtain([self.remote], root, what=f"data={name}", download=bool(cfg["download"]),
+                   mirror=cfg["mirror"])
         return root / self.remote.name
 
-    def build(self, cfg: DictConfig, device: torch.device | str) -> Data:
+    def build(self, cfg: Mapping[str, Any], device: torch.device | str) -> Data:
         """Read, split, encode and place a text; windows of `data.block_size` characters."""
-        name = str(cfg.name)
-        build_augment(cfg.get("augment"), name, "tokens", False, ())  # refuses reg=[augment]
+        name = str(cfg["name"])
+        build_augment(cfg["augment"], name, "tokens", False, ())  # refuses reg=[augment]
         path = self.path(cfg, name)
         text = read_text(path)
         n_train, n_val, _ = _part_sizes(len(text), cfg, path)
         vocab = build_vocab(text[:n_train])
         ids = torch.from_numpy(encode(text, vocab)).to(device)
         train, val, test = ids[:n_train], ids[n_train:n_train + n_val], ids[n_train + n_val:]
-        block = int(cfg.block_size)
+        block = int(cfg["block_size"])
         spec = DataSpec(name=name, task="language_model", kind="tokens", input_shape=(block,),
                         vocab_size=len(vocab), vocab=vocab)
         return Data(windows(train, block), windows(val, block), windows(test, block),

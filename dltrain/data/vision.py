@@ -19,13 +19,13 @@ import pickle
 import struct
 import tarfile
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 
 from dltrain.data.augment import build_augment
 from dltrain.data.download import Remote, obtain
@@ -153,8 +153,8 @@ class IdxFiles:
                     return place / name
         return None
 
-    def load(self, cfg: DictConfig, name: str, mmap: bool) -> RawImages:
-        root = Path(str(cfg.root)).expanduser()
+    def load(self, cfg: Mapping[str, Any], name: str, mmap: bool) -> RawImages:
+        root = Path(str(cfg["root"])).expanduser()
         raw = root / self.folder / "raw"
         paths = {stem: self.find(root, stem) for stem in IDX_FILES}
         missing = [stem for stem, p in paths.items() if p is None]
@@ -162,7 +162,7 @@ class IdxFiles:
             remotes = self.remotes()
             gz = [remotes[stem].name for stem in missing]
             obtain([remotes[stem] for stem in missing], raw, what=f"data={name}",
-                   download=bool(cfg.download), mirror=cfg.get("mirror"),
+                   download=bool(cfg["download"]), mirror=cfg["mirror"],
                    files=f"{', '.join(gz)} (gzipped or not)",
                    elsewhere=f" or directly in {root.resolve()}")
             paths = {stem: self.find(root, stem) for stem in IDX_FILES}
@@ -274,8 +274,8 @@ class CifarFiles:
 
     archive: Remote
 
-    def load(self, cfg: DictConfig, name: str, mmap: bool) -> RawImages:
-        root = Path(str(cfg.root)).expanduser()
+    def load(self, cfg: Mapping[str, Any], name: str, mmap: bool) -> RawImages:
+        root = Path(str(cfg["root"])).expanduser()
         folder = root / CIFAR_DIR
         names = (*CIFAR_TRAIN, CIFAR_TEST)
         if all((folder / n).is_file() for n in names):
@@ -284,8 +284,8 @@ class CifarFiles:
         else:
             archive = root / self.archive.name
             if not archive.is_file():
-                obtain([self.archive], root, what=f"data={name}", download=bool(cfg.download),
-                       mirror=cfg.get("mirror"),
+                obtain([self.archive], root, what=f"data={name}", download=bool(cfg["download"]),
+                       mirror=cfg["mirror"],
                        elsewhere=f" (or {', '.join(names)} in {folder.resolve()})")
             contents = _archive_members(archive, names)
             where = {n: f"{archive}:{CIFAR_DIR}/{n}" for n in names}
@@ -319,17 +319,17 @@ class ImageFiles:
     class_names: tuple[str, ...]
     mirror_safe: bool  # whether a mirror image keeps its label (not for digits)
 
-    def build(self, cfg: DictConfig, device: torch.device | str) -> Data:
+    def build(self, cfg: Mapping[str, Any], device: torch.device | str) -> Data:
         """Read the files, carve validation from the training files, normalise, place.
 
         The training pool is `data.n_train` images drawn by `data.seed` (all by default);
         `data.val_fraction` of it is validation. The test split is the test files, whole.
         """
-        name = str(cfg.name)
-        in_memory = bool(cfg.get("in_memory", True))
+        name = str(cfg["name"])
+        in_memory = bool(cfg["in_memory"])
         raw = self.files.load(cfg, name, mmap=not in_memory)
-        pool = pool_index(len(raw.y_train), cfg.get("n_train"), int(cfg.seed), name)
-        n_val = n_validation(len(pool), float(cfg.val_fraction),
+        pool = pool_index(len(raw.y_train), cfg["n_train"], int(cfg["seed"]), name)
+        n_val = n_validation(len(pool), float(cfg["val_fraction"]),
                              f"{len(pool):,} training images")
         train_idx, val_idx = pool[:-n_val], pool[-n_val:]
 
@@ -349,7 +349,7 @@ class ImageFiles:
             mean, std = mean.to(device), std.to(device)
             train = HostSplit(raw.x_train, raw.y_train, train_idx, PIXEL_SCALE,
                               tuple(mean.flatten().tolist()), tuple(std.flatten().tolist()),
-                              str(device), int(cfg.get("workers", 0)))
+                              str(device), int(cfg["workers"]))
         val = Split((pixels(raw.x_train[val_idx]) - mean) / std, labels(raw.y_train[val_idx]))
         test = Split((pixels(raw.x_test) - mean) / std, labels(raw.y_test))
         spec = DataSpec(name=name, task="classification", kind="image",
@@ -358,7 +358,7 @@ class ImageFiles:
         blank = (-mean / std).flatten().tolist()  # what a black pixel becomes
         return Data(train, val, test, spec=spec,
                     norm={"mean": mean.flatten().tolist(), "std": std.flatten().tolist()},
-                    augment=build_augment(cfg.get("augment"), name, "image", self.mirror_safe,
+                    augment=build_augment(cfg["augment"], name, "image", self.mirror_safe,
                                           tuple(blank)))
 
 

@@ -1,10 +1,11 @@
 """TensorBoard event files: a run's scalars and HParams record in RUN_DIR/tb, and the sweep-level
 run (report plots and text) in SWEEP_DIR/tb.
 
-HParams. Each run writes its hyperparameters (a session start, grouped with the runs that differ
-from it only in the seed) and how it ended (a session end), and no experiment summary of its
-own: TensorBoard then builds the HParams table from all runs together, every hyperparameter any
-run has, and as metrics the final value of every scalar tag the runs log (test/..., val/...).
+HParams. Each run writes its hyperparameters (a session start, in the session group its caller
+names: dltrain.hparams puts runs that differ only in the seed together) and how it ended (a
+session end), and no experiment summary of its own: TensorBoard then builds the HParams table
+from all runs together, every hyperparameter any run has, and as metrics the final value of
+every scalar tag the runs log (test/..., val/...).
 An experiment summary per run would be taken from one run, arbitrarily chosen, for all of them:
 its hyperparameters and metrics only, columns left empty for every run unlike it.
 """
@@ -12,9 +13,7 @@ its hyperparameters and metrics only, columns left empty for every run unlike it
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
-import json
 import os
 import socket
 import struct
@@ -23,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from dltrain.hparams import hparam_value
 from dltrain.log import NullLogger
 
 # How a run ended, as the HParams plugin's session status. An interrupted run has no end yet:
@@ -31,32 +31,22 @@ _SESSION_STATUS = {"completed": "STATUS_SUCCESS", "failed": "STATUS_FAILURE",
                    "diverged": "STATUS_FAILURE"}
 
 
-def _hparam_value(value: Any) -> bool | int | float | str:
-    """HParams takes numbers, strings and booleans; anything else is shown as text."""
-    if isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
-
-
-def session_group(hparams: Mapping[str, Any]) -> str:
-    """The HParams session group of a run: a digest of its hyperparameters without the seed,
-    so that runs differing only in `trainer.seed` form one group (the report's rows, too)."""
-    from dltrain.report import SEED_KEYS
-
-    kept = {k: _hparam_value(v) for k, v in sorted(hparams.items()) if k not in SEED_KEYS}
-    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def hparams_summaries(hparams: Mapping[str, Any], status: str) -> list[Any]:
+def hparams_summaries(hparams: Mapping[str, Any], status: str, group: str | None
+                      ) -> list[Any]:
     """Summary protos of the HParams plugin: the session start and, once a run has ended, its
-    end (torch-free; tensorboard's own protos)."""
+    end (torch-free; tensorboard's own protos).
+
+    `group` is the run's session group, decided by the caller (dltrain.hparams.session_group
+    puts runs that differ only in the seed together); None leaves the run a group of its own.
+    """
     from tensorboard.compat.proto import summary_pb2
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
-    start = plugin_data_pb2.SessionStartInfo(group_name=session_group(hparams),
-                                             start_time_secs=time.time())
+    start = plugin_data_pb2.SessionStartInfo(start_time_secs=time.time())
+    if group is not None:
+        start.group_name = group
     for name, value in sorted(hparams.items()):
-        value = _hparam_value(value)
+        value = hparam_value(value)
         if isinstance(value, bool):
             start.hparams[name].bool_value = value
         elif isinstance(value, (int, float)):
@@ -133,9 +123,14 @@ _FILE_NUMBERS = itertools.count()  # event files this process opened (tensorboar
 
 
 class TensorBoardLogger(NullLogger):
-    def __init__(self, log_dir: Path, purge_step: int | None = None) -> None:
+    """A run's event file. `group` is its HParams session group, told by the caller (which
+    knows what makes runs one configuration); None: the run is a group of its own."""
+
+    def __init__(self, log_dir: Path, purge_step: int | None = None,
+                 group: str | None = None) -> None:
         from tensorboard.compat.proto import event_pb2
 
+        self.group = group
         self.events = EventFile(log_dir)
         if purge_step is not None:
             # a resumed run discards what an earlier attempt logged after its checkpoint, so
@@ -178,7 +173,7 @@ class TensorBoardLogger(NullLogger):
 
     def log_hparams(self, hparams: Mapping[str, Any], status: str) -> None:
         """The run's HParams records, in its own event file (not a sub-run)."""
-        for summary in hparams_summaries(hparams, status):
+        for summary in hparams_summaries(hparams, status, self.group):
             self.events.add_summary(summary)
         self.events.flush()
 

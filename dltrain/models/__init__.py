@@ -2,17 +2,22 @@
 
 For task=reconstruction a family is built in its encoder–decoder form (models/autoencoder.py),
 with the same hyperparameters plus the bottleneck's (`latent`, `variational`).
+
+The builders read their nodes as plain mappings (`node["key"]`): every key has its default in
+conf/ and its check in dltrain.config.RULES, so none is defaulted again here.
 """
 
 from __future__ import annotations
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from collections.abc import Mapping
+from typing import Any
+
 from torch import nn
 
 from dltrain.data.spec import DataSpec
 from dltrain.errors import ConfigError
 from dltrain.models.init import apply_init
-from dltrain.targets import call_target
+from dltrain.targets import call_target, plain
 
 # The encoder–decoder form of each family that has one, by the family's `_target_`.
 AUTOENCODERS = {
@@ -22,33 +27,35 @@ AUTOENCODERS = {
 BOTTLENECK_KEYS = ("latent", "variational")
 
 
-def build_model(model_cfg: DictConfig, init_cfg: DictConfig, spec: DataSpec) -> nn.Module:
+def build_model(model_cfg: Mapping[str, Any], init_cfg: Mapping[str, Any], spec: DataSpec
+                ) -> nn.Module:
     """`Model(spec, **hyperparameters)` from the `_target_` of `model_cfg`, then initialised."""
     model = call_target(model_node(model_cfg, spec), "model", spec=spec)
-    apply_init(model, str(init_cfg.name), float(init_cfg.get("std", 0.02)))
+    scheme = str(init_cfg["name"])
+    # Only init=normal has a `std` (conf/init/normal.yaml): every other scheme takes its scale
+    # from the layer's fans, or keeps PyTorch's.
+    std = float(init_cfg["std"]) if scheme == "normal" else None
+    apply_init(model, scheme, std)
     return model
 
 
-def model_node(model_cfg: DictConfig, spec: DataSpec) -> DictConfig:
+def model_node(model_cfg: Mapping[str, Any], spec: DataSpec) -> dict[str, Any]:
     """The node to build for the task: the family's encoder–decoder form for reconstruction;
     otherwise the family itself, without the bottleneck keys (refused when set)."""
-    name = model_cfg.get("name", model_cfg.get("_target_"))
-    node = OmegaConf.create(OmegaConf.to_container(model_cfg, resolve=True))
+    name, target = model_cfg["name"], str(model_cfg["_target_"])
+    node = plain(model_cfg)
     if spec.task == "reconstruction":
-        form = AUTOENCODERS.get(str(model_cfg.get("_target_")))
+        form = AUTOENCODERS.get(target)
         if form is None:
             families = " or ".join(f"model={t.split('.')[-1].lower()}" for t in AUTOENCODERS)
             raise ConfigError(f"model={name} has no encoder–decoder form for "
                               f"task=reconstruction (data={spec.name}); use {families}.")
-        with open_dict(node):
-            node._target_ = form
-        return node
+        return {**node, "_target_": form}
+    # Only the families with an encoder–decoder form (conf/model/mlp.yaml, cnn.yaml) have the
+    # bottleneck keys; the others' nodes lack them, which is the same as leaving them unset.
     if node.get("latent") is not None or node.get("variational"):
         raise ConfigError(f"model.latent and model.variational make model={name} an "
                           f"autoencoder, but data={spec.name} is a {spec.task} task; add "
                           "task=reconstruction, or leave model.latent=null and "
                           "model.variational=false.")
-    with open_dict(node):
-        for key in BOTTLENECK_KEYS:
-            node.pop(key, None)
-    return node
+    return {k: v for k, v in node.items() if k not in BOTTLENECK_KEYS}

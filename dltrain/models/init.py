@@ -24,10 +24,15 @@ def fans(weight) -> tuple[int, int]:
     return weight.shape[1] * receptive, weight.shape[0] * receptive
 
 
-def apply_init(model: nn.Module, scheme: str, std: float = 0.02) -> None:
-    """Re-initialise every linear and convolution layer of `model` in place."""
+def apply_init(model: nn.Module, scheme: str, std: float | None = None) -> None:
+    """Re-initialise every linear and convolution layer of `model` in place.
+
+    `std` is the scale of `normal` (init.std), the one scheme that has no formula for it.
+    """
     if scheme == "default":
         return
+    if scheme == "normal" and std is None:
+        raise ValueError("init=normal needs its std (init.std)")
     for module in model.modules():
         if not isinstance(module, _LAYERS):
             continue

@@ -2,95 +2,14 @@
 
 `probe=[activations,gradients,...]` picks them (conf/probe/); each option puts its own keys under
 `probe.<name>`, and `probe.every` (optimiser steps) and `probe.batch` (samples) are shared.
-`build_probes` turns the config into one `Hooks` object for `fit`; without probes it is the
-loop's no-op `NO_HOOKS`, so a run without probes does nothing extra.
+`build_probes` (build.py) turns the config into one `Hooks` object for `fit`; without probes it
+is the loop's no-op `NO_HOOKS`, so a run without probes does nothing extra.
 
 Probes look, they never touch: their own forward passes run in eval mode without autograd on a
 fixed batch, their random draws come from generators of their own, and any weights they move
 are put back exactly. Under data-parallel training rank 0 alone probes, on its bare model,
 without collectives.
+
+This file imports nothing: the sweep report reads the probes' tags (tags.py) without torch,
+and importing dltrain.probes.tags runs this file first. The builder is dltrain.probes.build.
 """
-
-from __future__ import annotations
-
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from omegaconf import DictConfig, OmegaConf
-
-from dltrain.config import PROBE_COMMON, suggest
-from dltrain.data.spec import DataSpec
-from dltrain.errors import ConfigError
-from dltrain.log import Logger
-from dltrain.probes import boundary, fit, samples
-from dltrain.probes.activations import Activations
-from dltrain.probes.context import ProbeContext
-from dltrain.probes.gradients import Gradients
-from dltrain.probes.landscape import Landscape
-from dltrain.train.hooks import NO_HOOKS, HookList, Hooks
-
-if TYPE_CHECKING:
-    from dltrain.run import Job
-
-# name -> (the probe's class, why it cannot look at some data: None if it can look at any)
-TABLE: dict[str, tuple[Callable[..., Hooks], Callable[[DataSpec], str | None] | None]] = {
-    "activations": (Activations, None),
-    "gradients": (Gradients, None),
-    "landscape": (Landscape, None),
-    "boundary": (boundary.Boundary, boundary.refusal),
-    "fit": (fit.Fit, fit.refusal),
-    "samples": (samples.Samples, samples.refusal),
-}
-
-
-def chosen(cfg: DictConfig) -> list[str]:
-    """The probes a config turns on: the options that put their keys under `probe`."""
-    group = cfg.get("probe")
-    return [] if group is None else [str(k) for k in group if k not in PROBE_COMMON]
-
-
-def _options(node: Any) -> dict[str, Any]:
-    options = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else {}
-    return dict(options or {})
-
-
-def check_probes(cfg: DictConfig, spec: DataSpec) -> list[str]:
-    """The chosen probes' names; ConfigError if one is unknown or cannot look at this data."""
-    names = chosen(cfg)
-    for name in names:
-        if name not in TABLE:
-            near = suggest(name, TABLE)
-            hint = f"; did you mean {near}?" if near else f" (probes: {', '.join(TABLE)})."
-            raise ConfigError(f"probe.{name} is not a probe{hint}")
-        why_not = TABLE[name][1]
-        problem = why_not(spec) if why_not else None
-        if problem:
-            raise ConfigError(problem + ".")
-    return names
-
-
-def build_probes(cfg: DictConfig, job: Job, logger: Logger, run_dir: Path,
-                 main: bool = True) -> Hooks:
-    """The hooks of the probes `cfg` turns on, for `fit(..., hooks=...)`, and the pictures a
-    reconstruction task draws.
-
-    Every rank checks the choice (a refusal ends all ranks alike, before training); only the
-    main rank (`main`) gets probes.
-    """
-    names = check_probes(cfg, job.spec)
-    if not main:
-        return NO_HOOKS
-    hooks: list[Hooks] = []
-    if job.spec.task == "reconstruction" and cfg.logger.name != "none":
-        # An autoencoder's pictures (reconstructions, its latent space) come with the task.
-        from dltrain.probes.reconstruction import ReconstructionPictures  # lazy: matplotlib
-
-        hooks.append(ReconstructionPictures(job.parts.model, job.data, logger))
-    if names:
-        ctx = ProbeContext(model=job.parts.model, loss=job.parts.loss, data=job.data,
-                           spec=job.spec, data_cfg=cfg.data, logger=logger,
-                           run_dir=Path(run_dir), every=int(cfg.probe.every),
-                           batch=int(cfg.probe.batch))
-        hooks += [TABLE[name][0](ctx, **_options(cfg.probe[name])) for name in names]
-    return HookList(hooks) if hooks else NO_HOOKS

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from dltrain.probes.context import ProbeContext, layer_of, looking, sample_values
+from dltrain.probes.tags import ACTIVATIONS, tag
 from dltrain.train.hooks import NoHooks
 from dltrain.train.state import TrainState
 
@@ -75,8 +76,8 @@ def activation_stats(outputs: dict[str, torch.Tensor], relu: set[str]) -> dict[s
 class Activations(NoHooks):
     """Activation statistics at step 0 and every `every` steps."""
 
-    def __init__(self, ctx: ProbeContext, histograms: bool = True,
-                 histogram_values: int = 100_000, every: int | None = None) -> None:
+    def __init__(self, ctx: ProbeContext, *, histograms: bool, histogram_values: int,
+                 every: int | None) -> None:
         self.ctx = ctx
         self.histograms = histograms
         self.limit = histogram_values
@@ -95,9 +96,8 @@ class Activations(NoHooks):
     def look(self, step: int) -> None:
         outputs = layer_outputs(self.ctx.model, self.batch.x, self.layers)
         stats = activation_stats(outputs, self.relu)
-        self.ctx.logger.log_metrics({f"probe/activations/{k}": v for k, v in stats.items()},
-                                    step)
+        self.ctx.logger.log_metrics({tag(ACTIVATIONS, k): v for k, v in stats.items()}, step)
         if self.histograms:
             for layer, out in outputs.items():
-                self.ctx.logger.log_histogram(f"probe/activations/{layer}",
+                self.ctx.logger.log_histogram(tag(ACTIVATIONS, layer),
                                               sample_values(out, self.limit), step)

@@ -14,6 +14,7 @@ import torch
 from dltrain.data.spec import DataSpec
 from dltrain.io import atomic_write
 from dltrain.probes.context import ProbeContext, looking
+from dltrain.probes.tags import BOUNDARY
 from dltrain.train.hooks import NoHooks
 from dltrain.train.state import TrainState
 
@@ -38,8 +39,8 @@ def classify(model: torch.nn.Module, x: torch.Tensor, chunk: int = 8192) -> torc
 
 
 class Boundary(NoHooks):
-    def __init__(self, ctx: ProbeContext, resolution: int = 100, points: int = 1000,
-                 every: int | None = None, images: bool = True) -> None:
+    def __init__(self, ctx: ProbeContext, *, resolution: int, points: int, every: int | None,
+                 images: bool) -> None:
         self.ctx, self.every, self.images = ctx, every, images
         norm = ctx.data.norm
         self.mean = np.asarray(norm.get("mean", [0.0, 0.0]), dtype=np.float64)
@@ -77,7 +78,7 @@ class Boundary(NoHooks):
         regions = self.regions()
         png = boundary_png(self.xs, self.ys, regions, self.points, self.labels, self.classes,
                            title=f"decision regions · step {state.step}")
-        self.ctx.logger.log_image("probe/boundary", png, state.step)
+        self.ctx.logger.log_image(BOUNDARY, png, state.step)
         self.drawn = (state.step, png)
         return png
 

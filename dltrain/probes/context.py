@@ -4,12 +4,12 @@ schedule of probe steps, and forward passes that leave the training exactly as i
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
 from dltrain.data.spec import Data, DataSpec, Split
@@ -24,7 +24,7 @@ class ProbeContext:
     loss: nn.Module
     data: Data
     spec: DataSpec  # the model's view of the data (a binary loss asks for one logit)
-    data_cfg: DictConfig  # for what the data itself knows, e.g. the true function of sine
+    data_cfg: Mapping[str, Any]  # the data's config node, plain: e.g. the periods of sine
     logger: Logger
     run_dir: Path
     every: int  # optimiser steps between probe points

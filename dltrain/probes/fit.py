@@ -12,29 +12,29 @@ and `probe/fit/test_mse`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 
 from dltrain.data import synthetic
 from dltrain.data.spec import DataSpec, Split
 from dltrain.io import atomic_write
 from dltrain.probes.context import ProbeContext, looking
+from dltrain.probes.tags import FIT, FIT_FILE, tag
 from dltrain.train.hooks import NoHooks
 from dltrain.train.state import TrainState
 
-# The generated regression data sets: their true function and their input range.
-TRUTHS: dict[str, Callable[[torch.Tensor, DictConfig], torch.Tensor]] = {
+# The generated regression data sets: their true function and their input range, from the keys
+# their own option in conf/data/ defines (periods of sine, coefficients and x_range of poly).
+TRUTHS: dict[str, Callable[[torch.Tensor, Mapping[str, Any]], torch.Tensor]] = {
     "sine": lambda x, cfg: synthetic.sine_truth(x),
-    "poly": lambda x, cfg: synthetic.poly_truth(x, list(cfg.get("coefficients",
-                                                                (0.0, -1.0, 0.0, 2.0)))),
+    "poly": lambda x, cfg: synthetic.poly_truth(x, list(cfg["coefficients"])),
 }
-RANGES: dict[str, Callable[[DictConfig], tuple[float, float]]] = {
-    "sine": lambda cfg: (-float(cfg.get("periods", 2.0)) * math.pi,
-                         float(cfg.get("periods", 2.0)) * math.pi),
-    "poly": lambda cfg: tuple(float(v) for v in cfg.get("x_range", (-1.0, 1.0))),
+RANGES: dict[str, Callable[[Mapping[str, Any]], tuple[float, float]]] = {
+    "sine": lambda cfg: (-float(cfg["periods"]) * math.pi, float(cfg["periods"]) * math.pi),
+    "poly": lambda cfg: (float(cfg["x_range"][0]), float(cfg["x_range"][1])),
 }
 
 
@@ -56,8 +56,8 @@ def mse(model: torch.nn.Module, split: Split) -> float:
 
 
 class Fit(NoHooks):
-    def __init__(self, ctx: ProbeContext, points: int = 200, every: int | None = None,
-                 images: bool = True) -> None:
+    def __init__(self, ctx: ProbeContext, *, points: int, every: int | None,
+                 images: bool) -> None:
         self.ctx, self.every, self.images = ctx, every, images
         cfg, name = ctx.data_cfg, ctx.spec.name
         self.mean = float(ctx.data.norm.get("mean", [0.0])[0])
@@ -71,7 +71,9 @@ class Fit(NoHooks):
                       else None)
         self.grid = torch.as_tensor((self.x[:, None] - self.mean) / self.std,
                                     dtype=train.x.dtype, device=train.x.device)
-        self.noise = float(cfg.get("noise", float("nan")))
+        # Optional: the probe takes any 1-D regression data, and only generated data (sine,
+        # poly) have a noise level in their conf/data/ option; elsewhere it is unknown (nan).
+        self.noise = float(cfg["noise"]) if "noise" in cfg else math.nan
         self.drawn: tuple[int, bytes] | None = None
 
     def start(self, state: TrainState) -> None:
@@ -88,7 +90,7 @@ class Fit(NoHooks):
         pred = predict(self.ctx.model, self.grid).cpu().numpy()[:, 0]
         png = fit_png(self.x, self.truth, pred, self.train_x, self.train_y,
                       title=f"fit · step {state.step}")
-        self.ctx.logger.log_image("probe/fit", png, state.step)
+        self.ctx.logger.log_image(FIT, png, state.step)
         self.drawn = (state.step, png)
         return png
 
@@ -108,7 +110,7 @@ class Fit(NoHooks):
         }
         if self.truth is not None:
             result["truth"] = self.truth
-        atomic_write(self.ctx.run_dir / "fit.npz", lambda f: np.savez(f, **result))
-        self.ctx.logger.log_metrics({"probe/fit/train_mse": float(result["train_mse"]),
-                                     "probe/fit/test_mse": float(result["test_mse"])},
+        atomic_write(self.ctx.run_dir / FIT_FILE, lambda f: np.savez(f, **result))
+        self.ctx.logger.log_metrics({tag(FIT, "train_mse"): float(result["train_mse"]),
+                                     tag(FIT, "test_mse"): float(result["test_mse"])},
                                     state.step)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from dltrain.probes.context import ProbeContext, layer_of, sample_values
+from dltrain.probes.tags import GRADIENTS, WEIGHTS, tag
 from dltrain.train.hooks import NoHooks
 from dltrain.train.state import TrainState
 
@@ -59,8 +60,8 @@ def update_ratios(before: dict[str, list[torch.Tensor]], layers: dict[str, list[
 class Gradients(NoHooks):
     """Gradient norms and update-to-weight ratios at step 0 and every `every` steps."""
 
-    def __init__(self, ctx: ProbeContext, histograms: bool = True,
-                 histogram_values: int = 100_000, every: int | None = None) -> None:
+    def __init__(self, ctx: ProbeContext, *, histograms: bool, histogram_values: int,
+                 every: int | None) -> None:
         self.ctx = ctx
         self.histograms = histograms
         self.limit = histogram_values
@@ -107,14 +108,13 @@ class Gradients(NoHooks):
         if not grads:
             return
         scalars = {**gradient_norms(grads), **ratios}
-        self.ctx.logger.log_metrics({f"probe/gradients/{k}": v for k, v in scalars.items()},
-                                    step)
+        self.ctx.logger.log_metrics({tag(GRADIENTS, k): v for k, v in scalars.items()}, step)
         if self.histograms:
             for layer, g in grads.items():
                 self.ctx.logger.log_histogram(
-                    f"probe/gradients/{layer}",
+                    tag(GRADIENTS, layer),
                     sample_values(torch.cat([t.flatten() for t in g]), self.limit), step)
                 self.ctx.logger.log_histogram(
-                    f"probe/weights/{layer}",
+                    tag(WEIGHTS, layer),
                     sample_values(torch.cat([p.detach().flatten() for p in self.layers[layer]]),
                                   self.limit), step)

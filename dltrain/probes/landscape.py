@@ -16,6 +16,7 @@ resumed run still has them).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from torch import nn
 
 from dltrain.io import atomic_write
 from dltrain.probes.context import ProbeContext, looking
+from dltrain.probes.tags import LANDSCAPE
 from dltrain.train.checkpoint import load_checkpoint, save_checkpoint
 from dltrain.train.hooks import NoHooks
 from dltrain.train.state import TrainState
@@ -55,9 +57,8 @@ def loss_at(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tens
 class Landscape(NoHooks):
     """The 1-D interpolation and the 2-D surface, computed once at the end."""
 
-    def __init__(self, ctx: ProbeContext, resolution: int = 15, span: float = 1.0,
-                 points: int = 31, line: tuple[float, float] = (-0.5, 1.5), seed: int = 0
-                 ) -> None:
+    def __init__(self, ctx: ProbeContext, *, resolution: int, span: float, points: int,
+                 line: Sequence[float], seed: int) -> None:
         self.ctx = ctx
         self.resolution, self.span = resolution, span
         self.points, self.line = points, (float(line[0]), float(line[1]))
@@ -76,7 +77,7 @@ class Landscape(NoHooks):
 
         png = landscape_png(result, title=f"loss landscape · step {state.step}")
         atomic_write(self.ctx.run_dir / "landscape.png", lambda f: f.write(png))
-        self.ctx.logger.log_image("probe/landscape", png, state.step)
+        self.ctx.logger.log_image(LANDSCAPE, png, state.step)
 
     def measure(self) -> dict[str, np.ndarray]:
         """Every number of the picture, the weights left exactly as they were."""

@@ -25,6 +25,7 @@ import torch
 from dltrain.data.spec import Data, DataSpec
 from dltrain.log import Logger
 from dltrain.models.autoencoder import AutoEncoder
+from dltrain.probes.tags import RECONSTRUCTION, tag
 from dltrain.train.hooks import NoHooks
 from dltrain.train.state import TrainState
 
@@ -72,7 +73,7 @@ class ReconstructionPictures(NoHooks):
         finally:
             model.train(was_training)
         for name, picture in pictures.items():
-            self.logger.log_image(f"probe/{name}", picture, step)
+            self.logger.log_image(tag(RECONSTRUCTION, name), picture, step)
 
     def _pixels(self, x: torch.Tensor) -> torch.Tensor:
         """Model-space values back in the data's own units, on the CPU."""

@@ -15,6 +15,7 @@ import torch
 from dltrain.data.spec import DataSpec
 from dltrain.data.text import decode
 from dltrain.probes.context import ProbeContext, looking
+from dltrain.probes.tags import SAMPLES
 from dltrain.train.hooks import NoHooks
 from dltrain.train.state import TrainState
 
@@ -48,8 +49,8 @@ def as_markdown(text: str, prompt_chars: int, step: int, temperature: float) -> 
 
 
 class Samples(NoHooks):
-    def __init__(self, ctx: ProbeContext, length: int = 200, prompt: int = 32,
-                 temperature: float = 1.0, seed: int = 0) -> None:
+    def __init__(self, ctx: ProbeContext, *, length: int, prompt: int, temperature: float,
+                 seed: int) -> None:
         self.ctx = ctx
         self.length, self.temperature, self.seed = length, temperature, seed
         self.context = int(ctx.spec.input_shape[0])
@@ -69,7 +70,7 @@ class Samples(NoHooks):
 
     def write(self, step: int) -> None:
         text = self.sample()
-        self.ctx.logger.log_text("probe/samples",
+        self.ctx.logger.log_text(SAMPLES,
                                  as_markdown(text, len(self.prompt), step, self.temperature), step)
         with open(self.ctx.run_dir / "samples.txt", "a", encoding="utf-8") as f:
             f.write(f"--- step {step}\n{text}\n\n")

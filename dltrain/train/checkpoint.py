@@ -1,4 +1,4 @@
-"""Checkpoints: written atomically, read as data only.
+"""Checkpoints: written atomically, read as data only; a run's last.pt and best.pt.
 
 A checkpoint holds tensors, numbers, strings, lists and dicts — nothing else — so it can be
 loaded with `torch.load(..., weights_only=True)`, which refuses any pickled code: a checkpoint
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pickle
 import random
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ import torch
 
 from dltrain.errors import ConfigError
 from dltrain.io import atomic_write
+from dltrain.train.distributed import SINGLE, Dist
+from dltrain.train.state import Parts, TrainState
 
 FORMAT = 1
 
@@ -63,3 +66,69 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss_np))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_meta(config: Mapping[str, Any], spec: dict[str, Any],
+                    norm: Mapping[str, Any]) -> dict[str, Any]:
+    """What every checkpoint of a run carries besides its states: the resolved config, the
+    data's spec and its normalisation (enough to rebuild the model and feed it raw inputs)."""
+    return {"config": dict(config), "spec": spec, "norm": norm}
+
+
+class Checkpoints:
+    """A run's checkpoints/: last.pt with everything a resume needs, best.pt with the weights.
+
+    Called as `save(state, is_best)` after each validation: last.pt always, best.pt when the
+    monitored metric improved. `compose` makes both from states kept elsewhere, for a caller
+    that writes them later (the members of a vectorised stack).
+    """
+
+    def __init__(self, parts: Parts, meta: dict[str, Any], folder: Path, d: Dist = SINGLE
+                 ) -> None:
+        self.parts = parts
+        self.folder = folder
+        self.meta = meta
+        self.d = d
+
+    def payloads(self, state: TrainState) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(last.pt, best.pt) of the run as it stands now. In a data-parallel job last.pt also
+        holds every process's random state (`rng_ranks`; the others send theirs, see
+        `rank_save`): each draws its own dropout masks, and a resume gives each its own back."""
+        parts, rng = self.parts, rng_state()
+        ranks = self.d.gather(rng)
+        assert parts.optimizer is not None
+        last, best = self.compose(state, parts.model.state_dict(), parts.optimizer.state_dict(),
+                                  parts.scheduler.state_dict() if parts.scheduler else None,
+                                  parts.scaler.state_dict() if parts.scaler else None, rng)
+        if self.d.active:
+            last["rng_ranks"] = ranks
+        return last, best
+
+    def compose(self, state: TrainState, model: dict[str, Any],
+                optimizer: dict[str, Any] | None = None, scheduler: Any = None,
+                scaler: Any = None, rng: dict[str, Any] | None = None
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(last.pt, best.pt) from the given states; best.pt's entries are last.pt's own."""
+        weights = {"model": model, "state": state.to_dict(), **self.meta}
+        return {**weights, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler,
+                "rng": rng}, weights
+
+    def write(self, last: dict[str, Any] | None, best: dict[str, Any] | None) -> None:
+        if last is not None:
+            save_checkpoint(self.folder / "last.pt", last)
+        if best is not None:
+            save_checkpoint(self.folder / "best.pt", best)
+
+    def __call__(self, state: TrainState, is_best: bool) -> None:
+        last, best = self.payloads(state)
+        self.write(last, best if is_best else None)
+
+
+def rank_save(d: Dist) -> Callable[[TrainState, bool], None]:
+    """The `save` of a rank other than 0: it keeps no files, and sends its random state to
+    rank 0's checkpoint (a collective: every rank saves at the same points)."""
+
+    def save(_state: TrainState, _is_best: bool) -> None:
+        d.gather(rng_state())
+
+    return save

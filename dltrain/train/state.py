@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
+from dltrain.data.batches import Batches
+from dltrain.data.spec import Data, DataSpec
 from dltrain.losses import monitor_metric
 from dltrain.optim import Penalty
 
@@ -34,28 +35,28 @@ class Settings:
     nan_policy: str = "stop"  # "stop" | "skip"
 
     @classmethod
-    def from_cfg(cls, trainer: DictConfig, task: str, batch_size: int) -> Settings:
-        monitor, mode = monitor_metric(task, str(trainer.get("monitor", "auto")))
-        clip = trainer.get("grad_clip") or {}
-        early = trainer.get("early_stopping") or {}
+    def from_cfg(cls, trainer: Mapping[str, Any], task: str, batch_size: int) -> Settings:
+        """Read from the `trainer` node (a plain mapping; its defaults are conf/'s)."""
+        monitor, mode = monitor_metric(task, str(trainer["monitor"]))
+        clip, early = trainer["grad_clip"], trainer["early_stopping"]
         return cls(
-            max_epochs=int(trainer.max_epochs),
-            max_steps=None if trainer.max_steps is None else int(trainer.max_steps),
-            log_every=int(trainer.log_every),
-            val_every=int(trainer.val_every),
-            precision=str(trainer.precision),
+            max_epochs=int(trainer["max_epochs"]),
+            max_steps=None if trainer["max_steps"] is None else int(trainer["max_steps"]),
+            log_every=int(trainer["log_every"]),
+            val_every=int(trainer["val_every"]),
+            precision=str(trainer["precision"]),
             monitor=monitor,
             mode=mode,
             # Evaluation at the training batch size: its peak memory then stays below the
             # training step's (no activations kept for a backward pass); larger batches
             # evaluate a little faster and can cost a lot more (attention, big images).
-            eval_batch_size=int(trainer.get("eval_batch_size") or batch_size),
-            accumulate=int(trainer.get("accumulate", 1)),
-            clip_norm=clip.get("max_norm"),
-            clip_value=clip.get("value"),
-            patience=early.get("patience"),
-            min_delta=float(early.get("min_delta", 0.0)),
-            nan_policy=str(trainer.get("nan_policy", "stop")),
+            eval_batch_size=int(trainer["eval_batch_size"] or batch_size),
+            accumulate=int(trainer["accumulate"]),
+            clip_norm=clip["max_norm"],
+            clip_value=clip["value"],
+            patience=early["patience"],
+            min_delta=float(early["min_delta"]),
+            nan_policy=str(trainer["nan_policy"]),
         )
 
     def total_steps(self, batches_per_epoch: int) -> int:
@@ -78,6 +79,19 @@ class Parts:
     # Evaluation's forward when it differs from training's: the bare model under DDP, whose
     # wrapper would otherwise call collectives that only this rank takes part in.
     eval_forward: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+
+@dataclass
+class Job:
+    """Everything a run builds from its config before training (dltrain.job.build_job)."""
+
+    data: Data
+    spec: DataSpec  # the model's view of the data (a binary loss asks for one logit)
+    parts: Parts
+    settings: Settings
+    batches: Batches
+    total_steps: int  # optimiser steps of the whole run: the schedule's length
+    device: torch.device
 
 
 @dataclass

@@ -293,3 +293,18 @@ def load_member_state(optimizer: torch.optim.Optimizer, model: nn.Module,
     optimizer.state.clear()
     for name, entry in state.items():
         optimizer.state[named[name]] = entry
+
+
+def clip_rows(grads: torch.Tensor, layout: Layout, max_norm: float | None,
+              value: float | None) -> None:
+    """trainer.grad_clip for every member (row) of the stack's (members, P) gradient.
+
+    torch.nn.utils.clip_grad_norm_ cannot take the rows of one flat tensor; this is its
+    computation, in its order (each tensor's norm, then the norm of those), so that a member
+    is clipped as its run is, to float rounding."""
+    if max_norm is not None:
+        norms = torch.stack([grads[:, sl].norm(dim=1) for sl in layout.slices()], dim=1)
+        total = norms.norm(dim=1, keepdim=True)
+        grads.mul_(torch.clamp(max_norm / (total + 1e-6), max=1.0))
+    elif value is not None:
+        grads.clamp_(-value, value)

@@ -3,7 +3,9 @@
 Jobs stack when their configs are equal but for values a stack can hold per member
 (`STACKABLE`: the seed, optimiser and regularisation strengths, the init scale; for generated
 data also the noise and the draw, `DATA_STACKABLE`) and when nothing in the shared config
-needs a training loop of its own (`alone_reason`). Torch-free: it reads composed configs only.
+needs a training loop of its own (`alone_reason`). Each key declares which it is in its rule
+(config.RULES: `stack`, `alone`); this module lists no key. Torch-free: it reads composed
+configs only.
 """
 
 from __future__ import annotations
@@ -15,24 +17,32 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from dltrain.config import PROBE_COMMON, PROBES, looks_into_training, lookup, written
-
-# Values each member of a stack may have of its own.
-STACKABLE = (
-    "trainer.seed",  # initialisation, dropout masks and batch order
-    "optim.lr",
-    "optim.weight_decay",
-    "optim.momentum",
-    "optim.dampening",
-    "optim.betas",
-    "optim.eps",
-    "init.std",
-    "model.dropout",
-    "penalty.l1",
-    "penalty.l2",
+from dltrain.config import (
+    PROBE_COMMON,
+    PROBES,
+    RULES,
+    looks_into_training,
+    lookup,
+    written,
 )
-# Generated data sets are drawn per member: the data are stacked too.
-DATA_STACKABLE = ("data.noise", "data.seed")
+from dltrain.rules import PER_DRAW, PER_MEMBER, off
+
+# What each key allows is declared by its rule (config.RULES: `stack` and `alone`); the
+# order in which varying keys are named: seed, optimiser, initialisation, model, penalties, data.
+_ORDER = ("trainer", "optim", "init", "model", "penalty", "data")
+
+
+def _ordered(keys: list[str]) -> tuple[str, ...]:
+    return tuple(sorted(keys, key=lambda k: _ORDER.index(k.split(".")[0])
+                        if k.split(".")[0] in _ORDER else len(_ORDER)))
+
+
+# Values each member of a stack may have of its own (a generated data set's draw too).
+STACKABLE = _ordered([r.key for r in RULES if r.stack == PER_MEMBER])
+DATA_STACKABLE = _ordered([r.key for r in RULES if r.stack == PER_DRAW])
+# Trainer keys whose rules say how a stack runs them; any other must be off to stack.
+TRAINER_KEYS = {r.key for r in RULES if r.key.startswith("trainer.") and r.stack is not None}
+_ALONE = [r for r in RULES if r.alone is not None]
 
 MODELS = ("mlp", "cnn", "resnet")  # families whose layers a stack trains exactly
 OPTIMISERS = {  # optimiser class -> the keys of its config a stack implements
@@ -42,13 +52,6 @@ OPTIMISERS = {  # optimiser class -> the keys of its config a stack implements
                          "foreach", "fused", "capturable", "differentiable"},
     "torch.optim.AdamW": {"lr", "betas", "eps", "weight_decay", "amsgrad", "maximize",
                           "foreach", "fused", "capturable", "differentiable"},
-}
-# trainer keys the stack implements; any other must be off (null, false, 0) to stack.
-TRAINER_KEYS = {
-    "max_epochs", "max_steps", "device", "precision", "compile", "compile_min_steps",
-    "channels_last", "seed", "deterministic", "log_every", "val_every", "eval_batch_size",
-    "threads", "monitor", "accumulate", "grad_clip", "early_stopping", "nan_policy", "resume",
-    "strategy", "sync_batchnorm",  # a stack is never data-parallel (strategy=ddp runs alone)
 }
 
 
@@ -81,8 +84,21 @@ def stack_key(cfg: DictConfig, generated: Collection[str]) -> str:
     return json.dumps(container, sort_keys=True, default=str)
 
 
-def _off(value: Any) -> bool:
-    return value is None or value is False or value == 0 or value == [] or value == {}
+def _leaves(node: Any, prefix: str) -> list[str]:
+    """The dotted keys of the leaves of a plain config node (grad_clip.max_norm, ...)."""
+    if not isinstance(node, dict) or not node:
+        return [prefix[:-1]]
+    return [leaf for k, v in node.items() for leaf in _leaves(v, f"{prefix}{k}.")]
+
+
+def _find(container: dict[str, Any], key: str) -> tuple[bool, Any]:
+    """(whether the config has `key`, its value)."""
+    node: Any = container
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
 
 
 def looking_probes(probe: dict[str, Any]) -> list[str]:
@@ -108,7 +124,7 @@ def alone_reason(cfg: DictConfig, device_type: str = "cpu") -> str | None:
     """
     c = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(c, dict)
-    optim, model, trainer = c.get("optim", {}), c.get("model", {}), c.get("trainer", {})
+    optim, model, trainer = c["optim"], c["model"], c["trainer"]
     target = str(optim.get("_target_"))
     if target == "torch.optim.LBFGS":
         return ("optim=lbfgs: L-BFGS runs a line search of its own length in every step, "
@@ -125,37 +141,21 @@ def alone_reason(cfg: DictConfig, device_type: str = "cpu") -> str | None:
     if model.get("name") not in MODELS:
         return (f"model={model.get('name')}: only {', '.join(MODELS)} are stacked (the "
                 "transformer's attention draws its dropout inside one kernel)")
-    if not _off(model.get("dropout")) and device_type != "cpu":
+    if not off(model.get("dropout")) and device_type != "cpu":
         return (f"model.dropout on {device_type}: dropout masks there come from a fused "
                 "kernel whose random stream a member cannot reproduce (on cpu it can)")
-    for key in sorted(set(trainer) - TRAINER_KEYS):
-        if not _off(trainer[key]):
-            return f"trainer.{key} is not implemented by the vectorised training loop"
-    checks = [
-        (str(trainer.get("precision", "32")) != "32",
-         f"trainer.precision={trainer.get('precision')}: mixed precision runs alone"),
-        (bool(trainer.get("compile")), "trainer.compile=true: a compiled model runs alone"),
-        (trainer.get("channels_last") is True,
-         "trainer.channels_last=true: the channels-last layout runs alone"),
-        (c.get("task") == "reconstruction",
-         "task=reconstruction: autoencoders and VAEs are not stacked"),
-        (int(trainer.get("accumulate", 1)) != 1,
-         "trainer.accumulate: gradient accumulation runs alone"),
-        (trainer.get("nan_policy", "stop") != "stop",
-         "trainer.nan_policy=skip looks at every step's loss, so it runs alone"),
-        (trainer.get("resume", "never") != "never",
-         "trainer.resume=auto: a run that may continue a checkpoint runs alone"),
-        (trainer.get("strategy", "single") != "single",
-         "trainer.strategy=ddp: data-parallel runs are not stacked"),
-        (bool(looking_probes(c.get("probe") or {})),
-         "probes look into one model's training loop: it runs alone (of them only "
-         f"{_at_end_probes()}, which looks at the end, stacks)"),
-        (not _off(lookup(c, "data.augment")),
-         "data augmentation (reg=[augment]) draws per batch: it runs alone"),
-        (lookup(c, "data.in_memory") is False,
-         "data.in_memory=false: streamed batches run alone"),
-    ]
-    return next((why for bad, why in checks if bad), None)
+    for key in sorted(set(_leaves(trainer, "trainer.")) - TRAINER_KEYS):
+        if not off(lookup(c, key)):
+            return f"{key} is not implemented by the vectorised training loop"
+    for rule in _ALONE:
+        found, value = _find(c, rule.key)
+        why = rule.alone(value) if found else None  # type: ignore[misc]
+        if why is not None:
+            return why
+    if looking_probes(c["probe"]):
+        return ("probes look into one model's training loop: it runs alone (of them only "
+                f"{_at_end_probes()}, which looks at the end, stacks)")
+    return None
 
 
 def plan(cfgs: Sequence[DictConfig], generated: Collection[str],

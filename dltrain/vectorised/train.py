@@ -1,6 +1,6 @@
 """train_stack(cfgs, run_dirs): runs of one architecture trained at once, as one stacked model.
 
-Every member is built as its own run builds itself (dltrain.run.build_job, after seeding with
+Every member is built as its own run builds itself (dltrain.job.build_job, after seeding with
 its seed), so it starts from the same weights, takes its batches in the order its own
 ShuffledBatches gives (`order(epoch)` from its seed) and draws the same dropout masks (from a
 copy of the random stream its run would draw them from). One forward, one backward and one
@@ -18,175 +18,61 @@ resume` and `dltrain eval` take them as any run's), train.log and summary.json.
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import math
 import time
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from rich import get_console
 
 from dltrain.config import validate
-from dltrain.data import Data, build_data
+from dltrain.data import Data
 from dltrain.data.batches import ShuffledBatches
 from dltrain.errors import ConfigError
-from dltrain.io import write_json
-from dltrain.log import Logger, Loggers, NullLogger
-from dltrain.log.console import LineLogger, fmt
+from dltrain.job import describe_job
+from dltrain.log.console import fmt
 from dltrain.models.summary import layer_table
 from dltrain.optim import penalised_weights, steps_per_batch
-from dltrain.probes import build_probes
-from dltrain.run import (
-    EXIT_CODES,
-    Checkpoints,
-    Job,
-    RunResult,
-    build_job,
-    describe_job,
-    file_loggers,
-    flat_hparams,
-    progress,
-    run_options,
-    write_config,
+from dltrain.results import RunResult
+from dltrain.runtime import deterministic, environment, flush_denormals, resolve_device
+from dltrain.train.decisions import (
+    divergence,
+    end_epoch,
+    finished,
+    first_nonfinite,
+    judge,
+    val_record,
+    validation_due,
 )
-from dltrain.runtime import (
-    deterministic,
-    environment,
-    flush_denormals,
-    resolve_device,
-    seed_everything,
-)
-from dltrain.train.checkpoint import rng_state
-from dltrain.train.hooks import NO_HOOKS, Hooks
-from dltrain.train.loop import Window, first_nonfinite
+from dltrain.train.hooks import NO_HOOKS
+from dltrain.train.loop import Window, first_nonfinite_layer
 from dltrain.train.signals import StopRequest
 from dltrain.train.state import Settings, TrainState
+from dltrain.vectorised.members import (
+    Member,
+    Snapshot,
+    buffer_row,
+    build_members,
+    close_member,
+    load_row,
+    member_summary,
+    open_members,
+    row_weights,
+)
 from dltrain.vectorised.model import (
     StackedData,
     StackedModel,
     Unstackable,
     batch_slices,
-    check_layers,
     epoch_orders,
 )
-from dltrain.vectorised.optim import (
-    Layout,
-    StackedOptimizer,
-    load_member_state,
-    stacked_optimizer,
-)
+from dltrain.vectorised.optim import clip_rows, load_member_state, stacked_optimizer
 
 log = logging.getLogger("dltrain")
-
-
-@dataclass
-class Member:
-    """One run of the stack: its config and directory, its own built job, where it stands."""
-
-    cfg: DictConfig
-    run_dir: Path
-    job: Job
-    rng: dict[str, Any]  # python, numpy and torch random states, as its run has them
-    generator: torch.Generator  # its dropout masks: the torch stream its run draws from
-    state: TrainState = field(default_factory=TrainState)
-    logger: Logger = field(default_factory=NullLogger)
-    checkpoints: Checkpoints | None = None
-    hooks: Hooks = NO_HOOKS  # its probes; a stack calls only their `end` (config.PROBES)
-    # Where it stood at its last validation (or stop): its run's last.pt, not yet written;
-    # and its best validation so far (the weights are the stack's `best` row), if not written.
-    snapshot: _Snapshot | None = None
-    best_state: TrainState | None = None
-    status: str = "running"  # running | completed | diverged | interrupted | failed
-    error: str | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.status == "running"
-
-
-def _data_key(cfg: DictConfig) -> str:
-    return json.dumps(OmegaConf.to_container(cfg.data, resolve=True), sort_keys=True)
-
-
-def build_members(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path], device: torch.device
-                  ) -> tuple[list[Member], list[Data], list[int]]:
-    """Each member built as its run builds itself; members with the same data share it.
-
-    Returns the members, the distinct data sets and which one each member trains on.
-    Raises Unstackable (nothing written yet) if they cannot train as one stack.
-    """
-    members: list[Member] = []
-    datasets: dict[str, int] = {}
-    data: list[Data] = []
-    which: list[int] = []
-    for cfg, run_dir in zip(cfgs, run_dirs, strict=True):
-        seed_everything(int(cfg.trainer.seed))
-        key = _data_key(cfg)
-        try:
-            if key not in datasets:
-                datasets[key] = len(data)
-                data.append(build_data(cfg.data, device))
-            job = build_job(cfg, device, data=data[datasets[key]])
-        except ConfigError as err:  # each job says so itself, when it runs alone
-            raise Unstackable(f"building the stack failed ({err})") from None
-        rng = rng_state()
-        generator = torch.Generator()
-        generator.set_state(rng["torch"])
-        which.append(datasets[key])
-        members.append(Member(cfg, Path(run_dir), job, rng, generator))
-    first = members[0].job
-    if type(first.batches) is not ShuffledBatches:
-        kind = type(first.batches).__name__
-        raise Unstackable(f"data={first.spec.name} trains on {kind}, not on shuffled index "
-                          "slices of one split; only those are stacked")
-    check_layers(first.parts.model, str(members[0].cfg.model.name))
-    return members, data, which
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    """What a member's last.pt holds, taken when its run would write it: its training state,
-    the stack's parameters and optimiser state (shared by the members taken at that moment),
-    its schedule and its random stream."""
-
-    state: TrainState
-    flat: torch.Tensor
-    buffers: dict[str, torch.Tensor]
-    optimizer: StackedOptimizer
-    scheduler: Any
-    generator: torch.Tensor
-
-
-def _load(member: Member, layout: Layout, row: torch.Tensor,
-          buffers: dict[str, torch.Tensor]) -> torch.nn.Module:
-    """The member's own model, holding the parameters of `row` and `buffers` (its rows)."""
-    model = member.job.parts.model
-    rows = layout.row(row)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.copy_(rows[name])
-        for name, b in model.named_buffers():
-            b.copy_(buffers[name])
-    return model
-
-
-def _weights(member: Member, layout: Layout, row: torch.Tensor,
-             buffers: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The member's model's state_dict with the parameters of `row` and its rows of the
-    stack's `buffers` (copies)."""
-    model = _load(member, layout, row, buffers)
-    return {k: v.clone() for k, v in model.state_dict().items()}
-
-
-def _row(buffers: dict[str, torch.Tensor], i: int) -> dict[str, torch.Tensor]:
-    return {name: b[i] for name, b in buffers.items()}
 
 
 class _Stack:
@@ -211,8 +97,8 @@ class _Stack:
                                            [m.job.parts.model for m in members],
                                            self.model.layout, device)
         self.best, self.best_buffers = self.model.weights()  # each member's best so far
-        l1 = [float(m.cfg.penalty.get("l1", 0.0)) for m in members]
-        l2 = [float(m.cfg.penalty.get("l2", 0.0)) for m in members]
+        l1 = [float(m.config["penalty"]["l1"]) for m in members]
+        l2 = [float(m.config["penalty"]["l2"]) for m in members]
         self.l1 = torch.tensor(l1, device=device) if any(c > 0 for c in l1) else None
         self.l2 = torch.tensor(l2, device=device) if any(c > 0 for c in l2) else None
         self.schedulers = [m.job.parts.scheduler for m in members]
@@ -222,16 +108,6 @@ class _Stack:
 
     # -- one step ------------------------------------------------------------------------
 
-    def _clip(self, grads: torch.Tensor) -> None:
-        s = self.settings
-        if s.clip_norm is not None:  # torch.nn.utils.clip_grad_norm_, per member
-            norms = torch.stack([grads[:, sl].norm(dim=1) for sl in self.model.layout.slices()],
-                                dim=1)
-            total = norms.norm(dim=1, keepdim=True)
-            grads.mul_(torch.clamp(s.clip_norm / (total + 1e-6), max=1.0))
-        elif s.clip_value is not None:
-            grads.clamp_(-s.clip_value, s.clip_value)
-
     def step(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimiser step of every member on its batch idx[i]; (losses, x)."""
         x, y = self.data.batch(idx)
@@ -239,7 +115,8 @@ class _Stack:
         model = self.model
         losses = model.gradients(x, y, masks, self.l1, self.l2)
         with torch.no_grad():
-            self._clip(model.grad)
+            clip_rows(model.grad, self.model.layout, self.settings.clip_norm,
+                      self.settings.clip_value)
             self.optimizer.step(model.flat, model.grad)
         if self.step_schedule:
             for scheduler in self.schedulers:
@@ -263,9 +140,9 @@ class _Stack:
             state = member.state
             state.train_s += elapsed
             state.samples += window.samples
-            bad = next((v for v in values[i] if not math.isfinite(v)), None)
+            bad = first_nonfinite(values[i], state.step)
             if bad is not None:
-                self._diverged(i, member, values[i], x[i])
+                self._diverged(i, member, *bad, x[i])
                 continue
             member.logger.log_metrics({
                 "train/loss": sum(values[i]) / len(values[i]),
@@ -274,26 +151,21 @@ class _Stack:
             }, state.step)
         return Window(started=now)
 
-    def _diverged(self, i: int, member: Member, values: list[float], x: torch.Tensor) -> None:
+    def _diverged(self, i: int, member: Member, step: int, value: float, x: torch.Tensor
+                  ) -> None:
         """As its run: status diverged, the step and the first non-finite layer; the last
         good checkpoint stays (it is not saved again). Its row of the stack goes on being
         computed, unread: members do not mix, so its non-finite numbers reach no other."""
-        at = next(k for k, v in enumerate(values) if not math.isfinite(v))
-        step = member.state.step - len(values) + at + 1
-        rows = self.model.layout.row(self.model.flat[i])
-        with torch.no_grad():
-            for name, p in member.job.parts.model.named_parameters():
-                p.copy_(rows[name])
-        where = first_nonfinite(member.job.parts.model, x)
+        model = load_row(member, self.model.layout, self.model.flat[i],
+                         buffer_row(self.model.buffers, i))
         member.status = "diverged"
-        member.error = (f"The training loss became {values[at]} at step {step}"
-                        f"{f'; first non-finite: {where}' if where else ''}.")
+        member.error = divergence(step, value, first_nonfinite_layer(model, x))
         log.error(f"{member.run_dir.name}: {member.error}")
         self.write(i, member)  # its checkpoints of the last validation, as its run left them
 
     # Checkpoints. A run writes last.pt (and best.pt when it improved) after every
     # validation; a stack of many small runs would spend longer on that than on training. So
-    # the stack keeps what each member's files would hold (a _Snapshot, the best weights)
+    # the stack keeps what each member's files would hold (a Snapshot, the best weights)
     # and writes them when the member stops, on a stop request, every `save_every_s`
     # seconds, and at the end: the files are then what its run's files are at that point.
 
@@ -306,7 +178,7 @@ class _Stack:
 
         def take(member: Member) -> None:
             scheduler = member.job.parts.scheduler
-            member.snapshot = _Snapshot(
+            member.snapshot = Snapshot(
                 copy.copy(member.state), flat, buffers, optimizer,
                 copy.deepcopy(scheduler.state_dict()) if scheduler is not None else None,
                 member.generator.get_state() if drawn else member.rng["torch"])
@@ -319,12 +191,12 @@ class _Stack:
         if member.best_state is not None:
             _, best = member.checkpoints.compose(
                 member.best_state,
-                _weights(member, layout, self.best[i], _row(self.best_buffers, i)))
+                row_weights(member, layout, self.best[i], buffer_row(self.best_buffers, i)))
             member.checkpoints.write(None, best)
             member.best_state = None
         if snap is not None:
             parts = member.job.parts
-            weights = _weights(member, layout, snap.flat[i], _row(snap.buffers, i))
+            weights = row_weights(member, layout, snap.flat[i], buffer_row(snap.buffers, i))
             load_member_state(parts.optimizer, parts.model, snap.optimizer.member_state(i))
             last, _ = member.checkpoints.compose(
                 snap.state, weights, parts.optimizer.state_dict(), snap.scheduler, None,
@@ -359,25 +231,18 @@ class _Stack:
         take = self.snapshot()
         for i, member in running:
             state, val = member.state, results[i]
-            state.last_val = val
-            epoch = state.epoch + state.batch / steps_per_epoch
-            member.logger.log_metrics({"epoch": round(epoch, 3),
-                                       **{f"val/{k}": v for k, v in val.items()}}, state.step)
+            member.logger.log_metrics(val_record(state, val, steps_per_epoch), state.step)
             if self.schedulers[i] is not None and not self.step_schedule:
                 self.schedulers[i].step(val["loss"])  # plateau: on the validation loss
-            value = val[metric]
-            is_best = state.improved(value, settings.mode)
-            if is_best:
-                state.best_value, state.best_step, state.best_val = value, state.step, val
+            verdict = judge(state, val, settings)
+            if verdict.is_best:
                 self.best[i] = self.model.flat[i]
                 for name, b in self.model.buffers.items():
                     self.best_buffers[name][i] = b[i]
-            stop_early = state.note_progress(value, settings)
             take(member)  # what its run saves here: last.pt, and best.pt if is_best
-            if is_best:
+            if verdict.is_best:
                 member.best_state = member.snapshot.state  # type: ignore[union-attr]
-            if stop_early:
-                state.stopped_early = True
+            if verdict.stop_early:
                 member.status = "completed"
                 self.end(i, member)
                 self.write(i, member)
@@ -410,18 +275,18 @@ class _Stack:
         """A completed member's probes look at its final weights, as its run's `fit` lets
         them look after the last step (before the test)."""
         if member.hooks is not NO_HOOKS:
-            _load(member, self.model.layout, self.model.flat[i], _row(self.model.buffers, i))
+            load_row(member, self.model.layout, self.model.flat[i],
+                     buffer_row(self.model.buffers, i))
             member.hooks.end(member.state)
 
     def _fit(self) -> None:
         settings, b = self.settings, self.batches.batch_size
-        max_steps = settings.max_steps or math.inf
         steps_per_epoch = len(self.batches)
         orders = [m.job.batches.order for m in self.members]  # type: ignore[attr-defined]
         clock = TrainState()  # the stack's count: every running member is at this point
         # the window runs across epochs, read as fit() reads its own (see there)
         window, x = Window(), None
-        while clock.epoch < settings.max_epochs and clock.step < max_steps and self.running():
+        while not finished(clock, settings) and self.running():
             if not window.losses:
                 window = Window()
             perms = epoch_orders(orders, clock.epoch)
@@ -438,15 +303,12 @@ class _Stack:
                     window = self.log_window(window, x)
                     if not self.running():
                         break
-                if (self.stop.requested or clock.step >= max_steps
-                        or clock.batch >= steps_per_epoch):
+                if self.stop.requested or finished(clock, settings) \
+                        or clock.batch >= steps_per_epoch:
                     break
-            if clock.batch >= steps_per_epoch:
-                clock.epoch += 1
-                clock.batch = 0
+            end_epoch(clock, steps_per_epoch)
             self.catch_up(clock)
-            finished = clock.epoch >= settings.max_epochs or clock.step >= max_steps
-            due = finished or (clock.batch == 0 and clock.epoch % settings.val_every == 0)
+            due = validation_due(clock, settings)
             if x is not None and (due or self.stop.requested):
                 window = self.log_window(window, x)
             if self.stop.requested:
@@ -464,23 +326,6 @@ class _Stack:
         return self.model.evaluate(self.best, self.best_buffers, self.data.test,
                                    self.data.which_list, self.task,
                                    self.settings.eval_batch_size)
-
-
-def _open(members: Sequence[Member], index_of: int) -> None:
-    """Run directories, configs, loggers and checkpoint writers of the members."""
-    first = members[0]
-    params = sum(p.numel() for p in first.job.parts.model.parameters())
-    for i, m in enumerate(members):
-        m.run_dir.mkdir(parents=True, exist_ok=True)
-        write_config(m.cfg, m.run_dir, False)
-        lines = LineLogger(m.run_dir / "train.log", int(m.cfg.trainer.max_epochs))
-        lines.line(describe_job(m.job, params, m.cfg))
-        lines.line(f"run directory: {m.run_dir}")
-        lines.line(f"trained by the vectorised launcher as member {i + 1} of a stack of "
-                   f"{len(members)}" + (f" (stack {index_of})" if index_of else ""))
-        m.logger = Loggers([lines, *file_loggers(m.cfg, m.run_dir)])
-        m.checkpoints = Checkpoints(m.job, m.cfg, m.run_dir)
-        m.hooks = build_probes(m.cfg, m.job, m.logger, m.run_dir, True)
 
 
 def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path | str],
@@ -511,9 +356,10 @@ def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path | str],
         stack = _Stack(members, data, which, device, stop, save_every_s)
         job = members[0].job
         params = sum(p.numel() for p in job.parts.model.parameters())
-        log.info(f"a stack of {len(members)}: {describe_job(job, params, first)} each")
+        name = str(members[0].config["model"]["name"])
+        log.info(f"a stack of {len(members)}: {describe_job(job, params, name)} each")
         get_console().print(layer_table(job.parts.model, job.spec))
-        _open(members, index_of)
+        open_members(members, index_of)
         tests: list[dict[str, float]] = [{} for _ in members]
         try:
             stack.fit()
@@ -534,29 +380,9 @@ def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path | str],
     wall = round(time.perf_counter() - started, 3)
     results = []
     for i, m in enumerate(members):
-        summary = _summary(m, params, device, tests[i], len(members), i)
-        try:
-            m.logger.log_hparams(flat_hparams(m.cfg), summary["status"])
-        except Exception as err:  # never at the cost of summary.json
-            log.warning(f"no HParams record: {type(err).__name__}: {err}")
-        m.logger.close()
-        summary.update(wall_s=wall, env=env)
-        write_json(m.run_dir / "summary.json", summary)
-        results.append(RunResult(summary["status"], EXIT_CODES[summary["status"]], summary))
+        summary = member_summary(m, params, device, tests[i], len(members), i)
+        close_member(m, {**summary, "wall_s": wall, "env": env})
+        results.append(RunResult.of(summary))
     return results
 
 
-def _summary(m: Member, params: int, device: torch.device, test: dict[str, float],
-             size: int, index: int) -> dict[str, Any]:
-    """summary.json of a member: the keys its own run writes, plus where in the stack it was."""
-    summary: dict[str, Any] = {"status": m.status, "options": run_options(m.cfg),
-                               "task": m.job.spec.task, "params": params, "device": str(device)}
-    if m.status in ("completed", "interrupted"):
-        summary.update(progress(m.state, m.job.settings), status=m.status)
-    if m.status == "completed":
-        summary["test"] = test
-        m.logger.log_metrics({f"test/{k}": v for k, v in test.items()}, m.state.step)
-    if m.error:
-        summary["error"] = m.error
-    summary["vectorised"] = {"members": size, "member": index}
-    return summary

@@ -153,13 +153,14 @@ class VectorisedLauncher(Launcher):
         logging.config.dictConfig(conf)
 
     def _plan(self, configs: Sequence[DictConfig], tasks: Sequence[DictConfig]) -> Any:
+        from dltrain.cli.app import TrainTask
         from dltrain.data import SOURCES, Generated
         from dltrain.errors import ConfigError
         from dltrain.runtime import resolve_device
         from dltrain.vectorised.plan import Plan, job_numbers, plan, varying
 
         numbers = [int(c.hydra.job.num) for c in configs]
-        if getattr(self.task_function, "finish", None) is None:
+        if not isinstance(self.task_function, TrainTask):
             result = Plan(alone={i: "the task is not dltrain's training"
                                  for i in range(len(configs))})
         elif any(c.hydra.job.chdir for c in configs):
@@ -209,7 +210,7 @@ class VectorisedLauncher(Launcher):
             return {i: self._alone(configs[i]) for i in unit}
         finally:
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        finish = self.task_function.finish  # type: ignore[union-attr]
+        finish = self.task_function.finish  # a TrainTask's (see _plan)
         returns = {}
         for i, result in zip(unit, results, strict=True):
             returns[i] = self._run(configs[i], _member(finish, tasks[i][1], result))
@@ -307,7 +308,7 @@ def _calls_resolvers(node: Any) -> bool:
 
 def _member(finish: Callable[[str, Any], Any], run_dir: str, result: Any) -> TaskFunction:
     """The task function of a member that has trained: its result handed to dltrain's own
-    accounting (cli.py's `finish`), inside Hydra's job like any run."""
+    accounting (dltrain.cli.TrainTask.finish), inside Hydra's job like any run."""
 
     def task(_cfg: DictConfig) -> Any:
         summary = result.summary

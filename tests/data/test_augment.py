@@ -7,6 +7,7 @@ from dltrain.data import build_data
 from dltrain.data.augment import Augment
 from dltrain.data.batches import AugmentedBatches, ShuffledBatches, train_batches
 from dltrain.errors import ConfigError
+from dltrain.targets import plain
 from tests.data.files import cifar_batches, fake_mnist, write_cifar_folder
 
 
@@ -95,22 +96,23 @@ def test_rotations_fill_with_the_blank_not_with_zero():
 
 
 def test_only_training_batches_are_augmented(make_cfg):
-    plain = build_data(make_cfg("data.n_train=600", "data.n_test=100").data)
-    augmented = build_data(make_cfg("data.n_train=600", "data.n_test=100", "reg=[augment]").data)
-    assert plain.augment is None and isinstance(augmented.augment, Augment)
+    bare = build_data(plain(make_cfg("data.n_train=600", "data.n_test=100").data))
+    augmented = build_data(plain(make_cfg("data.n_train=600", "data.n_test=100",
+                                          "reg=[augment]").data))
+    assert bare.augment is None and isinstance(augmented.augment, Augment)
     # evaluation sees the very same tensors with or without reg=[augment]
-    assert torch.equal(plain.val.x, augmented.val.x) and torch.equal(plain.test.x,
-                                                                      augmented.test.x)
-    assert torch.equal(plain.train.x, augmented.train.x)
+    assert torch.equal(bare.val.x, augmented.val.x)
+    assert torch.equal(bare.test.x, augmented.test.x)
+    assert torch.equal(bare.train.x, augmented.train.x)
     a = train_batches(augmented, 32, seed=0)
-    p = train_batches(plain, 32, seed=0)
+    p = train_batches(bare, 32, seed=0)
     assert isinstance(a, AugmentedBatches) and isinstance(p, ShuffledBatches)
     (xa, ya), (xp, yp) = next(a.epoch(0)), next(p.epoch(0))
     assert torch.equal(ya, yp) and xa.shape == xp.shape and not torch.equal(xa, xp)
 
 
 def test_augmented_batches_are_reproducible_and_resume_exactly(make_cfg):
-    data = build_data(make_cfg("data.n_train=600", "data.n_test=100", "reg=[augment]").data)
+    data = build_data(plain(make_cfg("data.n_train=600", "data.n_test=100", "reg=[augment]").data))
     batches = train_batches(data, 32, seed=4)
     first = [x for x, _ in batches.epoch(1)]
     again = [x for x, _ in train_batches(data, 32, seed=4).epoch(1)]
@@ -127,7 +129,7 @@ def test_flip_is_off_for_digits_and_on_for_other_images(make_cfg, tmp_path):
 
     def augment(*overrides):
         root = [] if "data=glyphs" in overrides else [f"data.root={tmp_path}"]
-        return build_data(make_cfg(*overrides, *root, "reg=[augment]").data).augment
+        return build_data(plain(make_cfg(*overrides, *root, "reg=[augment]").data)).augment
 
     assert augment("data=glyphs", "data.n_train=100", "data.n_test=10").flip is False
     assert augment("data=mnist").flip is False
@@ -139,7 +141,7 @@ def test_flip_is_off_for_digits_and_on_for_other_images(make_cfg, tmp_path):
 
 def test_the_blank_is_what_a_black_pixel_became(make_cfg, tmp_path):
     fake_mnist(tmp_path, n_train=60, n_test=10)
-    data = build_data(make_cfg("data=mnist", f"data.root={tmp_path}", "reg=[augment]").data)
+    data = build_data(plain(make_cfg("data=mnist", f"data.root={tmp_path}", "reg=[augment]").data))
     mean, std = data.norm["mean"][0], data.norm["std"][0]
     assert data.augment.fill == pytest.approx((-mean / std,))
     assert data.train.x.min().item() == pytest.approx(-mean / std, abs=1e-5)
@@ -147,7 +149,8 @@ def test_the_blank_is_what_a_black_pixel_became(make_cfg, tmp_path):
 
 def test_augmenting_points_or_text_is_refused(make_cfg, tmp_path):
     with pytest.raises(ConfigError, match="data=moons holds vectors"):
-        build_data(make_cfg("data=moons", "reg=[augment]").data)
+        build_data(plain(make_cfg("data=moons", "reg=[augment]").data))
     (tmp_path / "t.txt").write_text("abc " * 500)
     with pytest.raises(ConfigError, match="data=text holds token sequences"):
-        build_data(make_cfg("data=text", f"data.path={tmp_path / 't.txt'}", "reg=[augment]").data)
+        build_data(plain(make_cfg("data=text", f"data.path={tmp_path / 't.txt'}",
+                                  "reg=[augment]").data))

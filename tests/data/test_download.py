@@ -11,6 +11,7 @@ from dltrain.data.download import Remote, Unreachable, fetch
 from dltrain.data.text import TextFile
 from dltrain.data.vision import IDX_FILES, MNIST, IdxFiles, ImageFiles
 from dltrain.errors import ConfigError
+from dltrain.targets import plain
 from tests.conftest import run_cli
 from tests.data.files import dead_url, fake_mnist, md5, serve
 
@@ -79,13 +80,14 @@ def test_missing_mnist_files_are_downloaded_into_torchvisions_layout(make_cfg, t
     arrays = fake_mnist(served, n_train=60, n_test=20, gz=True)
     monkeypatch.setitem(SOURCES, "mnist", fake_mnist_source(served))
     with serve(served) as url:
-        data = build_data(make_cfg("data=mnist", f"data.root={root}", f"data.mirror={url}").data)
+        data = build_data(plain(make_cfg("data=mnist", f"data.root={root}",
+                                         f"data.mirror={url}").data))
     assert sorted(p.name for p in (root / "MNIST" / "raw").iterdir()) == sorted(
         f"{stem}.gz" for stem in IDX_FILES)
     assert torch.equal(data.test.y, torch.from_numpy(arrays["t10k-labels-idx1-ubyte"]).long())
     # the second time, the files are there: no server needed
-    again = build_data(make_cfg("data=mnist", f"data.root={root}",
-                                f"data.mirror={dead_url()}").data)
+    again = build_data(plain(make_cfg("data=mnist", f"data.root={root}",
+                                      f"data.mirror={dead_url()}").data))
     assert torch.equal(again.test.x, data.test.x)
 
 
@@ -96,7 +98,7 @@ def test_only_the_missing_files_are_downloaded(make_cfg, tmp_path, monkeypatch):
     (root / "t10k-labels-idx1-ubyte").unlink()
     monkeypatch.setitem(SOURCES, "mnist", fake_mnist_source(served))
     with serve(served) as url:
-        build_data(make_cfg("data=mnist", f"data.root={root}", f"data.mirror={url}").data)
+        build_data(plain(make_cfg("data=mnist", f"data.root={root}", f"data.mirror={url}").data))
     assert [p.name for p in (root / "MNIST" / "raw").iterdir()] == ["t10k-labels-idx1-ubyte.gz"]
 
 
@@ -104,7 +106,7 @@ def test_served_files_with_other_checksums_are_refused(make_cfg, tmp_path):
     served, root = tmp_path / "served", tmp_path / "root"
     fake_mnist(served, n_train=60, n_test=20)  # not the real MNIST: its MD5s are not published
     with serve(served) as url, pytest.raises(ConfigError) as err:
-        build_data(make_cfg("data=mnist", f"data.root={root}", f"data.mirror={url}").data)
+        build_data(plain(make_cfg("data=mnist", f"data.root={root}", f"data.mirror={url}").data))
     assert "train-images-idx3-ubyte.gz is corrupt and was not kept" in str(err.value)
     assert "f68b3c2dcbeaaa9fbdd348bbdeb94873" in str(err.value)  # the published MD5
     assert not (root / "MNIST" / "raw").exists() or not list((root / "MNIST" / "raw").iterdir())
@@ -113,8 +115,8 @@ def test_served_files_with_other_checksums_are_refused(make_cfg, tmp_path):
 def test_no_network_names_the_folder_and_the_files_within_seconds(make_cfg, tmp_path):
     started = time.perf_counter()
     with pytest.raises(ConfigError) as err:
-        build_data(make_cfg("data=mnist", f"data.root={tmp_path}",
-                            f"data.mirror={dead_url()}").data)
+        build_data(plain(make_cfg("data=mnist", f"data.root={tmp_path}",
+                                  f"data.mirror={dead_url()}").data))
     assert time.perf_counter() - started < 5
     message = str(err.value)
     assert f"in {tmp_path.resolve() / 'MNIST' / 'raw'} or directly in {tmp_path.resolve()}" \
@@ -127,7 +129,8 @@ def test_no_network_names_the_folder_and_the_files_within_seconds(make_cfg, tmp_
 
 def test_download_off_says_so_without_trying(make_cfg, tmp_path):
     with pytest.raises(ConfigError, match=r"downloading is off \(data.download=false\)") as err:
-        build_data(make_cfg("data=cifar10", f"data.root={tmp_path}", "data.download=false").data)
+        build_data(plain(make_cfg("data=cifar10", f"data.root={tmp_path}",
+                                  "data.download=false").data))
     assert "cifar-10-python.tar.gz" in str(err.value)
     assert "data_batch_1, data_batch_2" in str(err.value)  # or the extracted batches
 
@@ -140,16 +143,16 @@ def test_tiny_shakespeare_is_downloaded_once_with_its_checksum(make_cfg, tmp_pat
     monkeypatch.setitem(SOURCES, "tiny_shakespeare",
                         TextFile(remote_for(served / "tiny_shakespeare.txt", "sha256")))
     with serve(served) as url:
-        data = build_data(make_cfg("data=tiny_shakespeare", f"data.root={root}",
-                                   f"data.mirror={url}", "data.block_size=32").data)
+        data = build_data(plain(make_cfg("data=tiny_shakespeare", f"data.root={root}",
+                                         f"data.mirror={url}", "data.block_size=32").data))
     assert (root / "tiny_shakespeare.txt").read_text() == text
     assert data.spec.name == "tiny_shakespeare" and data.spec.vocab_size == len(set(text)) + 1
 
 
 def test_tiny_shakespeare_without_network_names_its_file(make_cfg, tmp_path):
     with pytest.raises(ConfigError) as err:
-        build_data(make_cfg("data=tiny_shakespeare", f"data.root={tmp_path}",
-                            f"data.mirror={dead_url()}").data)
+        build_data(plain(make_cfg("data=tiny_shakespeare", f"data.root={tmp_path}",
+                                  f"data.mirror={dead_url()}").data))
     assert f"needs tiny_shakespeare.txt in {tmp_path.resolve()}" in str(err.value)
 
 

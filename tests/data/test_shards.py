@@ -8,6 +8,7 @@ from dltrain.data import build_data
 from dltrain.data.batches import StreamedBatches, train_batches
 from dltrain.data.spec import Shard
 from dltrain.errors import ConfigError
+from dltrain.targets import plain
 from tests.data.files import fake_mnist
 from tests.data.test_text import english, text_data, write
 
@@ -32,8 +33,8 @@ def assert_shards_make_the_batches(data, batch_size, count, epoch=2, start=0):
 @pytest.mark.parametrize("augment", [False, True], ids=["plain", "augmented"])
 @pytest.mark.parametrize("count", [2, 4])
 def test_in_memory_shards_are_the_global_batch(make_cfg, augment, count):
-    data = build_data(make_cfg("data.n_train=400", "data.n_test=50",
-                               *(AUGMENT if augment else [])).data)
+    data = build_data(plain(make_cfg("data.n_train=400", "data.n_test=50",
+                                     *(AUGMENT if augment else [])).data))
     assert (data.augment is not None) is augment
     assert_shards_make_the_batches(data, 32, count)
     assert_shards_make_the_batches(data, 32, count, start=5)  # a resume mid-epoch
@@ -42,8 +43,9 @@ def test_in_memory_shards_are_the_global_batch(make_cfg, augment, count):
 @pytest.mark.parametrize("augment", [False, True], ids=["plain", "augmented"])
 def test_streamed_shards_load_only_their_rows(make_cfg, tmp_path, augment):
     fake_mnist(tmp_path, n_train=300, n_test=40)
-    data = build_data(make_cfg("data=mnist", f"data.root={tmp_path}", "data.in_memory=false",
-                               "data.workers=0", *(AUGMENT if augment else [])).data)
+    data = build_data(plain(make_cfg("data=mnist", f"data.root={tmp_path}",
+                                     "data.in_memory=false", "data.workers=0",
+                                     *(AUGMENT if augment else [])).data))
     assert_shards_make_the_batches(data, 32, 2)
     streamed = train_batches(data, 32, seed=3, shard=Shard(1, 4))
     inner = streamed.inner if augment else streamed
@@ -57,6 +59,6 @@ def test_text_shards_are_the_global_windows(make_cfg, tmp_path):
 
 
 def test_a_batch_that_does_not_split_over_the_shards_is_refused(make_cfg):
-    data = build_data(make_cfg("data.n_train=400", "data.n_test=50").data)
+    data = build_data(plain(make_cfg("data.n_train=400", "data.n_test=50").data))
     with pytest.raises(ConfigError, match=r"data\.batch_size=30 does not split evenly over 4"):
         train_batches(data, 30, seed=0, shard=Shard(1, 4))

@@ -9,14 +9,15 @@ import torch
 
 from dltrain.data import HostSplit, build_data
 from dltrain.data.batches import StreamedBatches, _HostBatches, train_batches
+from dltrain.targets import plain
 from tests.data.files import cifar_batches, fake_mnist, write_cifar_folder
 
 
 def both(make_cfg, root, *overrides):
     """The same data set built in memory and streamed."""
     common = (f"data.root={root}", *overrides)
-    return (build_data(make_cfg(*common, "data.in_memory=true").data),
-            build_data(make_cfg(*common, "data.in_memory=false").data))
+    return (build_data(plain(make_cfg(*common, "data.in_memory=true").data)),
+            build_data(plain(make_cfg(*common, "data.in_memory=false").data)))
 
 
 def assert_same_batches(a, b, epoch, start=0):

@@ -1,8 +1,11 @@
 import math
+from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
+from dltrain.cli import conf_dir
 from dltrain.data import SOURCES, Generated, synthetic
 
 GENERATED = [name for name, source in SOURCES.items() if isinstance(source, Generated)]
@@ -12,9 +15,16 @@ def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def draw(name: str, n: int, noise: float, generator: torch.Generator):
+    """A draw of data set `name` with the shape parameters of its conf/data/ option."""
+    source = SOURCES[name]
+    option = OmegaConf.load(Path(conf_dir()) / "data" / f"{name}.yaml")
+    return source.make(n, noise, generator, **{k: option[k] for k in source.params})
+
+
 @pytest.mark.parametrize("name", ["moons", "circles", "spirals", "blobs"])
 def test_2d_classification_sets_are_balanced_points(name):
-    x, y = SOURCES[name].make(600, 0.1, gen())
+    x, y = draw(name, 600, 0.1, gen())
     assert x.shape == (600, 2) and x.dtype == torch.float32
     assert y.dtype == torch.int64
     counts = torch.bincount(y)
@@ -23,8 +33,7 @@ def test_2d_classification_sets_are_balanced_points(name):
 
 @pytest.mark.parametrize("name", GENERATED)
 def test_same_seed_same_data_other_seed_other_data(name):
-    make = SOURCES[name].make
-    a, b, c = make(64, 0.1, gen(1)), make(64, 0.1, gen(1)), make(64, 0.1, gen(2))
+    a, b, c = draw(name, 64, 0.1, gen(1)), draw(name, 64, 0.1, gen(1)), draw(name, 64, 0.1, gen(2))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(a[0], c[0])
 

@@ -8,11 +8,12 @@ from dltrain.data.batches import InputTargets, ShuffledBatches, train_batches
 from dltrain.data.spec import Data, DataSpec, Split
 from dltrain.data.tasks import with_task
 from dltrain.errors import ConfigError
+from dltrain.targets import plain
 from tests.data.files import fake_mnist
 
 
 def test_reconstruction_makes_the_inputs_the_targets_and_keeps_the_labels(make_cfg):
-    data = build_data(make_cfg("data.n_train=200", "data.n_test=50").data)
+    data = build_data(plain(make_cfg("data.n_train=200", "data.n_test=50").data))
     task = with_task(data, "reconstruction")
     for split, own in ((task.train, data.train), (task.val, data.val), (task.test, data.test)):
         assert split.y is split.x and torch.equal(split.x, own.x)
@@ -23,7 +24,7 @@ def test_reconstruction_makes_the_inputs_the_targets_and_keeps_the_labels(make_c
 
 
 def test_a_task_that_does_not_fit_the_data_is_refused(make_cfg):
-    data = build_data(make_cfg("data=sine", "data.n_train=50").data)
+    data = build_data(plain(make_cfg("data=sine", "data.n_train=50").data))
     with pytest.raises(ConfigError) as err:
         with_task(data, "classification")
     assert str(err.value) == ("task=classification does not fit data=sine, a regression data "
@@ -39,8 +40,8 @@ def test_a_task_that_does_not_fit_the_data_is_refused(make_cfg):
 def test_streamed_reconstruction_batches_equal_the_in_memory_ones(make_cfg, tmp_path):
     fake_mnist(tmp_path, n_train=200, n_test=20, gz=False)
     common = (f"data.root={tmp_path}", "data=mnist", "data.workers=0")
-    memory = with_task(build_data(make_cfg(*common).data), "reconstruction")
-    streamed = with_task(build_data(make_cfg(*common, "data.in_memory=false").data),
+    memory = with_task(build_data(plain(make_cfg(*common).data)), "reconstruction")
+    streamed = with_task(build_data(plain(make_cfg(*common, "data.in_memory=false").data)),
                          "reconstruction")
     a, b = train_batches(memory, 16, seed=3), train_batches(streamed, 16, seed=3)
     assert isinstance(b, InputTargets)
@@ -53,7 +54,7 @@ def test_streamed_reconstruction_batches_equal_the_in_memory_ones(make_cfg, tmp_
 
 def test_augmentation_changes_the_inputs_only_a_denoising_autoencoder(make_cfg):
     cfg = make_cfg("data.n_train=100", "reg=[augment]", "data.augment.noise=0.5")
-    data = with_task(build_data(cfg.data), "reconstruction")
+    data = with_task(build_data(plain(cfg.data)), "reconstruction")
     x, y = next(iter(train_batches(data, 32, seed=0).epoch(0)))
     clean, _ = next(iter(ShuffledBatches(data.train, 32, seed=0).epoch(0)))
     assert torch.equal(y, clean) and not torch.allclose(x, clean, atol=0.1)

@@ -12,6 +12,7 @@ from dltrain.data import DataSpec, build_data
 from dltrain.data.batches import WindowBatches, train_batches
 from dltrain.data.text import UNKNOWN, build_vocab, decode, encode, windows
 from dltrain.errors import ConfigError
+from dltrain.targets import plain
 
 WORDS = ("the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "seven",
          "wizards", "quietly", "hum", "an", "old", "song", "about", "rivers", "and", "mountains",
@@ -37,7 +38,7 @@ def write(tmp_path, text, name="corpus.txt"):
 
 
 def text_data(make_cfg, path, *overrides):
-    return build_data(make_cfg("data=text", f"data.path={path}", *overrides).data)
+    return build_data(plain(make_cfg("data=text", f"data.path={path}", *overrides).data))
 
 
 def test_vocabulary_reserves_id_0_and_sorts_the_rest():
@@ -157,7 +158,7 @@ def test_parts_too_short_for_one_window_are_refused(make_cfg, tmp_path, override
 
 def test_bad_text_input_is_named(make_cfg, tmp_path):
     with pytest.raises(ConfigError, match=r"data=text needs data\.path=FILE"):
-        build_data(make_cfg("data=text").data)
+        build_data(plain(make_cfg("data=text").data))
     with pytest.raises(ConfigError, match="there is no such file"):
         text_data(make_cfg, tmp_path / "missing.txt")
     latin1 = tmp_path / "latin1.txt"
@@ -201,7 +202,7 @@ def test_a_bigram_model_reaches_the_counted_bigram_perplexity(make_cfg, tmp_path
     assert result.status == "completed", result.summary.get("error")
     test = result.summary["test"]
     assert test["perplexity"] == pytest.approx(math.exp(test["loss"]))
-    data = build_data(cfg.data)
+    data = build_data(plain(cfg.data))
     counted = bigram_perplexity(data.tokens, data.test.x.flatten(), data.spec.vocab_size)
     assert data.spec.vocab_size > 20
     assert test["perplexity"] == pytest.approx(counted, rel=0.05)  # far below uniform (vocab)

@@ -11,6 +11,7 @@ import torch
 from dltrain.data import build_data
 from dltrain.data.vision import CIFAR_DIR, IDX_FILES, read_idx, unpickle_arrays
 from dltrain.errors import ConfigError
+from dltrain.targets import plain
 from tests.data.files import (
     cifar_batches,
     fake_mnist,
@@ -94,7 +95,7 @@ def test_a_bad_idx_file_is_named_with_what_is_wrong(tmp_path, content, message):
 
 def test_mnist_from_the_root_folder(make_cfg, tmp_path):
     arrays = fake_mnist(tmp_path, n_train=200, n_test=50, gz=False)
-    data = build_data(make_cfg("data=mnist", f"data.root={tmp_path}").data)
+    data = build_data(plain(make_cfg("data=mnist", f"data.root={tmp_path}").data))
     assert (len(data.train), len(data.val), len(data.test)) == (180, 20, 50)
     spec = data.spec
     assert spec.task == "classification" and spec.kind == "image"
@@ -112,14 +113,14 @@ def test_mnist_from_the_root_folder(make_cfg, tmp_path):
                                               ("fashion_mnist", "FashionMNIST")])
 def test_torchvisions_layout_gzipped(make_cfg, tmp_path, name, folder):
     fake_mnist(tmp_path / folder / "raw", n_train=100, n_test=30, gz=True)
-    data = build_data(make_cfg(f"data={name}", f"data.root={tmp_path}").data)
+    data = build_data(plain(make_cfg(f"data={name}", f"data.root={tmp_path}").data))
     assert (len(data.train) + len(data.val), len(data.test)) == (100, 30)
     assert data.spec.name == name
 
 
 def test_fashion_mnist_names_its_classes(make_cfg, tmp_path):
     fake_mnist(tmp_path, n_train=50, n_test=10)
-    spec = build_data(make_cfg("data=fashion_mnist", f"data.root={tmp_path}").data).spec
+    spec = build_data(plain(make_cfg("data=fashion_mnist", f"data.root={tmp_path}").data)).spec
     assert spec.class_names[0] == "T-shirt/top" and spec.class_names[9] == "Ankle boot"
 
 
@@ -127,7 +128,7 @@ def test_files_may_be_spread_over_both_places_and_both_forms(make_cfg, tmp_path)
     arrays = fake_mnist(tmp_path / "MNIST" / "raw", n_train=60, n_test=20, gz=True)
     # an uncompressed copy of the test images in the root is preferred (it can be mapped)
     write_idx(tmp_path / "t10k-images-idx3-ubyte", arrays["t10k-images-idx3-ubyte"][::-1].copy())
-    data = build_data(make_cfg("data=mnist", f"data.root={tmp_path}").data)
+    data = build_data(plain(make_cfg("data=mnist", f"data.root={tmp_path}").data))
     mean, std = data.norm["mean"][0], data.norm["std"][0]
     first = torch.from_numpy(arrays["t10k-images-idx3-ubyte"][-1]).float() / 255
     assert torch.allclose(data.test.x[0, 0] * std + mean, first, atol=1e-5)
@@ -135,7 +136,7 @@ def test_files_may_be_spread_over_both_places_and_both_forms(make_cfg, tmp_path)
 
 def test_normalisation_comes_from_the_train_split(make_cfg, tmp_path):
     fake_mnist(tmp_path, n_train=400, n_test=50)
-    data = build_data(make_cfg("data=mnist", f"data.root={tmp_path}").data)
+    data = build_data(plain(make_cfg("data=mnist", f"data.root={tmp_path}").data))
     assert abs(data.train.x.mean().item()) < 1e-5 and abs(data.train.x.std().item() - 1) < 1e-4
     assert abs(data.val.x.mean().item()) > 1e-4  # the val split is scaled, not standardised
     # undoing the saved normalisation gives back whole raw pixel values: x = (p/255 - m) / s
@@ -145,7 +146,8 @@ def test_normalisation_comes_from_the_train_split(make_cfg, tmp_path):
 
 def test_validation_is_carved_from_the_training_files(make_cfg, tmp_path):
     arrays = fake_mnist(tmp_path, n_train=300, n_test=50)
-    data = build_data(make_cfg("data=mnist", f"data.root={tmp_path}", "data.val_fraction=0.2").data)
+    data = build_data(plain(make_cfg("data=mnist", f"data.root={tmp_path}",
+                                     "data.val_fraction=0.2").data))
     mean, std = data.norm["mean"][0], data.norm["std"][0]
 
     def rows(split):  # each image as bytes, to compare sets of images
@@ -161,8 +163,8 @@ def test_n_train_draws_a_seeded_sample(make_cfg, tmp_path):
     fake_mnist(tmp_path, n_train=300, n_test=20)
 
     def build(*overrides):
-        return build_data(make_cfg("data=mnist", f"data.root={tmp_path}", "data.n_train=100",
-                                   *overrides).data)
+        return build_data(plain(make_cfg("data=mnist", f"data.root={tmp_path}", "data.n_train=100",
+                                         *overrides).data))
 
     a, b, c = build(), build(), build("data.seed=1")
     assert len(a.train) + len(a.val) == 100
@@ -173,14 +175,14 @@ def test_n_train_draws_a_seeded_sample(make_cfg, tmp_path):
 def test_n_train_beyond_the_files_is_refused(make_cfg, tmp_path):
     fake_mnist(tmp_path, n_train=50, n_test=10)
     with pytest.raises(ConfigError, match=r"data\.n_train=80 is more than the 50 training"):
-        build_data(make_cfg("data=mnist", f"data.root={tmp_path}", "data.n_train=80").data)
+        build_data(plain(make_cfg("data=mnist", f"data.root={tmp_path}", "data.n_train=80").data))
 
 
 def test_labels_that_do_not_match_the_images_are_named(make_cfg, tmp_path):
     fake_mnist(tmp_path, n_train=50, n_test=10, gz=False)
     write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(49, np.uint8))
     with pytest.raises(ConfigError, match="holds 49 labels for 50 images"):
-        build_data(make_cfg("data=mnist", f"data.root={tmp_path}").data)
+        build_data(plain(make_cfg("data=mnist", f"data.root={tmp_path}").data))
 
 
 def test_a_truncated_file_in_the_root_stops_the_build_naming_it(make_cfg, tmp_path):
@@ -188,7 +190,7 @@ def test_a_truncated_file_in_the_root_stops_the_build_naming_it(make_cfg, tmp_pa
     path = tmp_path / "t10k-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:-28])
     with pytest.raises(ConfigError, match=f"{path} is truncated"):
-        build_data(make_cfg("data=mnist", f"data.root={tmp_path}").data)
+        build_data(plain(make_cfg("data=mnist", f"data.root={tmp_path}").data))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,7 +200,7 @@ def test_a_truncated_file_in_the_root_stops_the_build_naming_it(make_cfg, tmp_pa
 def test_cifar_from_the_batches_folder(make_cfg, tmp_path):
     batches = cifar_batches(20)
     write_cifar_folder(tmp_path, batches)
-    data = build_data(make_cfg("data=cifar10", f"data.root={tmp_path}").data)
+    data = build_data(plain(make_cfg("data=cifar10", f"data.root={tmp_path}").data))
     assert (len(data.train) + len(data.val), len(data.test)) == (100, 20)
     spec = data.spec
     assert spec.input_shape == (3, 32, 32) and spec.class_names[0] == "airplane"
@@ -215,8 +217,8 @@ def test_cifar_from_the_archive_equals_cifar_from_the_folder(make_cfg, tmp_path)
     batches = cifar_batches(10, seed=3)
     write_cifar_folder(tmp_path / "a", batches)
     write_cifar_archive(tmp_path / "b" / "cifar-10-python.tar.gz", batches)
-    a = build_data(make_cfg("data=cifar10", f"data.root={tmp_path / 'a'}").data)
-    b = build_data(make_cfg("data=cifar10", f"data.root={tmp_path / 'b'}").data)
+    a = build_data(plain(make_cfg("data=cifar10", f"data.root={tmp_path / 'a'}").data))
+    b = build_data(plain(make_cfg("data=cifar10", f"data.root={tmp_path / 'b'}").data))
     assert torch.equal(a.train.x, b.train.x) and torch.equal(a.test.y, b.test.y)
     assert not (tmp_path / "b" / CIFAR_DIR).exists()  # read from the archive, not extracted
 
@@ -225,7 +227,7 @@ def test_a_truncated_cifar_archive_is_named(make_cfg, tmp_path):
     path = write_cifar_archive(tmp_path / "cifar-10-python.tar.gz", cifar_batches(30))
     path.write_bytes(path.read_bytes()[:5000])
     with pytest.raises(ConfigError, match=f"{path} is truncated or corrupt"):
-        build_data(make_cfg("data=cifar10", f"data.root={tmp_path}").data)
+        build_data(plain(make_cfg("data=cifar10", f"data.root={tmp_path}").data))
 
 
 def test_a_cifar_archive_without_a_batch_is_named(make_cfg, tmp_path):
@@ -233,7 +235,7 @@ def test_a_cifar_archive_without_a_batch_is_named(make_cfg, tmp_path):
     del batches["data_batch_3"]
     write_cifar_archive(tmp_path / "cifar-10-python.tar.gz", batches)
     with pytest.raises(ConfigError, match="lacks cifar-10-batches-py/data_batch_3"):
-        build_data(make_cfg("data=cifar10", f"data.root={tmp_path}").data)
+        build_data(plain(make_cfg("data=cifar10", f"data.root={tmp_path}").data))
 
 
 def test_a_cifar_batch_of_the_wrong_shape_is_named(make_cfg, tmp_path):
@@ -241,7 +243,7 @@ def test_a_cifar_batch_of_the_wrong_shape_is_named(make_cfg, tmp_path):
     batches["data_batch_2"]["data"] = np.zeros((5, 100), np.uint8)
     folder = write_cifar_folder(tmp_path, batches)
     with pytest.raises(ConfigError, match=f"{folder / 'data_batch_2'} is not a CIFAR-10 batch"):
-        build_data(make_cfg("data=cifar10", f"data.root={tmp_path}").data)
+        build_data(plain(make_cfg("data=cifar10", f"data.root={tmp_path}").data))
 
 
 class _Payload:
@@ -261,7 +263,7 @@ def test_a_cifar_pickle_that_would_run_code_is_refused(make_cfg, tmp_path):
     batch = dict(batches["test_batch"], extra=_Payload(target))
     (folder / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
     with pytest.raises(ConfigError, match="must not run code") as err:
-        build_data(make_cfg("data=cifar10", f"data.root={tmp_path}").data)
+        build_data(plain(make_cfg("data=cifar10", f"data.root={tmp_path}").data))
     assert "mkdir" in str(err.value) and not target.exists()
 
 

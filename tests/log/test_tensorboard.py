@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
-from dltrain.log.tensorboard import hparams_summaries, session_group
+from dltrain.log.tensorboard import hparams_summaries
 
 
 def plugin_data(summary) -> plugin_data_pb2.HParamsPluginData:
@@ -14,10 +14,12 @@ def plugin_data(summary) -> plugin_data_pb2.HParamsPluginData:
     return plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
 
 
-def test_runs_that_differ_only_in_the_seed_share_a_session_group():
-    run = {"optim.lr": 0.01, "trainer.seed": 0, "model.hidden": "None"}
-    assert session_group(run) == session_group({**run, "trainer.seed": 7})
-    assert session_group(run) != session_group({**run, "optim.lr": 0.1})
+def test_the_session_group_is_the_one_the_caller_names():
+    hparams = {"optim.lr": 0.01}
+    named = plugin_data(hparams_summaries(hparams, "completed", "abc")[0]).session_start_info
+    assert named.group_name == "abc"
+    alone = plugin_data(hparams_summaries(hparams, "completed", None)[0]).session_start_info
+    assert alone.group_name == ""  # TensorBoard then makes the run a group of its own
 
 
 @pytest.mark.parametrize(("status", "end"), [
@@ -28,7 +30,7 @@ def test_runs_that_differ_only_in_the_seed_share_a_session_group():
 ])
 def test_hparams_records_say_how_the_run_ended(status, end):
     summaries = hparams_summaries({"optim.lr": 0.01, "model.name": "mlp", "trainer.compile": False,
-                                   "model.hidden": [64, 32]}, status)
+                                   "model.hidden": [64, 32]}, status, None)
     start = plugin_data(summaries[0]).session_start_info
     assert summaries[0].value[0].tag == metadata.SESSION_START_INFO_TAG
     assert start.hparams["optim.lr"].number_value == 0.01

@@ -18,6 +18,7 @@ from dltrain.models.autoencoder import (
     kl_standard_normal,
     reparameterise,
 )
+from dltrain.targets import plain
 from tests.models.test_models import MODELS, SPECS, sample_batch
 
 RECONSTRUCTION = {kind: replace(spec, task="reconstruction", num_outputs=None)
@@ -31,7 +32,7 @@ AUTOENCODES = {
 
 def build(make_cfg, spec, *overrides):
     cfg = make_cfg(*overrides)
-    return build_model(cfg.model, cfg.init, spec)
+    return build_model(plain(cfg.model), plain(cfg.init), spec)
 
 
 @pytest.mark.parametrize("variational", [False, True])
@@ -66,7 +67,7 @@ def test_reconstructions_have_the_input_shape(make_cfg, model_name, kind, variat
     mu, logvar = model.encode(x)
     assert tuple(mu.shape) == (4, 3) and (logvar is None) is (not variational)
     assert model.decode(mu).shape == x.shape
-    ReconstructionLoss(nn.MSELoss())(out, x).backward()
+    ReconstructionLoss(nn.MSELoss(), beta=1.0)(out, x).backward()
     grads = [p.grad for p in model.parameters()]
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
 

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from dltrain.models.init import apply_init, fans
+from dltrain.targets import plain
 
 
 def layers() -> nn.Module:
@@ -67,7 +68,7 @@ def test_init_reaches_every_weight_matrix_of_every_model(make_cfg, model_name, k
 
     cfg = make_cfg(f"model={model_name}", "init=normal", "init.std=5.0")
     try:
-        model = build_model(cfg.model, cfg.init, SPECS[kind])
+        model = build_model(plain(cfg.model), plain(cfg.init), SPECS[kind])
     except ConfigError:
         return  # the model does not take this data (tested in test_models)
     layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]

@@ -8,6 +8,7 @@ import pytest
 
 from dltrain.data import build_data
 from dltrain.run import run
+from dltrain.targets import plain
 from tests.data.test_text import bigram_perplexity
 
 
@@ -27,7 +28,7 @@ def test_character_transformer_beats_the_bigram(make_cfg, english, tmp_path):
                    "trainer.device=cpu", "logger=none")
     summary = run(cfg, tmp_path / "run").summary
     assert summary["status"] == "completed", summary.get("error")
-    data = build_data(cfg.data)
+    data = build_data(plain(cfg.data))
     bigram = bigram_perplexity(data.tokens, data.test.x.flatten(), data.spec.vocab_size)
     test = summary["test"]
     assert test["perplexity"] == pytest.approx(math.exp(test["loss"]))

@@ -11,6 +11,7 @@ from dltrain.data.spec import DataSpec
 from dltrain.errors import ConfigError
 from dltrain.models import build_model
 from dltrain.models.resnet import ResidualBlock
+from dltrain.targets import plain
 
 MODELS = sorted(p.stem for p in (Path(conf_dir()) / "model").glob("*.yaml"))
 SPECS = {
@@ -21,7 +22,9 @@ SPECS = {
     "signal": DataSpec("wave", "classification", "signal", (3, 20), num_classes=4),
     "tokens": DataSpec("text", "language_model", "tokens", (16,), vocab_size=30),
 }
-# What each known family refuses; a model not listed here may take or refuse any data.
+# The kinds of data each model of conf/model/ refuses (one sentence, see below) and so the
+# ones it must take; a new conf/model/*.yaml fails test_every_model_says_what_it_refuses until
+# it is listed here.
 REFUSES = {
     "mlp": {"tokens"},
     "cnn": {"points", "regression", "tokens"},
@@ -38,7 +41,7 @@ def sample_batch(spec: DataSpec, n: int = 4) -> torch.Tensor:
 
 def build(make_cfg, spec: DataSpec, *overrides: str) -> nn.Module:
     cfg = make_cfg(*overrides)
-    return build_model(cfg.model, cfg.init, spec)
+    return build_model(plain(cfg.model), plain(cfg.init), spec)
 
 
 @pytest.mark.parametrize("model_name", MODELS)
@@ -46,16 +49,16 @@ def build(make_cfg, spec: DataSpec, *overrides: str) -> nn.Module:
 def test_forward_backward_shape_and_finiteness(make_cfg, model_name, kind):
     spec = SPECS[kind]
     cfg = make_cfg(f"model={model_name}")
-    refuses = REFUSES.get(model_name)
+    refuses = REFUSES[model_name]
     try:
-        model = build_model(cfg.model, cfg.init, spec)
+        model = build_model(plain(cfg.model), plain(cfg.init), spec)
     except ConfigError as err:
         # A refusal must be one clear sentence that names the model and the data.
         assert model_name in str(err) and f"data={spec.name}" in str(err)
         assert "\n" not in str(err) and str(err).endswith(".")
-        assert refuses is None or kind in refuses, f"model={model_name} refused {kind}"
+        assert kind in refuses, f"model={model_name} refused {kind}"
         return
-    assert refuses is None or kind not in refuses, f"model={model_name} accepted {kind}"
+    assert kind not in refuses, f"model={model_name} accepted {kind}"
     x = sample_batch(spec)
     out = model(x)
     expected = (4, spec.out_features) if spec.kind != "tokens" else (4, 16, spec.vocab_size)
@@ -64,6 +67,11 @@ def test_forward_backward_shape_and_finiteness(make_cfg, model_name, kind):
     out.float().square().mean().backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_every_model_says_what_it_refuses():
+    assert set(REFUSES) == set(MODELS), "REFUSES lists exactly the models of conf/model/"
+    assert all(set(kinds) <= set(SPECS) for kinds in REFUSES.values())
 
 
 def test_refusals_say_what_would_work(make_cfg):

@@ -5,6 +5,7 @@ from rich.console import Console
 
 from dltrain.models import build_model
 from dltrain.models.summary import dummy_batch, layer_table
+from dltrain.targets import plain
 from tests.models.test_models import SPECS
 
 
@@ -20,7 +21,7 @@ def cells(table) -> dict[str, list[str]]:
 
 def test_cnn_rows_have_measured_shapes_and_counts(make_cfg):
     cfg = make_cfg("model=cnn")
-    model = build_model(cfg.model, cfg.init, SPECS["image"])
+    model = build_model(plain(cfg.model), plain(cfg.init), SPECS["image"])
     table = cells(layer_table(model, SPECS["image"]))
     rows = dict(zip(table["layer"], zip(table["type"], table["output shape"], table["params"],
                                         strict=True), strict=True))
@@ -37,7 +38,7 @@ def test_rows_add_up_to_the_total_and_leave_out_placeholders(make_cfg):
                        ("resnet", "image"), ("mlp", "points")):
         cfg = make_cfg(f"model={name}", "model.readout=cls" if name == "transformer" else
                        "model.dropout=0.0")
-        model = build_model(cfg.model, cfg.init, SPECS[kind])
+        model = build_model(plain(cfg.model), plain(cfg.init), SPECS[kind])
         table = cells(layer_table(model, SPECS[kind]))
         counts = [int(c.replace(",", "")) for c in table["params"]]
         assert sum(counts[:-1]) == counts[-1] == sum(p.numel() for p in model.parameters())
@@ -46,7 +47,7 @@ def test_rows_add_up_to_the_total_and_leave_out_placeholders(make_cfg):
 
 def test_transformer_rows_for_text(make_cfg):
     cfg = make_cfg("model=transformer")
-    model = build_model(cfg.model, cfg.init, SPECS["tokens"])
+    model = build_model(plain(cfg.model), plain(cfg.init), SPECS["tokens"])
     text = rendered(layer_table(model, SPECS["tokens"]))
     assert "blocks.1.attn" in text and "SelfAttention" in text
     assert "16 x 30" in text  # the head: a distribution over 30 tokens at each of 16 positions
@@ -54,7 +55,7 @@ def test_transformer_rows_for_text(make_cfg):
 
 def test_the_summary_leaves_the_model_and_the_random_state_alone(make_cfg):
     cfg = make_cfg("model=resnet")
-    model = build_model(cfg.model, cfg.init, SPECS["image"])
+    model = build_model(plain(cfg.model), plain(cfg.init), SPECS["image"])
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
     layer_table(model, SPECS["image"])

@@ -6,11 +6,20 @@ import json
 from pathlib import Path
 
 import torch
+import yaml
 
+from dltrain.cli import conf_dir
 from dltrain.data import build_data
 from dltrain.losses import build_loss, loss_spec
 from dltrain.models import build_model
 from dltrain.train.checkpoint import load_checkpoint
+
+
+def probe_options(name: str, **changed) -> dict:
+    """A probe's options as conf/probe/NAME.yaml sets them (their only defaults), `changed`
+    replacing some."""
+    options = yaml.safe_load((conf_dir() / "probe" / f"{name}.yaml").read_text())[name]
+    return {**options, **changed}
 
 
 def records(run_dir: Path) -> list[dict]:

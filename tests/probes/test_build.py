@@ -10,7 +10,7 @@ import torch
 
 from dltrain.config import PROBES, looks_into_training, validate
 from dltrain.errors import ConfigError
-from dltrain.probes import TABLE, chosen
+from dltrain.probes.build import TABLE, chosen
 from dltrain.run import run
 from dltrain.train.hooks import NO_HOOKS
 from tests.probes.helpers import last_weights
@@ -33,7 +33,7 @@ def test_a_probe_looks_only_at_the_end_with_its_own_options(make_cfg):
 
 
 def test_without_probes_the_loop_gets_no_hooks(make_cfg, tmp_path):
-    from dltrain.probes import build_probes
+    from dltrain.probes.build import build_probes
     from dltrain.run import build_job
 
     cfg = make_cfg("data=moons")

@@ -13,7 +13,7 @@ from dltrain.probes.gradients import Gradients, parameter_layers
 from dltrain.run import run
 from dltrain.train.checkpoint import load_checkpoint
 from dltrain.train.state import TrainState
-from tests.probes.helpers import events, rebuilt, scalars_at
+from tests.probes.helpers import events, probe_options, rebuilt, scalars_at
 
 RUN = ["data=moons", "model.depth=2", "model.width=16", "optim=sgd", "optim.lr=0.1",
        "probe=[gradients,landscape]", "probe.every=3", "trainer=smoke", "trainer.max_steps=6"]
@@ -63,9 +63,9 @@ def test_under_sgd_the_update_ratio_is_lr_times_gradient_over_weight_norm(tmp_pa
                 DataSpec("toy", "regression", "vector", (3,), num_outputs=1))
     model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
     logger = Recorder()
-    ctx = ProbeContext(model, nn.MSELoss(), data, data.spec, None, logger, tmp_path, every=2,
+    ctx = ProbeContext(model, nn.MSELoss(), data, data.spec, {}, logger, tmp_path, every=2,
                        batch=8)
-    probe = Gradients(ctx, histograms=False)
+    probe = Gradients(ctx, **probe_options("gradients", histograms=False))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     state = TrainState()
     probe.start(state)

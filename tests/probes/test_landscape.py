@@ -13,7 +13,7 @@ from dltrain.probes.context import ProbeContext
 from dltrain.probes.landscape import Landscape, filter_normalised_direction
 from dltrain.run import run
 from dltrain.train.checkpoint import load_checkpoint
-from tests.probes.helpers import events, last_weights, rebuilt
+from tests.probes.helpers import events, last_weights, probe_options, rebuilt
 
 RUN = ["data=moons", "model.depth=2", "model.width=16", "probe=[landscape]",
        "probe.landscape.resolution=5", "probe.landscape.points=5", "probe.landscape.line=[0,1]",
@@ -85,11 +85,11 @@ def test_measuring_puts_every_weight_back_bit_for_bit(tmp_path):
     data = Data(split, split, split, DataSpec("toy", "classification", "vector", (2,),
                                               num_classes=2))
     model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2))
-    ctx = ProbeContext(model, nn.CrossEntropyLoss(), data, data.spec, None, NullLogger(),
+    ctx = ProbeContext(model, nn.CrossEntropyLoss(), data, data.spec, {}, NullLogger(),
                        tmp_path, every=10, batch=16)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
-    result = Landscape(ctx, resolution=3, points=3).measure()
+    result = Landscape(ctx, **probe_options("landscape", resolution=3, points=3)).measure()
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert torch.equal(torch.get_rng_state(), rng)  # the training's random numbers untouched
     assert np.isnan(result["line"]).all()  # no initial weights were saved: no line

@@ -13,6 +13,7 @@ from dltrain.log import NullLogger
 from dltrain.train.loop import evaluate, fit
 from dltrain.train.signals import StopRequest
 from dltrain.train.state import Parts, Settings, TrainState
+from tests.train.jobs import loop_job
 
 CPU = torch.device("cpu")
 
@@ -53,9 +54,9 @@ def train(p: Parts, s: Settings, logger=None, stop=None, state=None, saves=None)
     train_split, val_split = problem()
     saves = [] if saves is None else saves
     state = state or TrainState()
-    status = fit(p, ShuffledBatches(train_split, 16, seed=0), val_split, "classification", s,
-                 state, logger or Recorder(), lambda st, best: saves.append((st.step, best)),
-                 stop or StopRequest(), CPU)
+    job = loop_job(p, ShuffledBatches(train_split, 16, seed=0), val_split, "classification", s)
+    status = fit(job, state, logger or Recorder(), lambda st, best: saves.append((st.step, best)),
+                 stop or StopRequest())
     return status, state, saves
 
 
@@ -174,9 +175,9 @@ class RecordingHooks:
 def test_hooks_are_called_at_their_named_points():
     hooks = RecordingHooks()
     train_split, val_split = problem()
-    fit(parts(), ShuffledBatches(train_split, 16, seed=0), val_split, "classification",
-        settings(max_epochs=2), TrainState(), Recorder(), lambda st, best: None, StopRequest(),
-        CPU, hooks=hooks)
+    job = loop_job(parts(), ShuffledBatches(train_split, 16, seed=0), val_split,
+                   "classification", settings(max_epochs=2))
+    fit(job, TrainState(), Recorder(), lambda st, best: None, StopRequest(), hooks=hooks)
     assert hooks.calls[0] == ("start", 0) and hooks.calls[-1] == ("end", 16)
     assert [s for name, s in hooks.calls if name == "step"] == list(range(1, 17))
     assert [s for name, s in hooks.calls if name == "validated"] == [8, 16]

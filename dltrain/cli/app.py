@@ -1,0 +1,107 @@
+"""Training through Hydra: the Hydra app of `dltrain [OVERRIDES]` and `-m` sweeps, its task
+(TrainTask, which the vectorised launcher imports), and the other ranks of a torchrun job.
+
+This package is the only place that imports Hydra's application machinery."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# The task is pickled to a launcher's workers (joblib, SLURM): unpickling it there imports
+# this module, and so dltrain.sweep, which registers the resolvers that name run directories.
+import dltrain.sweep  # noqa: F401
+from dltrain.cli.options import CONFIG_NAME, conf_dir
+from dltrain.cli.preflight import preflight
+from dltrain.errors import ConfigError
+from dltrain.results import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+
+
+def train(argv: list[str]) -> int:
+    """Hand the arguments to the Hydra app after a preflight; return the worst exit code."""
+    import hydra
+    from hydra._internal.utils import get_args_parser
+
+    args = get_args_parser().parse_args(argv)
+    just_asking = args.help or args.hydra_help or args.info or args.shell_completion
+    if not just_asking:
+        preflight(list(args.overrides), bool(args.multirun))
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # one of torchrun's processes
+            if args.multirun:
+                raise ConfigError("torchrun starts one data-parallel run, not a sweep; drop -m "
+                                  "(sweep data-parallel runs with a cluster launcher instead).")
+            if int(os.environ.get("RANK", "0")) != 0:
+                return _worker(list(args.overrides))
+
+    task = TrainTask()
+    codes: list[int] = []  # exits of Hydra itself and of the sweep's report
+    app = hydra.main(config_path=str(conf_dir()), config_name=CONFIG_NAME,
+                     version_base="1.3")(task)
+
+    saved = sys.argv
+    sys.argv = ["dltrain", *argv]
+    try:
+        app()
+    except SystemExit as stop:  # Hydra's own exits, and a sweep's report naming failures
+        codes.append(0 if stop.code is None else stop.code if isinstance(stop.code, int) else 1)
+    finally:
+        sys.argv = saved
+    return max([*codes, task.report_failures()], default=0)
+
+
+class TrainTask:
+    """The Hydra task of `dltrain`: trains a run and accounts for every run that ended (its
+    exit code, its error on stderr if it was refused, the value handed to the sweeper).
+
+    The vectorised launcher (hydra_plugins/dltrain_vectorised) imports this class: it trains
+    the members of a stack itself and hands each one's result to `finish`, as a run's own
+    call hands its result.
+    """
+
+    def __init__(self) -> None:
+        self.outcomes: list[tuple[str, int, str]] = []  # (run dir, exit code, status: error)
+
+    def __call__(self, cfg) -> float | None:
+        from hydra.core.hydra_config import HydraConfig
+
+        from dltrain.run import run  # torch is imported here, after the config is known good
+
+        run_dir = HydraConfig.get().runtime.output_dir
+        return self.finish(run_dir, run(cfg, run_dir))
+
+    def finish(self, run_dir: str, result) -> float | None:
+        """Account for a run that ended (`result`: a dltrain.results.RunResult). Called
+        inside Hydra's job (HydraConfig holds the job's config)."""
+        from hydra.core.hydra_config import HydraConfig
+
+        from dltrain.sweep import sweeper_value
+
+        error = result.summary.get("error", "")
+        self.outcomes.append((run_dir, result.exit_code, f"{result.status}: {error}"))
+        if result.exit_code == EXIT_BAD_INPUT:
+            print(f"dltrain: {error}", file=sys.stderr)
+        if result.status == "interrupted":  # a stopped sweep stops, it does not go on
+            raise SystemExit(EXIT_INTERRUPTED)
+        return sweeper_value(result.summary, HydraConfig.get().sweeper.get("direction"))
+
+    def report_failures(self) -> int:
+        """Name the runs of a sweep that did not complete; the worst exit code of the runs."""
+        failures = [(d, why) for d, code, why in self.outcomes if code != 0]
+        if len(self.outcomes) > 1 and failures:
+            print(f"dltrain: {len(failures)} of {len(self.outcomes)} runs did not complete:",
+                  file=sys.stderr)
+            for run_dir, why in failures:
+                print(f"  {run_dir}  {why}", file=sys.stderr)
+        return max((code for _, code, _ in self.outcomes), default=0)
+
+
+def _worker(overrides: list[str]) -> int:
+    """A data-parallel rank other than 0: the same config, composed without Hydra's run
+    directory or logging (rank 0 owns the one directory of the job and tells the others)."""
+    from hydra import compose, initialize_config_dir
+
+    from dltrain.run import run
+
+    with initialize_config_dir(str(conf_dir()), version_base="1.3", job_name=CONFIG_NAME):
+        cfg = compose(CONFIG_NAME, overrides=overrides)
+    return run(cfg, None).exit_code

@@ -1,0 +1,186 @@
+"""Preflight: compose and validate the config before Hydra runs anything, so that a typo or
+an out-of-range value is one sentence with exit code 2, before any training and without
+importing torch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from dltrain.cli.options import CONFIG_NAME, conf_dir, groups
+from dltrain.config import dotted_keys, suggest, validate
+from dltrain.errors import ConfigError
+
+# Config options that Hydra plugins provide, and the extra of dltrain that installs each.
+PLUGINS = {
+    "hydra/sweeper/optuna": ("Optuna sweeper", "sweep"),
+    "hydra/launcher/joblib": ("joblib launcher", "sweep"),
+    "hydra/launcher/submitit_slurm": ("submitit launcher", "slurm"),
+    "hydra/launcher/submitit_local": ("submitit launcher", "slurm"),
+}
+
+
+
+def _sweep_values(override) -> list[str] | None:
+    """The values a sweep override stands for, as far as validation needs them: every value of
+    a choice or a range, both ends of an interval (Optuna's search spaces); None for what only
+    the sweeper can expand (a glob)."""
+    if override.is_interval_sweep():
+        interval = override.value()
+        return [str(interval.start), str(interval.end)]
+    try:
+        return list(override.sweep_string_iterator())
+    except Exception:
+        return None
+
+
+def _variants(overrides: list) -> list[list[str]]:
+    """Override lists that together give every swept value once.
+
+    `overrides` are parsed overrides; for one key the last one counts, as in Hydra. The first
+    variant takes the first value of each sweep; each further one changes a single swept key
+    to another of its values.
+    """
+    by_key = {o.key_or_group: o for o in overrides}
+    fixed: list[str] = []
+    swept: list[tuple[str, list[str]]] = []
+    for override in by_key.values():
+        if not override.is_sweep_override():
+            fixed.append(override.input_line)
+            continue
+        values = _sweep_values(override)
+        if values:
+            swept.append((override.get_key_element(), values))
+    first = [f"{key}={values[0]}" for key, values in swept]
+    variants = [fixed + first]
+    for i, (key, values) in enumerate(swept):
+        for value in values[1:]:
+            variants.append(fixed + first[:i] + [f"{key}={value}"] + first[i + 1:])
+    return variants
+
+
+def explain(err: Exception, overrides: list[str], root: Path,
+             compose: Callable[[list[str]], object]) -> str:
+    """One sentence for a composition error, naming the nearest valid name for a typo."""
+    from hydra.errors import MissingConfigException
+
+    text = str(err)
+    if isinstance(err, MissingConfigException) and err.missing_cfg_file:
+        group, _, option = str(err.missing_cfg_file).rpartition("/")
+        if f"{group}/{option}" in PLUGINS:
+            plugin, extra = PLUGINS[f"{group}/{option}"]
+            return (f"{group}={option} needs Hydra's {plugin} plugin, which is not installed: "
+                    f"pip install 'dltrain[{extra}]'.")
+        options = groups(root).get(group, [])
+        if options:
+            near = suggest(option, options)
+            hint = f"; did you mean {group}={near}?" if near else ""
+            return (f"{group}={option}: there is no such option in group {group}{hint} "
+                    f"(options: {', '.join(options)}).")
+        near = suggest(group, groups(root))
+        hint = f"; did you mean {near}?" if near else "."
+        return f"There is no config group {group!r}{hint}"
+    if "Ambiguous value for argument" in text:
+        line = text.split("'")[1] if "'" in text else text
+        return (f"{line} gives several values: add -m to run one job per value, or write a list "
+                "as key=[a,b].")
+    if text.startswith("Could not override '") or "Could not append to config" in text:
+        key = text.split("'")[1]
+        # Candidates come from the config as the user's group choices make it.
+        group_choices = [o for o in overrides if (root / o.split("=")[0].lstrip("+~")).is_dir()]
+        try:
+            candidates = dotted_keys(compose(group_choices))
+        except Exception:
+            candidates = dotted_keys(compose([]))
+        return unknown_key(key, candidates)
+    return text.splitlines()[0]
+
+
+def unknown_key(key: str, candidates: list[str]) -> str:
+    """A sentence for an unknown dotted key: a close sibling, a close path, or the siblings."""
+    parent, _, leaf = key.rpartition(".")
+    siblings = [c.rpartition(".")[2] for c in candidates
+                if c.rpartition(".")[0] == parent and not c.rpartition(".")[2].startswith("_")]
+    if parent in candidates or not parent:  # the parent is right: look among its keys only
+        near_leaf = suggest(leaf, siblings)
+        near = f"{parent}.{near_leaf}" if near_leaf and parent else near_leaf
+    else:
+        near = suggest(key, candidates)
+    if near:
+        hint = f"; did you mean {near}?"
+    elif parent in candidates:
+        hint = f"; {parent} has: {', '.join(siblings)}."
+    else:
+        hint = "."
+    return (f"{key} is not a key of the config{hint} "
+            f"(To add a new key on purpose, write +{key}=VALUE.)")
+
+
+def preflight(overrides: list[str], multirun: bool, root: Path | None = None) -> None:
+    """Compose the config for every value the overrides take, and validate each one.
+
+    A sweep can come from the command line (`-m a=1,2`) or from the config itself
+    (`hparams_search=optuna` sets hydra.mode=MULTIRUN and a search space in
+    hydra.sweeper.params); both are checked, intervals at their ends. Raises ConfigError with
+    one sentence for the first problem found.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException, OverrideParseException
+    from hydra.types import RunMode
+    from omegaconf.errors import OmegaConfBaseException
+
+    from dltrain.overrides import kind, with_values
+
+    root = root or conf_dir()
+    parser = OverridesParser.create()
+
+    def parse(lines: list[str]) -> list:
+        try:
+            return parser.parse_overrides(lines)
+        except OverrideParseException as err:
+            raise ConfigError(f"Cannot read the overrides: {str(err).splitlines()[0]}") \
+                from None
+
+    parsed = parse(overrides)
+    with initialize_config_dir(str(root), version_base="1.3", job_name=CONFIG_NAME):
+
+        def composed(ov: list[str], with_hydra: bool = False):
+            return compose(CONFIG_NAME, overrides=ov, return_hydra_config=with_hydra)
+
+        def checked(ov: list[str], with_hydra: bool = False):
+            try:
+                return composed(ov, with_hydra)
+            except OverrideParseException as err:
+                raise ConfigError(f"Cannot read the overrides: {str(err).splitlines()[0]}") \
+                    from None
+            except (HydraException, OmegaConfBaseException) as err:
+                raise ConfigError(explain(err, ov, root, composed)) from None
+
+        base = checked([o.input_line for o in parsed if not o.is_sweep_override()], True)
+        sweeper = base.hydra.sweeper
+        if multirun or base.hydra.mode == RunMode.MULTIRUN:
+            direction = sweeper.get("direction")
+            if direction is not None and not isinstance(direction, str):
+                raise ConfigError("hydra.sweeper.direction must be maximize or minimize: dltrain "
+                                  "hands the sweeper one objective per run.")
+            params = sweeper.get("params") or {}
+            space = parse([f"{key}={value}" for key, value in params.items()])
+            variants = _variants(space + parsed)
+        else:
+            variants = [overrides]
+        # The first variant is composed; one that differs from it only in values is that
+        # config with its values (a sweep of 8 seeds x 8 rates: 1 composition, not 16).
+        groups = set(base.hydra.runtime.choices)
+        first = parse(variants[0])
+        first_kind, first_config = kind(first, groups), checked(variants[0])
+        validate(first_config)
+        for variant in variants[1:]:
+            parsed_variant = parse(variant)
+            config = None
+            if first_kind is not None and kind(parsed_variant, groups) == first_kind:
+                try:
+                    config = with_values(first_config, parsed_variant, groups)
+                except OmegaConfBaseException:  # Hydra's composition says it in its words
+                    config = None
+            validate(config if config is not None else checked(variant))

@@ -1,0 +1,72 @@
+"""Scoring trained weights: a run's test at its end, `dltrain eval RUN_DIR`, and the FLOP
+count of a transformer's training."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from dltrain.config import validate
+from dltrain.io import write_json
+from dltrain.job import build_job, plain
+from dltrain.log import Logger
+from dltrain.perf import peak_tflops, training_flops_per_sample, utilisation
+from dltrain.runtime import resolve_device, seed_everything
+from dltrain.train.checkpoint import load_checkpoint
+from dltrain.train.loop import autocast, evaluate
+from dltrain.train.resume import load_weights
+from dltrain.train.state import Job
+
+log = logging.getLogger("dltrain")
+
+
+def test_best(job: Job, run_dir: Path, logger: Logger, step: int) -> dict[str, float]:
+    """Score the best weights (else the last) on the test split, into the logs."""
+    best = run_dir / "checkpoints" / "best.pt"
+    if best.exists():
+        job.parts.model.load_state_dict(load_checkpoint(best)["model"])
+    amp = autocast(job.device, job.settings.precision)
+    test = evaluate(job.parts, job.data.test, job.spec.task, job.settings.eval_batch_size, amp)
+    logger.log_metrics({f"test/{k}": v for k, v in test.items()}, step)
+    return test
+
+
+def flops(job: Job, samples_per_s: float | None) -> dict[str, Any]:
+    """Training FLOPs per sample, TFLOP/s achieved and MFU (where the device's peak is known)."""
+    try:
+        x, _ = next(iter(job.batches.epoch(0)))  # a training batch as the steps took them
+        per_sample = training_flops_per_sample(job.parts.model, x)
+    except Exception as err:  # a diagnostic: never at the cost of the run's summary
+        log.warning(f"no FLOP count: {type(err).__name__}: {err}")
+        return {}
+    return utilisation(per_sample, samples_per_s, peak_tflops(job.device, job.settings.precision))
+
+
+def evaluate_run(cfg: DictConfig, run_dir: Path | str) -> dict[str, Any]:
+    """Rebuild a run from `cfg` (its own config), load best.pt (else last.pt), score the test
+    and validation splits, and write eval.json."""
+    run_dir = Path(run_dir)
+    validate(cfg)
+    config = plain(cfg)
+    device = resolve_device(config["trainer"]["device"])
+    checkpoints = run_dir / "checkpoints"
+    path = checkpoints / "best.pt" if (checkpoints / "best.pt").exists() else \
+        checkpoints / "last.pt"
+    payload = load_checkpoint(path)
+    seed_everything(int(config["trainer"]["seed"]))
+    job = build_job(config, device, with_optimizer=False)
+    load_weights(job.parts.model, payload, config["model"])
+    amp = autocast(device, job.settings.precision)
+    batch = job.settings.eval_batch_size
+    result = {
+        "checkpoint": str(path),
+        "step": payload["state"]["step"],
+        "task": job.spec.task,
+        "test": evaluate(job.parts, job.data.test, job.spec.task, batch, amp),
+        "val": evaluate(job.parts, job.data.val, job.spec.task, batch, amp),
+    }
+    write_json(run_dir / "eval.json", result)
+    return result

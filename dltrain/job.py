@@ -1,0 +1,153 @@
+"""build_job(cfg, device): a run's parts, assembled from its config in one place.
+
+A `Job` is the data, its spec, the model, the loss, the optimiser and schedule, the trainer's
+settings and the batches. `run`, `dltrain eval`, the vectorised stack (and `predict` and
+`load` next) build theirs here, so that a key travels from the config to the object that uses
+it through this one module. The config is read as plain values: the builders never see a
+DictConfig.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from dltrain.data import Data, build_data
+from dltrain.data.batches import train_batches
+from dltrain.data.spec import Split
+from dltrain.data.tasks import with_task
+from dltrain.errors import ConfigError
+from dltrain.losses import METRICS, build_loss, loss_spec
+from dltrain.models import build_model
+from dltrain.optim import build_optimizer, build_scheduler, penalties
+from dltrain.train.distributed import SINGLE, Dist
+from dltrain.train.state import Job, Parts, Settings
+
+log = logging.getLogger("dltrain")
+
+
+def plain(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """The config as plain, resolved containers: what builders are given."""
+    if isinstance(cfg, DictConfig):
+        container = OmegaConf.to_container(cfg, resolve=True)
+        assert isinstance(container, dict)
+        return container
+    return dict(cfg)
+
+
+def batch_size(data_cfg: Mapping[str, Any], data: Data) -> int:
+    """`data.batch_size`, with `full` meaning the whole training split (gradient descent)."""
+    size = data_cfg["batch_size"]
+    return len(data.train) if size == "full" else int(size)
+
+
+def build_job(cfg: DictConfig | Mapping[str, Any], device: torch.device,
+              with_optimizer: bool = True, d: Dist = SINGLE, data: Data | None = None) -> Job:
+    """Data, model, loss, optimiser and schedule, in that order, from the config.
+
+    The model is built from `loss_spec(...)`: the data's spec as the loss wants it. Without
+    an optimiser (for evaluation) the job holds no optimiser and no schedule. In a
+    data-parallel job the model trains inside DistributedDataParallel and each rank takes its
+    shard of every batch. `data`, when given, is `build_data(cfg.data)` made already (jobs
+    of a vectorised stack with the same data share one copy; building data draws nothing
+    from the global random state, so the model's initialisation is the same either way).
+    """
+    c = plain(cfg)
+    trainer = c["trainer"]
+    data = with_task(build_data(c["data"], device) if data is None else data, c["task"])
+    spec = loss_spec(c["loss"], data.spec)
+    model = build_model(c["model"], c["init"], spec).to(device)
+    if sync_batchnorm(trainer["sync_batchnorm"], device, model, d):  # before the optimiser
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    size = batch_size(c["data"], data)
+    settings = Settings.from_cfg(trainer, spec.task, size)
+    check_monitor(settings, spec.task)
+    batches = train_batches(data, size, int(trainer["seed"]), d.shard)
+    total_steps = settings.total_steps(len(batches))
+    if channels_last(trainer["channels_last"], device, model):
+        # conv kernels on GPUs run fastest on NHWC; the data is laid out once
+        model = model.to(memory_format=torch.channels_last)
+        for split in (data.train, data.val, data.test):
+            if isinstance(split, Split) and split.x.ndim == 4:
+                split.x = split.x.contiguous(memory_format=torch.channels_last)
+    optimizer = build_optimizer(c["optim"], model, device) if with_optimizer else None
+    forward: Any = model
+    if d.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        forward = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    parts = Parts(
+        model=model,
+        forward=torch.compile(forward) if compiles(trainer, total_steps) else forward,
+        eval_forward=model if d.active else None,
+        loss=build_loss(c["loss"], spec).to(device),
+        optimizer=optimizer,
+        scheduler=build_scheduler(c["sched"], optimizer, total_steps) if optimizer else None,
+        scaler=torch.amp.GradScaler(device.type) if settings.precision == "16" else None,
+        penalties=penalties(c["penalty"]),
+    )
+    return Job(data, spec, parts, settings, batches, total_steps, device)
+
+
+def check_monitor(settings: Settings, task: str) -> None:
+    allowed = ["val/loss"] + [f"val/{m}" for m in METRICS[task]]
+    if settings.monitor not in allowed:
+        raise ConfigError(f"trainer.monitor={settings.monitor} is not measured for a {task} "
+                          f"task; use one of: auto, {', '.join(allowed)}.")
+
+
+def channels_last(choice: bool | str, device: torch.device, model: torch.nn.Module) -> bool:
+    """trainer.channels_last: auto means on CUDA for a model with 2-D convolutions."""
+    if choice != "auto":
+        return bool(choice)
+    return device.type == "cuda" and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+
+
+def sync_batchnorm(choice: bool | str, device: torch.device, model: torch.nn.Module, d: Dist
+                   ) -> bool:
+    """trainer.sync_batchnorm: whether batch norm, in a data-parallel job, normalises over the
+    global batch (PyTorch's SyncBatchNorm, which runs on GPUs only) rather than over each
+    process's share of it. auto: on GPUs."""
+    norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
+    if not d.active or not any(isinstance(m, norms) for m in model.modules()):
+        return False
+    gpu = device.type == "cuda"
+    if choice is True and not gpu:
+        raise ConfigError(f"trainer.sync_batchnorm=true needs GPUs (PyTorch's SyncBatchNorm "
+                          f"does not run on the {device.type}); use auto or false, and each "
+                          "process normalises its own share of the batch.")
+    if gpu if choice == "auto" else bool(choice):
+        return True
+    log.info(f"batch norm under ddp on {device.type}: each process normalises its own 1/{d.world} "
+             "of the batch, so training differs a little from one process "
+             "(trainer.sync_batchnorm=true on GPUs normalises over the whole batch)")
+    return False
+
+
+def compiles(trainer: Mapping[str, Any], total_steps: int) -> bool:
+    """torch.compile when asked for, unless the run is too short to repay the compile time
+    (tens of seconds): trainer.compile_min_steps is that budget, in optimiser steps."""
+    if not trainer["compile"]:
+        return False
+    minimum = int(trainer["compile_min_steps"])
+    if total_steps < minimum:
+        log.info(f"not compiling: {total_steps} steps are too few to repay torch.compile's "
+                 f"start-up (trainer.compile_min_steps={minimum})")
+        return False
+    return True
+
+
+def describe_job(job: Job, params: int, model_name: str) -> str:
+    """One line: the data (task, shapes, split sizes), the model and the device."""
+    spec, data = job.spec, job.data
+    what = (f"{spec.num_classes} classes" if spec.task == "classification"
+            else f"a vocabulary of {spec.vocab_size}" if spec.task == "language_model"
+            else f"{spec.out_features} outputs")
+    return (f"{spec.name}: {spec.task}, input {tuple(spec.input_shape)}, {what}, "
+            f"{len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test · "
+            f"{model_name}: {params:,} parameters · device {job.device}")

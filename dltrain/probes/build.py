@@ -1,0 +1,102 @@
+"""The probes a config turns on, checked against the data and built into one `Hooks` object.
+
+The config stops here: each probe class gets its own options and the data's config node as
+plain dicts, read by key (the defaults live in conf/probe/ and conf/data/ only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from omegaconf import DictConfig, OmegaConf
+
+from dltrain.config import PROBE_COMMON, suggest
+from dltrain.data.spec import Data, DataSpec
+from dltrain.errors import ConfigError
+from dltrain.log import Logger
+from dltrain.probes import boundary, fit, samples
+from dltrain.probes.activations import Activations
+from dltrain.probes.context import ProbeContext
+from dltrain.probes.gradients import Gradients
+from dltrain.probes.landscape import Landscape
+from dltrain.train.hooks import NO_HOOKS, HookList, Hooks
+from dltrain.train.state import Parts
+
+# name -> (the probe's class, why it cannot look at some data: None if it can look at any)
+TABLE: dict[str, tuple[Callable[..., Hooks], Callable[[DataSpec], str | None] | None]] = {
+    "activations": (Activations, None),
+    "gradients": (Gradients, None),
+    "landscape": (Landscape, None),
+    "boundary": (boundary.Boundary, boundary.refusal),
+    "fit": (fit.Fit, fit.refusal),
+    "samples": (samples.Samples, samples.refusal),
+}
+
+
+class ProbedJob(Protocol):
+    """What the probes read of a run's job (dltrain.run's Job, or any object with these): a
+    protocol, so that the probes depend on no module that builds jobs."""
+
+    @property
+    def data(self) -> Data: ...
+
+    @property
+    def spec(self) -> DataSpec: ...  # the model's view of the data
+
+    @property
+    def parts(self) -> Parts: ...  # .model and .loss
+
+
+def chosen(cfg: DictConfig) -> list[str]:
+    """The probes a config turns on: the options that put their keys under `probe`."""
+    group = cfg.get("probe")
+    return [] if group is None else [str(k) for k in group if k not in PROBE_COMMON]
+
+
+def _plain(node: Any) -> dict[str, Any]:
+    """A config node as a plain dict, resolved: what the probe classes are given."""
+    options = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else {}
+    return dict(options or {})
+
+
+def check_probes(cfg: DictConfig, spec: DataSpec) -> list[str]:
+    """The chosen probes' names; ConfigError if one is unknown or cannot look at this data."""
+    names = chosen(cfg)
+    for name in names:
+        if name not in TABLE:
+            near = suggest(name, TABLE)
+            hint = f"; did you mean {near}?" if near else f" (probes: {', '.join(TABLE)})."
+            raise ConfigError(f"probe.{name} is not a probe{hint}")
+        why_not = TABLE[name][1]
+        problem = why_not(spec) if why_not else None
+        if problem:
+            raise ConfigError(problem + ".")
+    return names
+
+
+def build_probes(cfg: DictConfig, job: ProbedJob, logger: Logger, run_dir: Path,
+                 main: bool = True) -> Hooks:
+    """The hooks of the probes `cfg` turns on, for `fit(..., hooks=...)`, and the pictures a
+    reconstruction task draws.
+
+    Every rank checks the choice (a refusal ends all ranks alike, before training); only the
+    main rank (`main`) gets probes.
+    """
+    names = check_probes(cfg, job.spec)
+    if not main:
+        return NO_HOOKS
+    hooks: list[Hooks] = []
+    if job.spec.task == "reconstruction" and cfg.logger.name != "none":
+        # An autoencoder's pictures (reconstructions, its latent space) come with the task.
+        from dltrain.probes.reconstruction import ReconstructionPictures  # lazy: matplotlib
+
+        hooks.append(ReconstructionPictures(job.parts.model, job.data, logger))
+    if names:
+        ctx = ProbeContext(model=job.parts.model, loss=job.parts.loss, data=job.data,
+                           spec=job.spec, data_cfg=_plain(cfg.data), logger=logger,
+                           run_dir=Path(run_dir), every=int(cfg.probe.every),
+                           batch=int(cfg.probe.batch))
+        hooks += [TABLE[name][0](ctx, **_plain(cfg.probe[name])) for name in names]
+    return HookList(hooks) if hooks else NO_HOOKS

@@ -1,0 +1,112 @@
+"""Reading a sweep: one `Job` per run directory, from the files Hydra and dltrain.run leave.
+
+A job directory holds `.hydra/overrides.yaml`, `.hydra/config.yaml` and `summary.json`; nothing
+else is read, so the report needs neither torch nor Hydra.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dltrain.errors import ConfigError
+
+
+def parse_value(text: str) -> Any:
+    """An override's value as the number, boolean or null it spells, else the text itself."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "null": None}.get(text.lower(), text)
+
+
+def _lookup(config: Mapping[str, Any], key: str) -> tuple[bool, Any]:
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of a sweep, as its directory tells it."""
+
+    name: str  # the directory's name
+    overrides: dict[str, str]  # key -> value, as given on the command line or by the sweeper
+    config: dict[str, Any] = field(default_factory=dict)  # .hydra/config.yaml
+    summary: dict[str, Any] = field(default_factory=dict)  # summary.json; {} if never written
+
+    @property
+    def status(self) -> str:
+        return str(self.summary.get("status", "unfinished"))
+
+    @property
+    def objective(self) -> float | None:
+        value = self.summary.get("objective")
+        ok = self.status == "completed" and isinstance(value, (int, float)) and math.isfinite(value)
+        return float(value) if ok else None
+
+    def value(self, key: str) -> Any:
+        """The value of `key` in this run: the config's (typed, and there even when the key was
+        not overridden), else the override's, else the option a config group chose."""
+        found, value = _lookup(self.config, key)
+        if found and not isinstance(value, Mapping):
+            return value
+        if key in self.overrides:
+            return parse_value(self.overrides[key])
+        if found and "name" in value:  # a config group left at its default: its option's name
+            return value["name"]
+        return None
+
+
+def _key(override: str) -> tuple[str, str]:
+    key, _, value = override.partition("=")
+    return key.lstrip("+~"), value
+
+
+def read_job(path: Path) -> Job:
+    """The job in directory `path` (which has .hydra/overrides.yaml)."""
+    hydra_dir = path / ".hydra"
+    overrides = yaml.safe_load((hydra_dir / "overrides.yaml").read_text(encoding="utf-8")) or []
+    config = {}
+    if (hydra_dir / "config.yaml").is_file():
+        config = yaml.safe_load((hydra_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    summary = {}
+    if (path / "summary.json").is_file():
+        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
+    return Job(path.name, dict(_key(str(o)) for o in overrides), config, summary)
+
+
+def _natural(name: str) -> tuple[int, str]:
+    number = name.split("_", 1)[0]
+    return (int(number), name) if number.isdigit() else (1 << 62, name)
+
+
+def find_jobs(sweep_dir: Path) -> list[Path]:
+    """The job directories of a sweep, in job-number order (or the directory itself if it is
+    a single run)."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise ConfigError(f"{sweep_dir} is not a directory; give a sweep's directory, "
+                          "e.g. outputs/sweeps/<date>_<time>_<tag>.")
+    if (sweep_dir / ".hydra" / "overrides.yaml").is_file():
+        return [sweep_dir]
+    jobs = [p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").is_file()]
+    if not jobs:
+        raise ConfigError(f"{sweep_dir} holds no runs (no */.hydra/overrides.yaml); give a "
+                          "sweep's directory, e.g. outputs/sweeps/<date>_<time>_<tag>.")
+    return sorted(jobs, key=lambda p: _natural(p.name))
+
+
+def read_sweep(sweep_dir: Path) -> list[Job]:
+    return [read_job(p) for p in find_jobs(sweep_dir)]
