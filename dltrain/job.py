@@ -74,7 +74,7 @@ def build_job(cfg: DictConfig | Mapping[str, Any], device: torch.device,
         for split in (data.train, data.val, data.test):
             if isinstance(split, Split) and split.x.ndim == 4:
                 split.x = split.x.contiguous(memory_format=torch.channels_last)
-    optimizer = build_optimizer(c["optim"], model, device) if with_optimizer else None
+    optimizer = build_optimizer(c["optim"], model) if with_optimizer else None
     forward: Any = model
     if d.active:
         from torch.nn.parallel import DistributedDataParallel

@@ -1,16 +1,28 @@
-"""Optimisers over parameter groups, learning-rate schedules, and explicit penalty terms."""
+"""Optimisers over parameter groups, learning-rate schedules, and explicit penalty terms.
+
+The builders take a config node as Hydra composes it (DictConfig) or as plain values
+(`OmegaConf.to_container(node, resolve=True)`): they read keys by subscript, and every default
+lives in conf/, none here.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
+from torch.optim.optimizer import _default_to_fused_or_foreach, _get_fused_kernels_supported_devices
 
+from dltrain.config import written
+from dltrain.errors import ConfigError
 from dltrain.targets import call_target
+
+Node = Mapping[str, Any]  # a config node: a DictConfig, or the same as plain containers
+
+KERNELS = ("fused", "foreach")  # the optimiser keys that pick torch's implementation
 
 
 def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -32,21 +44,86 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return groups
 
 
-def build_optimizer(cfg: DictConfig, model: nn.Module, device: torch.device | None = None
-                    ) -> torch.optim.Optimizer:
+def kernel_choice(cfg: Node, params: list[torch.Tensor]) -> dict[str, bool]:
+    """The implementation keywords dltrain adds to the optimiser's config: `{"fused": True}`
+    where the config leaves both `fused` and `foreach` unset (null or absent) and torch has
+    fused kernels for these parameters' devices and dtypes, else nothing.
+
+    The fused kernel updates all parameters in one pass instead of a handful of passes per
+    tensor: the same update to float rounding, and on small models per-step overhead is most
+    of the step (a hand-written loop with fused Adam is 1.3-1.45x faster than with plain Adam
+    on a CPU). Where torch has no fused kernel (a device or dtype it lacks, an optimiser
+    without one, such as L-BFGS or RMSprop) nothing is added, and torch falls back quietly to
+    its own default: foreach kernels where it has them, else its per-tensor loop.
+
+    A config that sets either key is followed as written; `fused: true` where torch has no
+    fused kernel for the parameters is a ConfigError, not a quiet fallback.
+    """
+    chosen = {key: cfg[key] for key in KERNELS if key in cfg and cfg[key] is not None}
+    for key, value in chosen.items():
+        if not isinstance(value, bool):
+            raise ConfigError(f"optim.{key}={written(value)} must be true, false or null "
+                              "(null: dltrain picks torch's fastest kernel).")
+    differentiable = "differentiable" in cfg and bool(cfg["differentiable"])
+    if chosen.get("fused"):
+        if chosen.get("foreach"):
+            raise ConfigError("optim.fused=true and optim.foreach=true exclude each other; "
+                              "set one of them to null.")
+        if differentiable:
+            raise ConfigError("optim.fused=true cannot differentiate through the optimiser "
+                              "step (optim.differentiable=true); set optim.fused=null.")
+        unsupported = next((p for p in params if not _fused_supported([p])), None)
+        if unsupported is not None:
+            devices = ", ".join(_get_fused_kernels_supported_devices())
+            raise ConfigError(
+                f"optim.fused=true: torch {torch.__version__} has fused optimiser kernels for "
+                f"floating-point parameters on {devices}, not for {unsupported.dtype} "
+                f"parameters on {unsupported.device.type}; set optim.fused=null to let "
+                "dltrain pick the kernel.")
+    if chosen or differentiable or not _fused_supported(params):
+        return {}
+    return {"fused": True}
+
+
+def _fused_supported(params: list[torch.Tensor]) -> bool:
+    """Whether torch has fused optimiser kernels for all of `params` (their devices and
+    dtypes), by torch's own rule, the one its optimisers apply to their default."""
+    fused, _ = _default_to_fused_or_foreach(params, differentiable=False, use_fused=True)
+    return fused
+
+
+def _keep_kernels(optimizer: torch.optim.Optimizer, state_dict: dict[str, Any]
+                  ) -> dict[str, Any]:
+    """A load_state_dict pre-hook: a checkpoint brings the optimiser's numbers, not its kernel.
+
+    torch's load_state_dict replaces every param group's settings with the saved ones, the
+    implementation flags included, so a checkpoint saved without fused kernels (an older run,
+    another device) would switch them off for the rest of the run, or on where the device has
+    none. The groups keep this optimiser's `fused` and `foreach`; torch then lays out the loaded
+    state (the step counts) as those kernels want it.
+    """
+    groups = [{**saved, **{key: group[key] for key in KERNELS if key in group}}
+              for saved, group in zip(state_dict["param_groups"], optimizer.param_groups,
+                                      strict=False)]  # (a count that differs: torch says so)
+    return {**state_dict, "param_groups": groups}
+
+
+def build_optimizer(cfg: Node, model: nn.Module) -> torch.optim.Optimizer:
     """The optimiser of `cfg._target_` over the decay / no-decay parameter groups.
 
     An optimiser without weight decay (L-BFGS, which also takes a single group) gets the
-    parameters as one list. On a GPU, optimisers that have fused kernels (SGD, Adam, AdamW)
-    use them unless the config says `fused: false`: one kernel for all parameters instead of
-    several per tensor, and the same update.
+    parameters as one list. Its kernel follows `kernel_choice`: fused wherever torch has fused
+    kernels for the parameters (on the devices they are on).
     """
-    fused = {"fused": True} if device is not None and device.type == "cuda" else {}
+    trainable = [p for p in model.parameters() if p.requires_grad]
     if "weight_decay" not in cfg:
-        params: Any = [p for p in model.parameters() if p.requires_grad]
+        params: Any = trainable
     else:
-        params = decay_groups(model, float(cfg.weight_decay))
-    return call_target(cfg, "optim", optional=fused, params=params)
+        params = decay_groups(model, float(cfg["weight_decay"]))
+    kernels = kernel_choice(cfg, trainable)
+    optimizer = call_target(cfg, "optim", optional=kernels, params=params)
+    optimizer.register_load_state_dict_pre_hook(_keep_kernels)
+    return optimizer
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int,
@@ -69,7 +146,7 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int,
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _schedule_length(name: str, node: DictConfig, optimizer: torch.optim.Optimizer,
+def _schedule_length(name: str, node: Node, optimizer: torch.optim.Optimizer,
                      total: int) -> dict:
     """What a schedule needs at run time: its length in optimiser steps, in its own terms."""
     if name == "cosine":
@@ -78,23 +155,23 @@ def _schedule_length(name: str, node: DictConfig, optimizer: torch.optim.Optimiz
         return {"total_steps": total}
     if name == "onecycle":
         return {"total_steps": total, "max_lr": [g["lr"] for g in optimizer.param_groups]}
-    if name == "step" and node.get("step_size") is None:
+    if name == "step" and node["step_size"] is None:
         return {"step_size": max(total // 3, 1)}
-    if name == "exponential" and node.get("gamma") is None:
+    if name == "exponential" and node["gamma"] is None:
         return {"gamma": 0.01 ** (1 / max(total, 1))}  # 1% of the rate at the end
     return {}
 
 
-def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, total_steps: int
-                    ) -> Any:
+def build_scheduler(cfg: Node, optimizer: torch.optim.Optimizer, total_steps: int) -> Any:
     """The learning-rate schedule, or None for `sched=none`.
 
     Every schedule but `plateau` steps once per optimiser step; `plateau` steps on the
     validation loss after each validation.
     """
-    if cfg.name == "none":
+    name = str(cfg["name"])
+    if name == "none":
         return None
-    runtime = _schedule_length(str(cfg.name), cfg, optimizer, total_steps)
+    runtime = _schedule_length(name, cfg, optimizer, total_steps)
     return call_target(cfg, "sched", optimizer=optimizer, **runtime)
 
 
@@ -121,9 +198,9 @@ class Penalty:
         return sum(w.square().sum() for w in weights)  # type: ignore[return-value]
 
 
-def penalties(cfg: DictConfig) -> list[Penalty]:
+def penalties(cfg: Node) -> list[Penalty]:
     """The L1 / L2 terms that `penalty.l1` and `penalty.l2` switch on (zero means off)."""
-    terms = [Penalty(float(cfg.get("l1", 0.0)), 1), Penalty(float(cfg.get("l2", 0.0)), 2)]
+    terms = [Penalty(float(cfg["l1"]), 1), Penalty(float(cfg["l2"]), 2)]
     return [t for t in terms if t.coefficient > 0]
 
 

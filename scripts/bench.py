@@ -1,27 +1,36 @@
 #!/usr/bin/env python
 """dltrain against the tightest hand-written PyTorch loop, side by side in one run.
 
-For each workload the two run alternately, each in a fresh process (so peak memory is each
-one's own): the same model (built by dltrain's model classes), the same data tensors, batch
-size, optimiser, number of steps, seed and threads. The hand-written loop is what a careful
-engineer writes: tensors in memory, index slices of a per-epoch randperm,
-`zero_grad(set_to_none=True)`, no logging, one host sync at the end. dltrain runs as users run
-it, with its default logging (every 50 steps: console, metrics.jsonl, TensorBoard).
+For each workload dltrain and the references run in turn, each in a fresh process (so peak
+memory is each one's own): the same model (built by dltrain's model classes), the same data
+tensors, batch size, optimiser, number of steps, seed and threads. The hand-written loop is
+what a careful engineer writes: tensors in memory, index slices of a per-epoch randperm,
+`zero_grad(set_to_none=True)`, no logging, one host sync at the end; on the small models it
+runs twice, with plain Adam and with fused Adam (`Adam(fused=True)`, the kernel dltrain picks
+by default wherever torch has one). dltrain runs as users run it, with its default logging
+(every 50 steps: console, metrics.jsonl, TensorBoard).
 
-Reported: samples/s of each (median over repeats), the ratio dltrain / hand (median of the
-pairwise ratios, with min-max), peak RSS of each process, start-up times of whole processes,
-and fused Adam as a line of its own (it speeds up the hand-written loop too).
+Reported: samples/s and steps/s of each (median over repeats), the ratio dltrain / reference
+(median of the per-round ratios, with min-max), peak RSS of each process, and the 1-minute
+load average over the measurement.
 
-    python scripts/bench.py                      # every workload, 5 alternating pairs
-    python scripts/bench.py --workloads moons_mlp --repeats 3
-    python scripts/bench.py --markdown docs/benchmarks.md   # also write the tables there
+    python scripts/bench.py                      # every throughput workload, then start-up
+    python scripts/bench.py --workloads moons_mlp_small --repeats 5
+    python scripts/bench.py --workloads startup  # whole processes: --help, trainer=smoke, ...
+    python scripts/bench.py --workloads sweep32  # 32 short jobs: basic vs vectorised launcher
+    python scripts/bench.py --markdown docs/benchmarks.md   # also append the tables there
 
-`--sweep` measures something else: a whole sweep, `dltrain -m ...` as a user types it, with
-Hydra's basic launcher (one job after the other) against `hydra/launcher=vectorised` (the jobs
-trained as one stacked model), alternating, each a fresh process timed from start to exit. The
-sweep is 8 seeds x 8 learning rates of an MLP on moons; every job must complete in both.
+`startup` times whole processes from start to exit, in turns: `dltrain --help`, `dltrain
+list`, `import torch`, a hand-written process that composes the smoke config and takes one
+step, and `dltrain trainer=smoke` (20 steps, validation, test, every file).
 
-    python scripts/bench.py --sweep --repeats 3 --sweep-epochs 150 --markdown docs/benchmarks.md
+`sweep32` and `sweep64` time a whole sweep, `dltrain -m ...` as a user types it, with Hydra's
+basic launcher (one job after the other) against `hydra/launcher=vectorised` (the jobs trained
+as one stacked model), in turns, each a fresh process from start to exit. The sweep is seeds x
+8 learning rates of an MLP on moons (sweep32: 4 seeds, 5 epochs; sweep64: 8 seeds, 150
+epochs); every job must complete in both. Each is also run with half the seeds: the
+difference is what the extra jobs cost without the costs every process pays once (start-up,
+composing the first config, the report), which gives the speed-up per job.
 """
 
 from __future__ import annotations
@@ -36,8 +45,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,19 +59,21 @@ class Workload:
     name: str
     overrides: tuple[str, ...]
     steps: int
-    fused_line: bool = False  # also measure both with Adam(fused=True)
+    fused_reference: bool = False  # also time the hand-written loop with Adam(fused=True)
     notes: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 WORKLOADS = {
     w.name: w
     for w in (
+        Workload("moons_mlp_small", ("data=moons", "data.n_train=20000", "data.batch_size=128",
+                                     "model=mlp", "model.hidden=[64,64]"), steps=3000,
+                 fused_reference=True, notes="MLP 2-64-64-2, batch 128"),
         Workload("moons_mlp", ("data=moons", "data.n_train=20000", "data.batch_size=128",
-                               "model=mlp"), steps=2000, fused_line=True,
+                               "model=mlp"), steps=2000, fused_reference=True,
                  notes="MLP 2-256-256-2, batch 128"),
         Workload("glyphs_mlp", ("data=glyphs", "data.batch_size=256", "model=mlp",
-                                "model.hidden=[256]"), steps=600, fused_line=True,
+                                "model.hidden=[256]"), steps=600, fused_reference=True,
                  notes="MLP 784-256-10, batch 256"),
         Workload("glyphs_cnn", ("data=glyphs", "data.batch_size=128", "model=cnn"), steps=150,
                  notes="the default CNN, batch 128"),
@@ -71,6 +83,25 @@ WORKLOADS = {
                  notes="4 layers, d=128, block 64, batch 32, on 700 kB of English (pydoc topics)"),
     )
 }
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A sweep of `seeds` x len(RATES) jobs of an MLP on moons, `epochs` epochs each."""
+
+    name: str
+    seeds: int
+    epochs: int
+    hidden: str = "[32,32]"
+
+    @property
+    def jobs(self) -> int:
+        return self.seeds * len(RATES)
+
+
+RATES = (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05)
+SWEEPS = {s.name: s for s in (Sweep("sweep32", seeds=4, epochs=5),
+                              Sweep("sweep64", seeds=8, epochs=150))}
 
 
 # --------------------------------------------------------------------------------------------
@@ -98,23 +129,23 @@ def text_file() -> Path:
     return path
 
 
-def job_overrides(workload: Workload, steps: int, device: str, fused: bool) -> list[str]:
+def job_overrides(workload: Workload, steps: int, device: str) -> list[str]:
+    """dltrain's config of `workload`: optim=adam as the config leaves it (fused kernels
+    wherever torch has them), no validation before the end."""
     overrides = [*workload.overrides, f"trainer.max_steps={steps}", "trainer.max_epochs=100000",
                  f"trainer.device={device}", "optim=adam", "trainer.val_every=100000"]
     if "data=text" in workload.overrides:
         overrides.append(f"data.path={text_file()}")
-    if fused:
-        overrides.append("+optim.fused=true")
     return overrides
 
 
-def child_dltrain(workload: Workload, steps: int, device: str, fused: bool) -> dict:
+def child_dltrain(workload: Workload, steps: int, device: str) -> dict:
     import contextlib
     import io
 
     from dltrain.run import run
 
-    cfg = compose(job_overrides(workload, steps, device, fused))
+    cfg = compose(job_overrides(workload, steps, device))
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         summary = run(cfg, Path(tmp) / "run").summary
     if summary["status"] != "completed":
@@ -131,13 +162,12 @@ def child_hand(workload: Workload, steps: int, device: str, fused: bool) -> dict
     from dltrain.losses import loss_spec
     from dltrain.models import build_model
 
-    cfg = compose(job_overrides(workload, steps, device, fused=False))
+    cfg = compose(job_overrides(workload, steps, device))
     dev = torch.device(device)
     torch.manual_seed(int(cfg.trainer.seed))
     data = build_data(cfg.data, dev)
     model = build_model(cfg.model, cfg.init, loss_spec(cfg.loss, data.spec)).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=float(cfg.optim.lr),
-                           **({"fused": True} if fused else {}))
+    opt = torch.optim.Adam(model.parameters(), lr=float(cfg.optim.lr), fused=fused)
     b = int(cfg.data.batch_size)
     loss_fn = torch.nn.functional.cross_entropy
     if data.tokens is not None:  # random windows of the token stream, targets shifted by one
@@ -203,21 +233,25 @@ def child(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     workload = WORKLOADS[args.workload]
-    measure = child_dltrain if args.child == "dltrain" else child_hand
-    result = measure(workload, args.steps, args.device, args.fused)
+    if args.child == "dltrain":
+        result = child_dltrain(workload, args.steps, args.device)
+    else:
+        result = child_hand(workload, args.steps, args.device, args.child == "hand_fused")
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(result))
 
 
 # --------------------------------------------------------------------------------------------
-# The parent: alternate the children, aggregate, report
+# The parent: take turns, aggregate, report
+
+# who runs a throughput workload: dltrain and the hand-written loops it is measured against
+CONTENDERS = {"dltrain": "dltrain", "hand": "hand-written, Adam",
+              "hand_fused": "hand-written, Adam(fused=True)"}
 
 
-def spawn(kind: str, workload: str, steps: int, device: str, threads: int, fused: bool) -> dict:
+def spawn(kind: str, workload: str, steps: int, device: str, threads: int) -> dict:
     cmd = [sys.executable, __file__, "--child", kind, "--workload", workload, "--steps",
            str(steps), "--device", device, "--threads", str(threads)]
-    if fused:
-        cmd.append("--fused")
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -225,42 +259,51 @@ def spawn(kind: str, workload: str, steps: int, device: str, threads: int, fused
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+def spread(values: list[float], digits: int = 3) -> str:
+    return (f"{statistics.median(values):.{digits}f} "
+            f"({min(values):.{digits}f}-{max(values):.{digits}f})")
 
 
-def compare(workload: Workload, repeats: int, device: str, threads: int, fused: bool,
-            steps: int) -> dict:
-    pairs = []
-    for _ in range(repeats):  # alternating pairs: drifts in machine load hit both alike
-        ours = spawn("dltrain", workload.name, steps, device, threads, fused)
-        hand = spawn("hand", workload.name, steps, device, threads, fused)
-        pairs.append((ours, hand))
-        print(f"  {workload.name}{' fused' if fused else ''}: dltrain "
-              f"{ours['samples_per_s']:.0f}/s  hand {hand['samples_per_s']:.0f}/s", flush=True)
-    ratios = [o["samples_per_s"] / h["samples_per_s"] for o, h in pairs]
-    rss = [o["peak_rss_mb"] / h["peak_rss_mb"] for o, h in pairs]
-    return {
-        "workload": workload.name + (" (fused Adam)" if fused else ""),
-        "notes": workload.notes,
-        "dltrain": statistics.median(o["samples_per_s"] for o, _ in pairs),
-        "hand": statistics.median(h["samples_per_s"] for _, h in pairs),
-        "ratio": spread(ratios),
-        "ratio_median": statistics.median(ratios),
-        "rss_dltrain": statistics.median(o["peak_rss_mb"] for o, _ in pairs),
-        "rss_hand": statistics.median(h["peak_rss_mb"] for _, h in pairs),
-        "rss_ratio": spread(rss),
-        "steps": steps,
-    }
+def in_turns(names: list[str], repeats: int, measure) -> list[dict[str, Any]]:
+    """`measure(name)` for every name, `repeats` rounds; each round starts one later in the
+    list, so a drift in the machine's load hits every contender alike."""
+    rounds = []
+    for i in range(repeats):
+        order = names[i % len(names):] + names[:i % len(names)]
+        rounds.append({name: measure(name) for name in order})
+    return rounds
 
 
-def wall(cmd: list[str], repeats: int, cwd: Path) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        subprocess.run(cmd, capture_output=True, check=True, cwd=cwd)
-        times.append(time.perf_counter() - start)
-    return times
+def compare(workload: Workload, repeats: int, device: str, threads: int, steps: int) -> dict:
+    kinds = ["dltrain", "hand"] + (["hand_fused"] if workload.fused_reference else [])
+    loads = [os.getloadavg()[0]]
+
+    def measure(kind: str) -> dict:
+        result = spawn(kind, workload.name, steps, device, threads)
+        loads.append(os.getloadavg()[0])
+        return result
+
+    rounds = in_turns(kinds, repeats, measure)
+    for r in rounds:
+        print(f"  {workload.name}: " + "  ".join(
+            f"{k} {r[k]['samples_per_s']:.0f}/s" for k in kinds), flush=True)
+    batch = int(next(o.split("=")[1] for o in workload.overrides if "batch_size" in o))
+    result: dict[str, Any] = {"workload": workload.name, "notes": workload.notes,
+                              "steps": steps, "batch": batch, "repeats": repeats,
+                              "load": f"{min(loads):.2f}-{max(loads):.2f}", "against": {}}
+    for kind in kinds:
+        result[kind] = statistics.median(r[kind]["samples_per_s"] for r in rounds)
+        result[f"rss_{kind}"] = statistics.median(r[kind]["peak_rss_mb"] for r in rounds)
+    for ref in kinds[1:]:
+        ratios = [r["dltrain"]["samples_per_s"] / r[ref]["samples_per_s"] for r in rounds]
+        result["against"][ref] = {"ratio": spread(ratios), "median": statistics.median(ratios)}
+    return result
+
+
+def wall(cmd: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, capture_output=True, check=True, cwd=cwd)
+    return time.perf_counter() - start
 
 
 ONE_STEP = """
@@ -281,88 +324,104 @@ opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); print(loss.item())
 """
 
 
-def startup(repeats: int) -> list[dict]:
+def startup(repeats: int) -> dict:
+    """Whole processes from start to exit, in turns; `smoke - one step` per round, against
+    the target of at most 1 s."""
     dltrain = [sys.executable, "-m", "dltrain"]
+    loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [
-            ("dltrain --help", wall([*dltrain, "--help"], repeats, Path(tmp))),
-            ("dltrain list", wall([*dltrain, "list"], repeats, Path(tmp))),
-            ("python -c 'import torch'", wall([sys.executable, "-c", "import torch"], repeats,
-                                             Path(tmp))),
-            ("hand-written loop, one step (glyphs MLP)",
-             wall([sys.executable, "-c", ONE_STEP], repeats, Path(tmp))),
-            ("dltrain trainer=smoke (20 steps, validation, test, all files)",
-             wall([*dltrain, "trainer=smoke", f"hydra.run.dir={tmp}/smoke"], repeats,
-                  Path(tmp))),
-        ]
-    return [{"what": what, "median_s": statistics.median(t), "min_s": min(t), "max_s": max(t)}
-            for what, t in rows]
+        commands = {
+            "dltrain --help": [*dltrain, "--help"],
+            "dltrain list": [*dltrain, "list"],
+            "python -c 'import torch'": [sys.executable, "-c", "import torch"],
+            "hand-written process, one step (glyphs MLP)": [sys.executable, "-c", ONE_STEP],
+            "dltrain trainer=smoke (20 steps, validation, test, all files)":
+                [*dltrain, "trainer=smoke", f"hydra.run.dir={tmp}/smoke"],
+        }
+
+        def measure(what: str) -> float:
+            seconds = wall(commands[what], Path(tmp))
+            loads.append(os.getloadavg()[0])
+            return seconds
+
+        rounds = in_turns(list(commands), repeats, measure)
+    rows = [{"what": what, "median_s": statistics.median(r[what] for r in rounds),
+             "min_s": min(r[what] for r in rounds), "max_s": max(r[what] for r in rounds)}
+            for what in commands]
+    smoke, one = list(commands)[-1], list(commands)[-2]
+    over = [r[smoke] - r[one] for r in rounds]
+    print(f"  start-up: smoke - one step = {spread(over, 2)} s", flush=True)
+    return {"rows": rows, "over": spread(over, 2), "over_median": statistics.median(over),
+            "repeats": repeats, "load": f"{min(loads):.2f}-{max(loads):.2f}"}
 
 
 # --------------------------------------------------------------------------------------------
-# --sweep: a whole sweep, the basic launcher against the vectorised one
-
-SEEDS = tuple(range(8))
-RATES = (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05)
+# Sweeps: the basic launcher against the vectorised one
 
 
-def sweep_overrides(hidden: str, epochs: int, threads: int | None) -> list[str]:
-    overrides = ["data=moons", f"model.hidden={hidden}", f"trainer.max_epochs={epochs}",
-                 "trainer.device=cpu", f"trainer.seed={','.join(map(str, SEEDS))}",
+def sweep_overrides(sweep: Sweep, seeds: int, threads: int | None) -> list[str]:
+    overrides = ["data=moons", f"model.hidden={sweep.hidden}",
+                 f"trainer.max_epochs={sweep.epochs}", "trainer.device=cpu",
+                 f"trainer.seed={','.join(map(str, range(seeds)))}",
                  f"optim.lr={','.join(map(str, RATES))}"]
     return overrides + ([f"trainer.threads={threads}"] if threads else [])
 
 
-def run_sweep(launcher: str, overrides: list[str], tmp: Path) -> float:
+def run_sweep(launcher: str, jobs: int, overrides: list[str], tmp: Path) -> float:
     """Seconds from the start of `dltrain -m ...` to its exit; every job must complete."""
-    sweep = tmp / f"{launcher}-{time.time_ns()}"
+    folder = tmp / f"{launcher}-{time.time_ns()}"
     cmd = [sys.executable, "-m", "dltrain", "-m", f"hydra/launcher={launcher}", *overrides,
-           f"hydra.sweep.dir={sweep}"]
+           f"hydra.sweep.dir={folder}"]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=tmp)
     elapsed = time.perf_counter() - start
-    summaries = [json.loads(p.read_text()) for p in sweep.glob("*/summary.json")]
+    summaries = [json.loads(p.read_text()) for p in folder.glob("*/summary.json")]
     done = sum(s["status"] == "completed" for s in summaries)
-    if proc.returncode != 0 or done != len(SEEDS) * len(RATES):
-        raise SystemExit(f"the {launcher} sweep failed ({done} runs completed):\n"
+    if proc.returncode != 0 or done != jobs:
+        raise SystemExit(f"the {launcher} sweep failed ({done} of {jobs} runs completed):\n"
                          f"{proc.stderr[-2000:]}")
     return elapsed
 
 
-def compare_sweeps(repeats: int, hidden: str, epochs: int, threads: int | None) -> dict:
-    overrides = sweep_overrides(hidden, epochs, threads)
-    pairs, loads = [], []
+def compare_sweeps(sweep: Sweep, repeats: int, threads: int | None) -> dict:
+    """The whole sweep with either launcher, and the same sweep with half the seeds: the
+    difference is what the extra jobs cost, without what every process pays once (start-up,
+    composing the first config, the report), so it gives the speed-up per job."""
+    half = max(sweep.seeds // 2, 1)
+    sizes = {"full": (sweep.seeds, sweep.jobs), "half": (half, half * len(RATES))}
+    loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
-        for i in range(repeats):  # alternating, each first every other time
+        def measure(what: str) -> float:
+            launcher, size = what.split(":")
+            seeds, jobs = sizes[size]
+            seconds = run_sweep(launcher, jobs, sweep_overrides(sweep, seeds, threads),
+                                Path(tmp))
             loads.append(os.getloadavg()[0])
-            order = ("basic", "vectorised") if i % 2 == 0 else ("vectorised", "basic")
-            wall = {launcher: run_sweep(launcher, overrides, Path(tmp)) for launcher in order}
-            loads.append(os.getloadavg()[0])
-            pairs.append((wall["basic"], wall["vectorised"]))
-            print(f"  sweep {i + 1}: basic {wall['basic']:.1f} s  vectorised "
-                  f"{wall['vectorised']:.1f} s  ({wall['basic'] / wall['vectorised']:.1f}x)  "
-                  f"load {loads[-2]:.2f} -> {loads[-1]:.2f}", flush=True)
-    basic, vectorised = [b for b, _ in pairs], [v for _, v in pairs]
-    return {"hidden": hidden, "epochs": epochs, "threads": threads, "basic": spread(basic),
-            "vectorised": spread(vectorised), "ratio": spread([b / v for b, v in pairs]),
+            return seconds
+
+        rounds = in_turns(["basic:full", "vectorised:full", "basic:half", "vectorised:half"],
+                          repeats, measure)
+    extra_jobs = sizes["full"][1] - sizes["half"][1]
+    per_job = {launcher: [(r[f"{launcher}:full"] - r[f"{launcher}:half"]) / extra_jobs
+                          for r in rounds] for launcher in ("basic", "vectorised")}
+    whole = [r["basic:full"] / r["vectorised:full"] for r in rounds]
+    marginal = [b / v for b, v in zip(per_job["basic"], per_job["vectorised"], strict=True)]
+    for i, r in enumerate(rounds):
+        print(f"  {sweep.name} {i + 1}: basic {r['basic:full']:.1f} s  vectorised "
+              f"{r['vectorised:full']:.1f} s  ({whole[i]:.2f}x); per extra job "
+              f"{per_job['basic'][i]:.3f} s vs {per_job['vectorised'][i]:.3f} s "
+              f"({marginal[i]:.2f}x)", flush=True)
+    return {"sweep": sweep, "threads": threads, "half_jobs": sizes["half"][1],
+            **{f"{launcher}_{size}": spread([r[f"{launcher}:{size}"] for r in rounds], 1)
+               for launcher in ("basic", "vectorised") for size in sizes},
+            "basic_per_job": spread(per_job["basic"], 3),
+            "vectorised_per_job": spread(per_job["vectorised"], 3),
+            "ratio": spread(whole, 2), "ratio_per_job": spread(marginal, 2),
             "load": f"{min(loads):.2f}-{max(loads):.2f}", "repeats": repeats}
 
 
-def sweep_markdown(result: dict, header: str) -> str:
-    steps = result["epochs"] * 28  # 1800 training points in batches of 64
-    threads = result["threads"] or "torch's default"
-    return "\n".join([
-        header, "",
-        f"`dltrain -m data=moons model.hidden={result['hidden']} "
-        f"trainer.max_epochs={result['epochs']} trainer.seed=0,...,7 optim.lr=<8 rates>` "
-        f"(64 jobs of {steps} Adam steps each, batch 64; threads: {threads}), whole processes "
-        "from start to exit, the report included.", "",
-        "| launcher | wall s, median (min-max) |", "|---|---|",
-        f"| basic (one job after the other) | {result['basic']} |",
-        f"| vectorised (one stack of 64) | {result['vectorised']} |",
-        f"| **speed-up, basic / vectorised** | **{result['ratio']}** |", "",
-        f"1-minute load average over the measurements: {result['load']} "
-        f"({result['repeats']} alternating pairs).", ""])
+# --------------------------------------------------------------------------------------------
+# Markdown
 
 
 def device_line(device: str, threads: int) -> str:
@@ -374,70 +433,95 @@ def device_line(device: str, threads: int) -> str:
             f"{threads} torch threads (torch {torch.__version__})")
 
 
-def markdown(results: list[dict], starts: list[dict], header: str) -> str:
-    lines = [header, "",
-             "| workload | dltrain samples/s | hand-written samples/s | ratio, median (min-max) "
-             "| peak RSS dltrain / hand (MB) | RSS ratio |",
-             "|---|---:|---:|---|---|---|"]
+def throughput_markdown(results: list[dict]) -> list[str]:
+    lines = ["| workload | contender | samples/s | steps/s | dltrain / this, median (min-max) "
+             "| peak RSS (MB) | load |", "|---|---|---:|---:|---|---:|---|"]
     for r in results:
-        lines.append(f"| {r['workload']} — {r['notes']} | {r['dltrain']:.0f} | {r['hand']:.0f} "
-                     f"| {r['ratio']} | {r['rss_dltrain']:.0f} / {r['rss_hand']:.0f} "
-                     f"| {r['rss_ratio']} |")
-    lines += ["", "| start-up, whole process | median s | min-max s |", "|---|---:|---|"]
-    for s in starts:
+        for kind, label in CONTENDERS.items():
+            if kind not in r:
+                continue
+            ratio = "" if kind == "dltrain" else r["against"][kind]["ratio"]
+            lines.append(f"| {r['workload']} — {r['notes']} | {label} | {r[kind]:.0f} "
+                         f"| {r[kind] / r['batch']:.0f} | {ratio} | {r[f'rss_{kind}']:.0f} "
+                         f"| {r['load']} |")
+    return lines
+
+
+def startup_markdown(start: dict) -> list[str]:
+    lines = [f"| start-up, whole process ({start['repeats']} rounds, load {start['load']}) "
+             "| median s | min-max s |", "|---|---:|---|"]
+    for s in start["rows"]:
         lines.append(f"| {s['what']} | {s['median_s']:.2f} | {s['min_s']:.2f}-{s['max_s']:.2f} |")
-    return "\n".join(lines) + "\n"
+    lines.append(f"| **trainer=smoke minus the one-step process** (target <= 1 s) "
+                 f"| **{start['over']}** | |")
+    return lines
+
+
+def sweep_markdown(result: dict) -> list[str]:
+    sweep: Sweep = result["sweep"]
+    steps = sweep.epochs * 28  # 1800 training points in batches of 64
+    threads = result["threads"] or "torch's default"
+    half = result["half_jobs"]
+    return [
+        f"`dltrain -m data=moons model.hidden={sweep.hidden} trainer.max_epochs={sweep.epochs} "
+        f"trainer.seed=0,...,{sweep.seeds - 1} optim.lr=<8 rates>` ({sweep.jobs} jobs of "
+        f"{steps} Adam steps each, batch 64; threads: {threads}), whole processes from start "
+        f"to exit, the report included, and the same with half the seeds ({half} jobs); "
+        f"{result['repeats']} rounds, load {result['load']}.", "",
+        f"| launcher | {sweep.jobs} jobs, wall s | {half} jobs, wall s "
+        f"| s per extra job ({sweep.jobs} - {half}) |", "|---|---|---|---|",
+        f"| basic (one job after the other) | {result['basic_full']} | {result['basic_half']} "
+        f"| {result['basic_per_job']} |",
+        f"| vectorised | {result['vectorised_full']} | {result['vectorised_half']} "
+        f"| {result['vectorised_per_job']} |",
+        f"| **speed-up, basic / vectorised** | **{result['ratio']}** | "
+        f"| **{result['ratio_per_job']}** |"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workloads", default=",".join(WORKLOADS))
-    parser.add_argument("--repeats", type=int, default=5)
+    names = [*WORKLOADS, "startup", *SWEEPS]
+    parser.add_argument("--workloads", default=",".join([*WORKLOADS, "startup"]),
+                        help=f"comma-separated, of: {', '.join(names)}")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of turns")
     parser.add_argument("--steps-scale", type=float, default=1.0,
                         help="multiply every workload's step count (e.g. 0.2 for a quick look)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--no-startup", action="store_true")
     parser.add_argument("--markdown", type=Path, help="append the tables to this file")
-    parser.add_argument("--sweep", action="store_true",
-                        help="time a 64-job sweep: the basic launcher against the vectorised one")
-    parser.add_argument("--sweep-hidden", default="[32,32]", help="the MLP's layer widths")
-    parser.add_argument("--sweep-epochs", type=int, default=150)
+    parser.add_argument("--sweep-hidden", help="the sweeps' MLP layer widths, e.g. [32,32]")
+    parser.add_argument("--sweep-epochs", type=int, help="the sweeps' epochs per job")
     parser.add_argument("--sweep-threads", type=int, default=None,
                         help="trainer.threads of every job (default: torch's own choice)")
-    parser.add_argument("--child", choices=["dltrain", "hand"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=list(CONTENDERS), help=argparse.SUPPRESS)
     parser.add_argument("--workload", help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--fused", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
         return
-    if args.sweep:
-        result = compare_sweeps(args.repeats, args.sweep_hidden, args.sweep_epochs,
-                                args.sweep_threads)
-        header = (f"### {time.strftime('%Y-%m-%d')} · a sweep of 64 small runs · "
-                  f"{device_line('cpu', args.sweep_threads or os.cpu_count() or 1)}")
-        text = sweep_markdown(result, header)
-        print()
-        print(text)
-        if args.markdown:
-            with args.markdown.open("a") as f:
-                f.write("\n" + text)
-        return
+    chosen = args.workloads.split(",")
+    unknown = [n for n in chosen if n not in names]
+    if unknown:
+        parser.error(f"unknown workload {unknown[0]}; choose from {', '.join(names)}")
 
+    sections = [f"### {time.strftime('%Y-%m-%d')} · {device_line(args.device, args.threads)}"]
     results = []
-    for name in args.workloads.split(","):
+    for name in (n for n in chosen if n in WORKLOADS):
         workload = WORKLOADS[name]
         steps = max(10, int(workload.steps * args.steps_scale))
-        results.append(compare(workload, args.repeats, args.device, args.threads, False, steps))
-        if workload.fused_line:
-            results.append(compare(workload, args.repeats, args.device, args.threads, True,
-                                   steps))
-    starts = [] if args.no_startup else startup(args.repeats)
-    header = (f"### {time.strftime('%Y-%m-%d')} · {device_line(args.device, args.threads)} · "
-              f"{args.repeats} alternating pairs per line")
-    text = markdown(results, starts, header)
+        results.append(compare(workload, args.repeats, args.device, args.threads, steps))
+    if results:
+        sections.append("\n".join(throughput_markdown(results)))
+    if "startup" in chosen:
+        sections.append("\n".join(startup_markdown(startup(args.repeats))))
+    for name in (n for n in chosen if n in SWEEPS):
+        sweep = SWEEPS[name]
+        sweep = replace(sweep, hidden=args.sweep_hidden or sweep.hidden,
+                        epochs=args.sweep_epochs or sweep.epochs)
+        sections.append("\n".join(sweep_markdown(compare_sweeps(sweep, args.repeats,
+                                                                 args.sweep_threads))))
+    text = "\n\n".join(sections) + "\n"
     print()
     print(text)
     if args.markdown:

@@ -22,7 +22,8 @@ def test_a_training_step_costs_three_forward_passes():
 def test_a_transformer_counts_its_attention_too():
     width, depth, tokens, vocab = 32, 2, 16, 50
     spec = DataSpec("chars", "language_model", "tokens", (tokens,), vocab_size=vocab)
-    model = Transformer(spec, width=width, depth=depth, heads=4)
+    model = Transformer(spec, width=width, depth=depth, heads=4, mlp_ratio=4.0, patch_size=None,
+                        readout="mean", activation="gelu", dropout=0.0, norm="layer")
     per_sample = training_flops_per_sample(model, torch.randint(0, vocab, (4, tokens)))
     # per token, to train: 6 FLOPs per weight of the blocks' matmuls (q, k, v, out: 4 d^2; the
     # 4x MLP: 8 d^2) and of the head (d x vocab); attention scores and mixing 12 L d T (the

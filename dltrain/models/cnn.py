@@ -68,11 +68,10 @@ def conv_stack(spec: DataSpec, channels: Sequence[int], kernel_size: int, stride
 class CNN(nn.Module):
     """`channels[i]` filters in conv block i (conv -> [batch norm] -> activation -> pool)."""
 
-    def __init__(self, spec: DataSpec, channels: Sequence[int] = (16, 32), kernel_size: int = 3,
-                 stride: int = 1, padding: int | None = None, pooling: str = "max",
-                 pool_size: int = 2, hidden: Sequence[int] | None = None,
-                 activation: str = "relu", dropout: float = 0.0,
-                 batchnorm: bool = False) -> None:
+    def __init__(self, spec: DataSpec, *, channels: Sequence[int], kernel_size: int,
+                 stride: int, padding: int | None, pooling: str, pool_size: int,
+                 hidden: Sequence[int] | None, activation: str, dropout: float,
+                 batchnorm: bool) -> None:
         super().__init__()
         _refuse_other_data(spec)
         self.features, maps = conv_stack(spec, channels, kernel_size, stride, padding, pooling,
@@ -115,11 +114,10 @@ class CNNAutoEncoder(AutoEncoder):
     the size and channels that block was given; the last one gives the input's channels with a
     linear output (task=reconstruction)."""
 
-    def __init__(self, spec: DataSpec, channels: Sequence[int] = (16, 32), kernel_size: int = 3,
-                 stride: int = 1, padding: int | None = None, pooling: str = "max",
-                 pool_size: int = 2, hidden: Sequence[int] | None = None,
-                 activation: str = "relu", dropout: float = 0.0, batchnorm: bool = False,
-                 latent: int | None = None, variational: bool = False) -> None:
+    def __init__(self, spec: DataSpec, *, channels: Sequence[int], kernel_size: int,
+                 stride: int, padding: int | None, pooling: str, pool_size: int,
+                 hidden: Sequence[int] | None, activation: str, dropout: float,
+                 batchnorm: bool, latent: int | None, variational: bool) -> None:
         _refuse_other_data(spec)
         latent = bottleneck(latent, variational, "cnn", spec)
         features, maps = conv_stack(spec, channels, kernel_size, stride, padding, pooling,

@@ -18,9 +18,8 @@ from dltrain.models.layers import dense_block, dense_stack
 class MLP(nn.Module):
     """Dense layers on the flattened input: `hidden` widths, or `depth` layers of `width`."""
 
-    def __init__(self, spec: DataSpec, hidden: Sequence[int] | None = None, depth: int = 2,
-                 width: int = 256, activation: str = "relu", dropout: float = 0.0,
-                 batchnorm: bool = False) -> None:
+    def __init__(self, spec: DataSpec, *, hidden: Sequence[int] | None, depth: int, width: int,
+                 activation: str, dropout: float, batchnorm: bool) -> None:
         super().__init__()
         if spec.kind == "tokens":
             raise refusal("mlp", spec, "images, vectors or signals", "model=transformer")
@@ -43,10 +42,9 @@ class MLPAutoEncoder(AutoEncoder):
     input -> hidden widths -> latent -> hidden widths reversed -> input (task=reconstruction).
     """
 
-    def __init__(self, spec: DataSpec, hidden: Sequence[int] | None = None, depth: int = 2,
-                 width: int = 256, activation: str = "relu", dropout: float = 0.0,
-                 batchnorm: bool = False, latent: int | None = None,
-                 variational: bool = False) -> None:
+    def __init__(self, spec: DataSpec, *, hidden: Sequence[int] | None, depth: int, width: int,
+                 activation: str, dropout: float, batchnorm: bool, latent: int | None,
+                 variational: bool) -> None:
         if spec.kind == "tokens":
             raise refusal("mlp", spec, "images, vectors or signals", "task=null")
         latent = bottleneck(latent, variational, "mlp", spec)

@@ -76,10 +76,9 @@ def dense_residual(width: int, act: str, batchnorm: bool, dropout: float) -> Res
 class ResNet(nn.Module):
     """A conv ResNet for images and signals, a residual MLP for vectors."""
 
-    def __init__(self, spec: DataSpec, channels: Sequence[int] = (8, 16, 32), blocks: int = 1,
-                 stem_pool: bool = True, width: int = 64, depth: int = 4,
-                 activation: str = "relu",
-                 dropout: float = 0.0, batchnorm: bool = True) -> None:
+    def __init__(self, spec: DataSpec, *, channels: Sequence[int], blocks: int, stem_pool: bool,
+                 width: int, depth: int, activation: str, dropout: float,
+                 batchnorm: bool) -> None:
         super().__init__()
         if spec.kind == "tokens":
             raise refusal("resnet", spec, "images, signals or vectors", "model=transformer")

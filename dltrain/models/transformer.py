@@ -151,10 +151,11 @@ def auto_patch_size(h: int, w: int) -> int:
 class Transformer(nn.Module):
     """`depth` pre-norm blocks of `width` channels and `heads` attention heads."""
 
-    def __init__(self, spec: DataSpec, width: int = 64, depth: int = 2, heads: int = 4,
-                 mlp_ratio: float = 4.0, patch_size: int | None = None, readout: str = "mean",
-                 activation: str = "gelu", dropout: float = 0.0, norm: str = "layer",
-                 batchnorm: bool = False) -> None:
+    def __init__(self, spec: DataSpec, *, width: int, depth: int, heads: int,
+                 mlp_ratio: float, patch_size: int | None, readout: str, activation: str,
+                 dropout: float, norm: str, batchnorm: bool = False) -> None:
+        # (conf/model/transformer.yaml has no `batchnorm`: only reg=[batchnorm] sets it, and
+        # it is refused here; its absence means false)
         super().__init__()
         if batchnorm:
             raise ConfigError("model=transformer normalises with layer norm (model.norm), not "

@@ -52,7 +52,8 @@ def test_the_probe_watches_each_activation_and_the_output_in_forward_order():
     from dltrain.models.mlp import MLP
 
     spec = DataSpec("toy", "classification", "vector", (3,), num_classes=2)
-    model = MLP(spec, hidden=[4, 5], activation="relu")
+    model = MLP(spec, hidden=[4, 5], depth=2, width=4, activation="relu", dropout=0.0,
+                batchnorm=False)
     layers = watched_layers(model)
     assert [name for name, _ in layers] == ["hidden.0.act", "hidden.1.act", "head"]
     x = torch.randn(7, 3)
