@@ -126,8 +126,8 @@ def build_optimizer(cfg: Node, model: nn.Module) -> torch.optim.Optimizer:
     return optimizer
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int,
-                  warmup_steps: int | None = None, min_fraction: float = 0.0
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, *,
+                  warmup_steps: int | None, min_fraction: float
                   ) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up from 0 to the base rate, then cosine annealing to min_fraction of it.
 
