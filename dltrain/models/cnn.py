@@ -68,6 +68,9 @@ def conv_stack(spec: DataSpec, channels: Sequence[int], kernel_size: int, stride
 class CNN(nn.Module):
     """`channels[i]` filters in conv block i (conv -> [batch norm] -> activation -> pool)."""
 
+    # a vectorised stack computes its forward exactly (dltrain/vectorised/model.py)
+    stackable = True
+
     def __init__(self, spec: DataSpec, *, channels: Sequence[int], kernel_size: int,
                  stride: int, padding: int | None, pooling: str, pool_size: int,
                  hidden: Sequence[int] | None, activation: str, dropout: float,

@@ -18,6 +18,9 @@ from dltrain.models.layers import dense_block, dense_stack
 class MLP(nn.Module):
     """Dense layers on the flattened input: `hidden` widths, or `depth` layers of `width`."""
 
+    # a vectorised stack computes its forward exactly (dltrain/vectorised/model.py)
+    stackable = True
+
     def __init__(self, spec: DataSpec, *, hidden: Sequence[int] | None, depth: int, width: int,
                  activation: str, dropout: float, batchnorm: bool) -> None:
         super().__init__()

@@ -25,6 +25,9 @@ from dltrain.models.layers import batch_norm, conv, global_avg_pool, max_pool
 class ResidualBlock(nn.Module):
     """act(branch(x) + shortcut(x)): the shortcut is the identity unless the shape changes."""
 
+    # a vectorised stack computes its forward exactly (dltrain/vectorised/model.py)
+    stackable = True
+
     def __init__(self, branch: nn.Sequential, shortcut: nn.Module, act: str) -> None:
         super().__init__()
         self.branch = branch
@@ -75,6 +78,9 @@ def dense_residual(width: int, act: str, batchnorm: bool, dropout: float) -> Res
 
 class ResNet(nn.Module):
     """A conv ResNet for images and signals, a residual MLP for vectors."""
+
+    # a vectorised stack computes its forward exactly (dltrain/vectorised/model.py)
+    stackable = True
 
     def __init__(self, spec: DataSpec, *, channels: Sequence[int], blocks: int, stem_pool: bool,
                  width: int, depth: int, activation: str, dropout: float,

@@ -21,10 +21,7 @@ from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 from dltrain.data.spec import Split
 from dltrain.losses import MetricTotals
-from dltrain.models.cnn import CNN
 from dltrain.models.layers import ACTIVATIONS, POOLS
-from dltrain.models.mlp import MLP
-from dltrain.models.resnet import ResidualBlock, ResNet
 from dltrain.optim import Penalty
 from dltrain.vectorised.optim import Layout
 
@@ -42,8 +39,10 @@ class Unstackable(Exception):
 # exactly under vmap. Batch norm's running statistics are buffers, stacked like parameters:
 # each member updates its own rows of them in its training forward pass.
 _POOL_TYPES = {cls for by_dims in POOLS.values() for cls in by_dims.values()}
+# dltrain's own modules declare it themselves (`stackable = True` on the class: a forward that
+# only composes such layers), so that this list names torch's layers only.
 STACKED_LAYERS: tuple[type[nn.Module], ...] = (
-    MLP, CNN, ResNet, ResidualBlock, nn.Sequential, nn.Linear, nn.Conv1d, nn.Conv2d,
+    nn.Sequential, nn.Linear, nn.Conv1d, nn.Conv2d,
     nn.BatchNorm1d, nn.BatchNorm2d, nn.Flatten, nn.Identity, nn.Dropout,
     nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, *ACTIVATIONS.values(), *_POOL_TYPES,
 )
@@ -73,7 +72,8 @@ class DropoutLayer:
 
 def check_layers(model: nn.Module, name: str) -> None:
     """Refuse a model with a layer the stack does not compute exactly."""
-    odd = sorted({type(m).__name__ for m in model.modules() if not isinstance(m, STACKED_LAYERS)})
+    odd = sorted({type(m).__name__ for m in model.modules() if not (
+        isinstance(m, STACKED_LAYERS) or getattr(type(m), "stackable", False))})
     if odd:
         raise Unstackable(f"model={name} has layers the stack does not train: {', '.join(odd)}")
 

@@ -132,3 +132,24 @@ def test_a_stack_on_the_gpu_ends_as_its_runs_alone(make_cfg, tmp_path):
         assert member.summary["device"].startswith("cuda")
         for key, value in alone["test"].items():
             assert member.summary["test"][key] == pytest.approx(value, rel=1e-3, abs=1e-4)
+
+
+def test_only_layers_the_stack_computes_exactly_are_stacked():
+    from torch import nn
+
+    from dltrain.data.spec import DataSpec
+    from dltrain.models.mlp import MLP
+    from dltrain.vectorised.model import Unstackable, check_layers
+
+    spec = DataSpec("toy", "classification", "vector", (3,), num_classes=2)
+    model = MLP(spec, hidden=[4], depth=1, width=4, activation="relu", dropout=0.0,
+                batchnorm=False)
+    check_layers(model, "mlp")  # MLP declares itself stackable; its layers are torch's
+
+    class Odd(nn.Module):  # a module of its own that declares nothing
+        def forward(self, x):
+            return x
+
+    model.hidden.append(Odd())
+    with pytest.raises(Unstackable, match="model=mlp has layers the stack does not train: Odd"):
+        check_layers(model, "mlp")
