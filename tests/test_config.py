@@ -110,17 +110,37 @@ def test_preflight_accepts_good_sweeps():
     preflight(["optim.lr=0.001,0.01", "model=mlp", "trainer=smoke", "reg=[dropout,l2]"], True)
 
 
-def test_preflight_composes_only_what_differs_in_more_than_values(monkeypatch):
+@pytest.fixture
+def composed(monkeypatch) -> list[list[str]]:
+    """The override lists that Hydra's compose is called with, in order."""
     import hydra
 
-    composed: list[list[str]] = []
+    calls: list[list[str]] = []
     compose = hydra.compose
 
     def counting(config_name, overrides, return_hydra_config=False):
-        composed.append(list(overrides))
+        calls.append(list(overrides))
         return compose(config_name, overrides=overrides, return_hydra_config=return_hydra_config)
 
     monkeypatch.setattr(hydra, "compose", counting)
+    return calls
+
+
+def test_preflight_composes_a_single_run_once(composed):
+    preflight(["trainer=smoke", "optim=sgd", "optim.lr=0.05"], False)
+    assert composed == [["trainer=smoke", "optim=sgd", "optim.lr=0.05"]]
+    # the one composition is validated (its hydra node left out, as the job sees it)
+    composed.clear()
+    with pytest.raises(ConfigError) as err:
+        preflight(["optim=sgd", "optim.lr=-1"], False)
+    assert str(err.value) == "optim.lr=-1 must be a number > 0."
+    assert composed == [["optim=sgd", "optim.lr=-1"]]
+    composed.clear()
+    preflight(["trainer=smoke"], True)  # -m without a sweep: one job, one composition
+    assert composed == [["trainer=smoke"]]
+
+
+def test_preflight_composes_only_what_differs_in_more_than_values(composed):
     preflight(["trainer.seed=0,1,2", "optim.lr=0.1,0.2", "model=mlp,cnn"], True)
     # the base (no sweeps), the first variant, and the variant that chooses another model
     assert composed == [[], ["trainer.seed=0", "optim.lr=0.1", "model=mlp"],

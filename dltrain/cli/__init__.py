@@ -7,7 +7,7 @@ sentence with exit code 2 — before any training, and without importing torch.
 
 The package is the only part of dltrain that imports Hydra's application machinery:
 options.py (the config tree, `dltrain list`), preflight.py (compose and validate first),
-app.py (the Hydra app and its task), runs.py (resume, eval, report).
+app.py (the Hydra app, its --help and its task), runs.py (resume, eval, report).
 """
 
 from __future__ import annotations

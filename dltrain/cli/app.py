@@ -11,8 +11,8 @@ import sys
 # The task is pickled to a launcher's workers (joblib, SLURM): unpickling it there imports
 # this module, and so dltrain.sweep, which registers the resolvers that name run directories.
 import dltrain.sweep  # noqa: F401
-from dltrain.cli.options import CONFIG_NAME, conf_dir
-from dltrain.cli.preflight import preflight
+from dltrain.cli.options import CONFIG_NAME, conf_dir, help_groups
+from dltrain.cli.preflight import compose_checked, preflight
 from dltrain.errors import ConfigError
 from dltrain.results import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 
@@ -23,6 +23,9 @@ def train(argv: list[str]) -> int:
     from hydra._internal.utils import get_args_parser
 
     args = get_args_parser().parse_args(argv)
+    if args.help and not (args.config_name or args.config_path or args.config_dir):
+        print(app_help(list(args.overrides), resolve=args.resolve))
+        return 0
     just_asking = args.help or args.hydra_help or args.info or args.shell_completion
     if not just_asking:
         preflight(list(args.overrides), bool(args.multirun))
@@ -47,6 +50,46 @@ def train(argv: list[str]) -> int:
     finally:
         sys.argv = saved
     return max([*codes, task.report_failures()], default=0)
+
+
+def app_help(overrides: list[str], resolve: bool = False) -> str:
+    """`dltrain --help`: the template of conf/hydra/help/dltrain.yaml filled in as Hydra's
+    own app help fills it, but with the groups read from conf/ (help_groups; Hydra's way took
+    most of the time of --help) and a bad override answered in one sentence. Each `$NAME` is
+    computed only if the template names it."""
+    import string
+
+    from hydra import initialize_config_dir
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict
+
+    root = conf_dir()
+    with initialize_config_dir(str(root), version_base="1.3", job_name=CONFIG_NAME):
+        cfg = compose_checked(overrides, root, with_hydra=True)
+        HydraConfig.instance().set_config(cfg)  # for ${hydra:...} under --resolve
+        template = string.Template(cfg.hydra.help.template)
+        with open_dict(cfg):
+            del cfg["hydra"]  # the job's config, as `--cfg job` shows it
+        hydra = GlobalHydra.instance().hydra
+        assert hydra is not None
+        values = _Computed(
+            APP_CONFIG_GROUPS=lambda: help_groups(root),
+            CONFIG=lambda: OmegaConf.to_yaml(cfg, resolve=resolve),
+            FLAGS_HELP=lambda: Hydra.format_args_help(get_args_parser()),
+            HYDRA_CONFIG_GROUPS=lambda: hydra.format_config_groups(
+                lambda group: group == "hydra" or group.startswith("hydra/")),
+        )
+        return template.substitute(values)
+
+
+class _Computed(dict):
+    """Values of a string.Template given as functions, called when the template asks."""
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key)()
 
 
 class TrainTask:

@@ -116,6 +116,27 @@ def unknown_key(key: str, candidates: list[str]) -> str:
             f"(To add a new key on purpose, write +{key}=VALUE.)")
 
 
+def _compose(overrides: list[str], with_hydra: bool = False):
+    from hydra import compose
+
+    return compose(CONFIG_NAME, overrides=overrides, return_hydra_config=with_hydra)
+
+
+def compose_checked(overrides: list[str], root: Path, with_hydra: bool = False):
+    """The config of `overrides`, composed by the Hydra that initialize_config_dir(root) set
+    up (with its `hydra` node if `with_hydra`); a composition error is ConfigError with one
+    sentence."""
+    from hydra.errors import HydraException, OverrideParseException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return _compose(overrides, with_hydra)
+    except OverrideParseException as err:
+        raise ConfigError(f"Cannot read the overrides: {str(err).splitlines()[0]}") from None
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(explain(err, overrides, root, _compose)) from None
+
+
 def preflight(overrides: list[str], multirun: bool, root: Path | None = None) -> None:
     """Compose the config for every value the overrides take, and validate each one.
 
@@ -124,10 +145,11 @@ def preflight(overrides: list[str], multirun: bool, root: Path | None = None) ->
     hydra.sweeper.params); both are checked, intervals at their ends. Raises ConfigError with
     one sentence for the first problem found.
     """
-    from hydra import compose, initialize_config_dir
+    from hydra import initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException, OverrideParseException
+    from hydra.errors import OverrideParseException
     from hydra.types import RunMode
+    from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
     from dltrain.overrides import kind, with_values
@@ -145,19 +167,11 @@ def preflight(overrides: list[str], multirun: bool, root: Path | None = None) ->
     parsed = parse(overrides)
     with initialize_config_dir(str(root), version_base="1.3", job_name=CONFIG_NAME):
 
-        def composed(ov: list[str], with_hydra: bool = False):
-            return compose(CONFIG_NAME, overrides=ov, return_hydra_config=with_hydra)
-
         def checked(ov: list[str], with_hydra: bool = False):
-            try:
-                return composed(ov, with_hydra)
-            except OverrideParseException as err:
-                raise ConfigError(f"Cannot read the overrides: {str(err).splitlines()[0]}") \
-                    from None
-            except (HydraException, OmegaConfBaseException) as err:
-                raise ConfigError(explain(err, ov, root, composed)) from None
+            return compose_checked(ov, root, with_hydra)
 
-        base = checked([o.input_line for o in parsed if not o.is_sweep_override()], True)
+        fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+        base = checked(fixed, True)
         sweeper = base.hydra.sweeper
         if multirun or base.hydra.mode == RunMode.MULTIRUN:
             direction = sweeper.get("direction")
@@ -169,11 +183,18 @@ def preflight(overrides: list[str], multirun: bool, root: Path | None = None) ->
             variants = _variants(space + parsed)
         else:
             variants = [overrides]
-        # The first variant is composed; one that differs from it only in values is that
-        # config with its values (a sweep of 8 seeds x 8 rates: 1 composition, not 16).
+        # The first variant is composed, unless it is `base` (a single run: one composition,
+        # not two); one that differs from it only in values is that config with its values
+        # (a sweep of 8 seeds x 8 rates: 1 composition, not 16).
         groups = set(base.hydra.runtime.choices)
-        first = parse(variants[0])
-        first_kind, first_config = kind(first, groups), checked(variants[0])
+        first = parsed if variants[0] == overrides else parse(variants[0])
+        if variants[0] == fixed:
+            with open_dict(base):  # what compose() returns without return_hydra_config
+                del base["hydra"]
+            first_config = base
+        else:
+            first_config = checked(variants[0])
+        first_kind = kind(first, groups)
         validate(first_config)
         for variant in variants[1:]:
             parsed_variant = parse(variant)

@@ -102,3 +102,48 @@ def test_help_list_and_config_errors_do_not_import_torch(args, tmp_path):
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("NO-TORCH"), proc.stdout + proc.stderr
     assert last.endswith("0" if args[0] in ("--help", "list") else "2")
+
+
+@pytest.mark.parametrize("overrides", [[], ["model=cnn", "optim=sgd", "optim.lr=0.1"]])
+def test_help_is_the_text_hydra_writes(overrides):
+    """dltrain fills in the help template itself (the groups from conf/, not from Hydra's
+    slow listing); the text is Hydra's own app help, word for word."""
+    import copy
+
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.global_hydra import GlobalHydra
+
+    from dltrain.cli import CONFIG_NAME, conf_dir
+    from dltrain.cli.app import app_help
+
+    with initialize_config_dir(str(conf_dir()), version_base="1.3", job_name=CONFIG_NAME):
+        cfg = compose(CONFIG_NAME, overrides=overrides, return_hydra_config=True)
+        hydra = GlobalHydra.instance().hydra
+        job = hydra.get_sanitized_cfg(copy.deepcopy(cfg), "job")
+        expected = hydra.get_help(cfg.hydra.help, job, get_args_parser(), resolve=False)
+    text = app_help(overrides)
+    assert text == expected
+    assert "\nmodel: cnn, mlp, " in text and "hydra/" not in text.split("The default")[0]
+
+
+def test_help_with_a_bad_override_is_one_sentence(tmp_path):
+    proc = run_cli("--help", "model=cnnn", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("dltrain: model=cnnn: there is no such option in group model; "
+                                  "did you mean model=cnn? (options: cnn, ")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_hydra_own_help_config_and_info_still_answer(tmp_path):
+    hydra_help = run_cli("--hydra-help", cwd=tmp_path)
+    assert hydra_help.returncode == 0
+    assert hydra_help.stdout.startswith("Hydra (") and "hydra/launcher: " in hydra_help.stdout
+    job = run_cli("--cfg", "job", "model=cnn", "optim.lr=0.1", cwd=tmp_path)
+    assert job.returncode == 0
+    config = yaml.safe_load(job.stdout)
+    assert config["model"]["name"] == "cnn" and config["optim"]["lr"] == 0.1
+    assert "hydra" not in config
+    info = run_cli("--info", cwd=tmp_path)
+    assert info.returncode == 0 and "Config search path" in info.stdout
+    assert not (tmp_path / "outputs").exists()  # none of them ran anything
