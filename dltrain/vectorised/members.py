@@ -37,7 +37,7 @@ log = logging.getLogger("dltrain")
 class Member:
     """One run of the stack: its config and directory, its own built job, where it stands."""
 
-    cfg: DictConfig  # as composed (written to .hydra/config.yaml, read by its probes)
+    cfg: DictConfig  # as given (read by its probes)
     config: dict[str, Any]  # resolved, plain: what its parts are built from
     run_dir: Path
     job: Job
@@ -139,7 +139,11 @@ def buffer_row(buffers: dict[str, torch.Tensor], i: int) -> dict[str, torch.Tens
 
 
 def open_members(members: Sequence[Member], index_of: int) -> None:
-    """Run directories, configs, loggers and checkpoint writers of the members."""
+    """Run directories, configs, loggers and checkpoint writers of the members.
+
+    A member's .hydra/config.yaml is written here only where there is none: the vectorised
+    launcher writes Hydra's .hydra files (the config as composed, what a resume reads)
+    before the stack trains; a direct call gets the config it was given, as `run` does."""
     first = members[0]
     params = sum(p.numel() for p in first.job.parts.model.parameters())
     for i, m in enumerate(members):
