@@ -239,7 +239,7 @@ RULES: tuple[Rule, ...] = (
 
 def lookup(cfg: dict[str, Any], key: str, default: Any = None) -> Any:
     """The value of a dotted key of a config as plain containers, or `default`."""
-    present, value = _value(cfg, key)
+    present, value = find(cfg, key)
     return value if present else default
 
 
@@ -289,11 +289,11 @@ COMBINATIONS: tuple[Callable[[dict[str, Any]], str | None], ...] = (
     _lbfgs, _one_clip, _nesterov, _probes)
 
 
-def _value(cfg: dict[str, Any], key: str) -> tuple[bool, Any]:
+def find(cfg: Mapping[str, Any], key: str) -> tuple[bool, Any]:
     """(present, value) of a dotted key of a config as plain containers."""
     node: Any = cfg
     for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
+        if not isinstance(node, Mapping) or part not in node:
             return False, None
         node = node[part]
     return True, node
@@ -308,7 +308,7 @@ def validate(cfg: DictConfig, rules: Iterable[Rule] = RULES) -> None:
         raise ConfigError(f"The config cannot be resolved: {err}".splitlines()[0]) from None
     assert isinstance(plain, dict)
     for rule in rules:
-        present, value = _value(plain, rule.key)
+        present, value = find(plain, rule.key)
         if not present:
             continue
         problem = rule.check(value)

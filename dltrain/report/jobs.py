@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from dltrain.config import find
 from dltrain.errors import ConfigError
 
 
@@ -26,15 +27,6 @@ def parse_value(text: str) -> Any:
         except ValueError:
             pass
     return {"true": True, "false": False, "null": None}.get(text.lower(), text)
-
-
-def _lookup(config: Mapping[str, Any], key: str) -> tuple[bool, Any]:
-    node: Any = config
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
 
 
 @dataclass(frozen=True)
@@ -59,7 +51,7 @@ class Job:
     def value(self, key: str) -> Any:
         """The value of `key` in this run: the config's (typed, and there even when the key was
         not overridden), else the override's, else the option a config group chose."""
-        found, value = _lookup(self.config, key)
+        found, value = find(self.config, key)
         if found and not isinstance(value, Mapping):
             return value
         if key in self.overrides:

@@ -21,6 +21,7 @@ from dltrain.config import (
     PROBE_COMMON,
     PROBES,
     RULES,
+    find,
     looks_into_training,
     lookup,
     written,
@@ -91,16 +92,6 @@ def _leaves(node: Any, prefix: str) -> list[str]:
     return [leaf for k, v in node.items() for leaf in _leaves(v, f"{prefix}{k}.")]
 
 
-def _find(container: dict[str, Any], key: str) -> tuple[bool, Any]:
-    """(whether the config has `key`, its value)."""
-    node: Any = container
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
-
-
 def looking_probes(probe: dict[str, Any]) -> list[str]:
     """The probes of a config's `probe` node that look during training. A stack calls its
     members' probes once, at each member's end: only probes that look at the trained model
@@ -148,7 +139,7 @@ def alone_reason(cfg: DictConfig, device_type: str = "cpu") -> str | None:
         if not off(lookup(c, key)):
             return f"{key} is not implemented by the vectorised training loop"
     for rule in _ALONE:
-        found, value = _find(c, rule.key)
+        found, value = find(c, rule.key)
         why = rule.alone(value) if found else None  # type: ignore[misc]
         if why is not None:
             return why
