@@ -289,6 +289,15 @@ COMBINATIONS: tuple[Callable[[dict[str, Any]], str | None], ...] = (
     _lbfgs, _one_clip, _nesterov, _probes)
 
 
+def plain(node: Mapping[str, Any]) -> dict[str, Any]:
+    """A config (or a node of it) as plain, resolved containers: what builders are given.
+    A plain mapping is copied (shallowly)."""
+    params = (OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node)
+              else dict(node))
+    assert isinstance(params, dict)
+    return params
+
+
 def find(cfg: Mapping[str, Any], key: str) -> tuple[bool, Any]:
     """(present, value) of a dotted key of a config as plain containers."""
     node: Any = cfg

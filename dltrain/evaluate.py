@@ -9,9 +9,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from dltrain.config import validate
+from dltrain.config import plain, validate
 from dltrain.io import write_json
-from dltrain.job import build_job, plain
+from dltrain.job import build_job
 from dltrain.log import Logger
 from dltrain.perf import peak_tflops, training_flops_per_sample, utilisation
 from dltrain.runtime import resolve_device, seed_everything

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
+from dltrain.config import plain
 from dltrain.data import Data, build_data
 from dltrain.data.batches import train_batches
 from dltrain.data.spec import Split
@@ -30,22 +30,13 @@ from dltrain.train.state import Job, Parts, Settings
 log = logging.getLogger("dltrain")
 
 
-def plain(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
-    """The config as plain, resolved containers: what builders are given."""
-    if isinstance(cfg, DictConfig):
-        container = OmegaConf.to_container(cfg, resolve=True)
-        assert isinstance(container, dict)
-        return container
-    return dict(cfg)
-
-
 def batch_size(data_cfg: Mapping[str, Any], data: Data) -> int:
     """`data.batch_size`, with `full` meaning the whole training split (gradient descent)."""
     size = data_cfg["batch_size"]
     return len(data.train) if size == "full" else int(size)
 
 
-def build_job(cfg: DictConfig | Mapping[str, Any], device: torch.device,
+def build_job(cfg: Mapping[str, Any], device: torch.device,
               with_optimizer: bool = True, d: Dist = SINGLE, data: Data | None = None) -> Job:
     """Data, model, loss, optimiser and schedule, in that order, from the config.
 

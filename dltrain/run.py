@@ -17,10 +17,10 @@ import torch
 from omegaconf import DictConfig
 from rich import get_console
 
-from dltrain.config import validate
+from dltrain.config import plain, validate
 from dltrain.errors import ConfigError
 from dltrain.evaluate import evaluate_run, flops, test_best
-from dltrain.job import build_job, describe_job, plain
+from dltrain.job import build_job, describe_job
 from dltrain.log import Loggers, NullLogger
 from dltrain.log.console import ConsoleLogger
 from dltrain.models.summary import layer_table
@@ -65,12 +65,12 @@ def run(cfg: DictConfig, run_dir: Path | str | None, resume: bool = False,
         record = Record(config, run_dir, d.is_main, d.world)
         stop = stop or StopRequest()
         with record.ending(resume), stop.on_signals():  # a SIGTERM while loading ends cleanly
-            _train(cfg, config, record, resume, stop, d, device)
+            _train(config, record, resume, stop, d, device)
         return record.close(stop.signal)
 
 
-def _train(cfg: DictConfig, config: dict[str, Any], record: Record, resume: bool,
-           stop: StopRequest, d: Dist, device: torch.device) -> None:
+def _train(config: dict[str, Any], record: Record, resume: bool, stop: StopRequest, d: Dist,
+           device: torch.device) -> None:
     trainer, run_dir = config["trainer"], record.run_dir
     if trainer["threads"]:
         torch.set_num_threads(int(trainer["threads"]))
@@ -103,7 +103,7 @@ def _train(cfg: DictConfig, config: dict[str, Any], record: Record, resume: bool
         meta = checkpoint_meta(config, job.spec.to_dict(), job.data.norm)
         save = Checkpoints(job.parts, meta, run_dir / "checkpoints", d) if d.is_main \
             else rank_save(d)
-        hooks = build_probes(cfg, job, logger, run_dir, d.is_main)
+        hooks = build_probes(config, job, logger, run_dir, d.is_main)
         status = "interrupted" if stop.requested else fit(job, state, logger, save, stop, d,
                                                           hooks)
         record.summary.update(progress(state, job.settings), status=status)

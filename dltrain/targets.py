@@ -11,21 +11,8 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from omegaconf import OmegaConf
-
+from dltrain.config import plain
 from dltrain.errors import ConfigError
-
-
-def plain(node: Mapping[str, Any]) -> dict[str, Any]:
-    """The node as a plain dict of plain values, interpolations resolved.
-
-    Builders are handed plain mappings; a DictConfig (from callers not yet rewritten) is
-    turned into one here, its interpolations resolved against its own root.
-    """
-    params = (OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node)
-              else dict(node))
-    assert isinstance(params, dict)
-    return params
 
 
 def node_kwargs(node: Mapping[str, Any]) -> dict[str, Any]:

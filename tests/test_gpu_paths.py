@@ -6,7 +6,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from dltrain.job import build_job, compiles, plain
+from dltrain.config import plain
+from dltrain.job import build_job, compiles
 from dltrain.optim import build_optimizer
 from dltrain.run import run
 from dltrain.targets import call_target

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from dltrain.config import plain
 from dltrain.data.spec import DataSpec
 from dltrain.errors import ConfigError
 from dltrain.losses import (
@@ -15,7 +16,6 @@ from dltrain.losses import (
     monitor_metric,
 )
 from dltrain.models.autoencoder import Variational
-from dltrain.targets import plain
 
 CLS = DataSpec("x", "classification", "vector", (2,), num_classes=3)
 REG = DataSpec("x", "regression", "vector", (1,), num_outputs=1)

@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from dltrain.cli import conf_dir
+from dltrain.config import validate
 from dltrain.errors import ConfigError
 from dltrain.optim import (
     Penalty,
@@ -149,7 +150,6 @@ def test_where_torch_has_no_fused_kernel_the_default_falls_back_quietly(make_cfg
     (["optim.fused=true"], "meta", r"optim.fused=true: torch .* not for torch.float32 "
                                    r"parameters on meta; set optim.fused=null"),
     (["optim.fused=true", "optim.foreach=true"], "cpu", "exclude each other"),
-    (["optim.fused=maybe"], "cpu", "optim.fused=maybe must be true, false or null"),
     (["optim=rmsprop", "+optim.fused=true"], "cpu",
      "optim=rmsprop does not accept its config: .*'fused'"),
     (["optim=lbfgs", "+optim.fused=true"], "cpu",
@@ -159,6 +159,11 @@ def test_an_explicit_fused_kernel_torch_lacks_is_a_config_error(make_cfg, overri
                                                                   message):
     with pytest.raises(ConfigError, match=message):
         build_optimizer(make_cfg(*overrides).optim, nn.Linear(3, 2, device=device))
+
+
+def test_a_kernel_choice_that_is_not_a_boolean_is_refused_by_its_rule(make_cfg):
+    with pytest.raises(ConfigError, match=r"optim\.fused=maybe must be null, true or false"):
+        validate(make_cfg("optim.fused=maybe"))
 
 
 def test_an_explicit_choice_is_passed_as_written(make_cfg):

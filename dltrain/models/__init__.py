@@ -14,10 +14,11 @@ from typing import Any
 
 from torch import nn
 
+from dltrain.config import plain
 from dltrain.data.spec import DataSpec
 from dltrain.errors import ConfigError
 from dltrain.models.init import apply_init
-from dltrain.targets import call_target, plain
+from dltrain.targets import call_target
 
 # The encoder–decoder form of each family that has one, by the family's `_target_`.
 AUTOENCODERS = {

@@ -151,6 +151,9 @@ def auto_patch_size(h: int, w: int) -> int:
 class Transformer(nn.Module):
     """`depth` pre-norm blocks of `width` channels and `heads` attention heads."""
 
+    # no vectorised form (dltrain/vectorised/plan.py says why a transformer runs alone)
+    unstackable = "the transformer's attention draws its dropout inside one kernel"
+
     def __init__(self, spec: DataSpec, *, width: int, depth: int, heads: int,
                  mlp_ratio: float, patch_size: int | None, readout: str, activation: str,
                  dropout: float, norm: str, batchnorm: bool = False) -> None:

@@ -6,11 +6,9 @@ plain dicts, read by key (the defaults live in conf/probe/ and conf/data/ only).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
-
-from omegaconf import DictConfig, OmegaConf
 
 from dltrain.config import PROBE_COMMON, suggest
 from dltrain.data.spec import Data, DataSpec
@@ -49,21 +47,14 @@ class ProbedJob(Protocol):
     def parts(self) -> Parts: ...  # .model and .loss
 
 
-def chosen(cfg: DictConfig) -> list[str]:
+def chosen(config: Mapping[str, Any]) -> list[str]:
     """The probes a config turns on: the options that put their keys under `probe`."""
-    group = cfg.get("probe")
-    return [] if group is None else [str(k) for k in group if k not in PROBE_COMMON]
+    return [str(k) for k in config["probe"] if k not in PROBE_COMMON]
 
 
-def _plain(node: Any) -> dict[str, Any]:
-    """A config node as a plain dict, resolved: what the probe classes are given."""
-    options = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else {}
-    return dict(options or {})
-
-
-def check_probes(cfg: DictConfig, spec: DataSpec) -> list[str]:
+def check_probes(config: Mapping[str, Any], spec: DataSpec) -> list[str]:
     """The chosen probes' names; ConfigError if one is unknown or cannot look at this data."""
-    names = chosen(cfg)
+    names = chosen(config)
     for name in names:
         if name not in TABLE:
             near = suggest(name, TABLE)
@@ -76,27 +67,28 @@ def check_probes(cfg: DictConfig, spec: DataSpec) -> list[str]:
     return names
 
 
-def build_probes(cfg: DictConfig, job: ProbedJob, logger: Logger, run_dir: Path,
+def build_probes(config: Mapping[str, Any], job: ProbedJob, logger: Logger, run_dir: Path,
                  main: bool = True) -> Hooks:
-    """The hooks of the probes `cfg` turns on, for `fit(..., hooks=...)`, and the pictures a
-    reconstruction task draws.
+    """The hooks of the probes the run's `config` (plain, resolved) turns on, for
+    `fit(..., hooks=...)`, and the pictures a reconstruction task draws.
 
     Every rank checks the choice (a refusal ends all ranks alike, before training); only the
     main rank (`main`) gets probes.
     """
-    names = check_probes(cfg, job.spec)
+    names = check_probes(config, job.spec)
     if not main:
         return NO_HOOKS
     hooks: list[Hooks] = []
-    if job.spec.task == "reconstruction" and cfg.logger.name != "none":
+    if job.spec.task == "reconstruction" and config["logger"]["name"] != "none":
         # An autoencoder's pictures (reconstructions, its latent space) come with the task.
         from dltrain.probes.reconstruction import ReconstructionPictures  # lazy: matplotlib
 
         hooks.append(ReconstructionPictures(job.parts.model, job.data, logger))
     if names:
         ctx = ProbeContext(model=job.parts.model, loss=job.parts.loss, data=job.data,
-                           spec=job.spec, data_cfg=_plain(cfg.data), logger=logger,
-                           run_dir=Path(run_dir), every=int(cfg.probe.every),
-                           batch=int(cfg.probe.batch))
-        hooks += [TABLE[name][0](ctx, **_plain(cfg.probe[name])) for name in names]
+                           spec=job.spec, data_cfg=dict(config["data"]), logger=logger,
+                           run_dir=Path(run_dir), every=int(config["probe"]["every"]),
+                           batch=int(config["probe"]["batch"]))
+        # (a probe without options of its own, e.g. landscape's, has a null node)
+        hooks += [TABLE[name][0](ctx, **(config["probe"][name] or {})) for name in names]
     return HookList(hooks) if hooks else NO_HOOKS

@@ -159,7 +159,6 @@ def fit(job: Job, state: TrainState, logger: Logger, save: Callable[[TrainState,
     max_steps = settings.max_steps or math.inf
     amp = autocast(device, settings.precision)
 
-    parts.optimizer.zero_grad(set_to_none=True)
     if state.step == 0:
         hooks.start(state)  # the network at its initialisation
     # The window of training losses runs across epochs: it is read every log_every steps

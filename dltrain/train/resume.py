@@ -14,6 +14,7 @@ from dltrain.data.spec import DataSpec
 from dltrain.errors import ConfigError
 from dltrain.runtime import derived_seed
 from dltrain.train.checkpoint import load_checkpoint, set_rng_state
+from dltrain.train.decisions import finished as budget_spent
 from dltrain.train.distributed import SINGLE, Dist
 from dltrain.train.state import Parts, Settings, TrainState
 
@@ -80,6 +81,6 @@ def finished(state: TrainState, settings: Settings) -> str | None:
     """Why a checkpointed run has nothing left to do under `settings`, or None."""
     if state.stopped_early:
         return "it stopped early"
-    if state.epoch >= settings.max_epochs or state.step >= (settings.max_steps or float("inf")):
+    if budget_spent(state, settings):
         return f"it reached epoch {state.epoch}, step {state.step}"
     return None

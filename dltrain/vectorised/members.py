@@ -13,12 +13,13 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from dltrain.config import plain
 from dltrain.data import Data, build_data
 from dltrain.data.batches import ShuffledBatches
 from dltrain.errors import ConfigError
 from dltrain.hparams import flat_hparams
 from dltrain.io import write_json
-from dltrain.job import build_job, describe_job, plain
+from dltrain.job import build_job, describe_job
 from dltrain.log import Logger, Loggers, NullLogger
 from dltrain.log.console import LineLogger
 from dltrain.probes.build import build_probes
@@ -157,7 +158,7 @@ def open_members(members: Sequence[Member], index_of: int) -> None:
         m.logger = Loggers([lines, *file_loggers(m.config, m.run_dir)])
         meta = checkpoint_meta(m.config, m.job.spec.to_dict(), m.job.data.norm)
         m.checkpoints = Checkpoints(m.job.parts, meta, m.run_dir / "checkpoints")
-        m.hooks = build_probes(m.cfg, m.job, m.logger, m.run_dir, True)
+        m.hooks = build_probes(m.config, m.job, m.logger, m.run_dir, True)
 
 
 def member_summary(m: Member, params: int, device: torch.device, test: dict[str, float],

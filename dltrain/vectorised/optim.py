@@ -144,6 +144,12 @@ def _one(table: list[list[float]]) -> float | None:
 class StackedSGD:
     """torch.optim.SGD: w <- w - lr (g + wd w), with heavy-ball or Nesterov momentum."""
 
+    # what it stands for: torch's classes, and the keys of their configs it implements (the
+    # vectorised plan stacks a job only where these cover its optimiser's config)
+    targets = ("torch.optim.SGD",)
+    keys = frozenset({"lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize",
+                      "foreach", "fused", "differentiable"})
+
     def __init__(self, hp: Hyperparameters, shape: torch.Size) -> None:
         self.hp = hp
         self.nesterov = hp.flag("nesterov")
@@ -197,6 +203,10 @@ class StackedAdam:
     which each member then takes with its own learning rate. Otherwise the update is torch's
     Adam operation for operation, each member's hyperparameters as (members, 1) tensors.
     """
+
+    targets = ("torch.optim.Adam", "torch.optim.AdamW")  # (see StackedSGD)
+    keys = frozenset({"lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "foreach",
+                      "fused", "capturable", "differentiable"})
 
     def __init__(self, hp: Hyperparameters, shape: torch.Size, decoupled: bool) -> None:
         self.hp = hp
@@ -267,6 +277,11 @@ class StackedAdam:
         return {name: {"step": torch.tensor(float(self.steps), dtype=torch.float32),
                        "exp_avg": avg[name], "exp_avg_sq": avg_sq[name]}
                 for name in layout.names}
+
+
+# torch's optimiser class (a config's `_target_`) -> the config keys its stacked form implements
+STACKED_OPTIMISERS = {target: cls.keys for cls in (StackedSGD, StackedAdam)
+                      for target in cls.targets}
 
 
 def stacked_optimizer(optimizers: Sequence[torch.optim.Optimizer], models: Sequence[nn.Module],

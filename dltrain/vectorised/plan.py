@@ -4,12 +4,15 @@ Jobs stack when their configs are equal but for values a stack can hold per memb
 (`STACKABLE`: the seed, optimiser and regularisation strengths, the init scale; for generated
 data also the noise and the draw, `DATA_STACKABLE`) and when nothing in the shared config
 needs a training loop of its own (`alone_reason`). Each key declares which it is in its rule
-(config.RULES: `stack`, `alone`); this module lists no key. Torch-free: it reads composed
-configs only.
+(config.RULES: `stack`, `alone`), each model class whether a stack computes it exactly
+(`stackable`, or `unstackable` saying why not) and each stacked optimiser which of torch's
+classes and keys it implements (vectorised/optim.STACKED_OPTIMISERS); this module lists no key,
+model or optimiser.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +30,7 @@ from dltrain.config import (
     written,
 )
 from dltrain.rules import PER_DRAW, PER_MEMBER, off
+from dltrain.vectorised.optim import STACKED_OPTIMISERS
 
 # What each key allows is declared by its rule (config.RULES: `stack` and `alone`); the
 # order in which varying keys are named: seed, optimiser, initialisation, model, penalties, data.
@@ -45,15 +49,20 @@ DATA_STACKABLE = _ordered([r.key for r in RULES if r.stack == PER_DRAW])
 TRAINER_KEYS = {r.key for r in RULES if r.key.startswith("trainer.") and r.stack is not None}
 _ALONE = [r for r in RULES if r.alone is not None]
 
-MODELS = ("mlp", "cnn", "resnet")  # families whose layers a stack trains exactly
-OPTIMISERS = {  # optimiser class -> the keys of its config a stack implements
-    "torch.optim.SGD": {"lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize",
-                        "foreach", "fused", "differentiable"},
-    "torch.optim.Adam": {"lr", "betas", "eps", "weight_decay", "amsgrad", "maximize",
-                         "foreach", "fused", "capturable", "differentiable"},
-    "torch.optim.AdamW": {"lr", "betas", "eps", "weight_decay", "amsgrad", "maximize",
-                          "foreach", "fused", "capturable", "differentiable"},
-}
+
+def model_reason(model: dict[str, Any]) -> str | None:
+    """Why a model cannot be stacked, or None: its class says (`stackable = True` where a
+    stack computes its forward exactly; `unstackable`, a phrase saying why not)."""
+    target = str(model.get("_target_"))
+    module, _, name = target.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        cls = None
+    if getattr(cls, "stackable", False):
+        return None
+    why = getattr(cls, "unstackable", f"{target} does not declare itself stackable")
+    return f"model={model.get('name')}: not stacked ({why})"
 
 
 @dataclass(frozen=True)
@@ -120,18 +129,18 @@ def alone_reason(cfg: DictConfig, device_type: str = "cpu") -> str | None:
     if target == "torch.optim.LBFGS":
         return ("optim=lbfgs: L-BFGS runs a line search of its own length in every step, "
                 "which members cannot share")
-    if target not in OPTIMISERS:
-        return (f"optim={optim.get('name')}: only SGD (plain, momentum, Nesterov), Adam and "
-                "AdamW steps are vectorised")
-    extra = sorted(set(optim) - OPTIMISERS[target] - {"name", "_target_"})
+    if target not in STACKED_OPTIMISERS:
+        known = ", ".join(t.rpartition(".")[2] for t in STACKED_OPTIMISERS)
+        return f"optim={optim.get('name')}: only {known} steps are vectorised"
+    extra = sorted(set(optim) - STACKED_OPTIMISERS[target] - {"name", "_target_"})
     if extra:
         return f"optim.{extra[0]} is not implemented by the vectorised optimiser"
     for flag in ("amsgrad", "maximize"):
         if optim.get(flag):
             return f"optim.{flag}=true is not implemented by the vectorised optimiser"
-    if model.get("name") not in MODELS:
-        return (f"model={model.get('name')}: only {', '.join(MODELS)} are stacked (the "
-                "transformer's attention draws its dropout inside one kernel)")
+    why = model_reason(model)
+    if why is not None:
+        return why
     if not off(model.get("dropout")) and device_type != "cpu":
         return (f"model.dropout on {device_type}: dropout masks there come from a fused "
                 "kernel whose random stream a member cannot reproduce (on cpu it can)")

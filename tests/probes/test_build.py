@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from dltrain.config import PROBES, looks_into_training, validate
+from dltrain.config import PROBES, looks_into_training, plain, validate
 from dltrain.errors import ConfigError
 from dltrain.probes.build import TABLE, chosen
 from dltrain.run import run
@@ -36,11 +36,11 @@ def test_without_probes_the_loop_gets_no_hooks(make_cfg, tmp_path):
     from dltrain.probes.build import build_probes
     from dltrain.run import build_job
 
-    cfg = make_cfg("data=moons")
-    job = build_job(cfg, torch.device("cpu"))
-    assert build_probes(cfg, job, None, tmp_path) is NO_HOOKS
-    cfg = make_cfg("data=moons", "probe=[activations]")
-    assert build_probes(cfg, job, None, tmp_path, main=False) is NO_HOOKS  # DDP: not rank 0
+    config = plain(make_cfg("data=moons"))
+    job = build_job(config, torch.device("cpu"))
+    assert build_probes(config, job, None, tmp_path) is NO_HOOKS
+    config = plain(make_cfg("data=moons", "probe=[activations]"))
+    assert build_probes(config, job, None, tmp_path, main=False) is NO_HOOKS  # DDP: rank 0 only
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
