@@ -29,6 +29,9 @@ class DataSpec:
     vocab_size: int | None = None
     class_names: tuple[str, ...] = field(default_factory=tuple)
     vocab: tuple[str, ...] = field(default_factory=tuple)
+    # regression: the shape of one target sample when it is more than a vector of outputs,
+    # e.g. (C, H, W) for a field-to-field map; () otherwise (num_outputs says it all)
+    target_shape: tuple[int, ...] = field(default_factory=tuple)
 
     @property
     def out_features(self) -> int:
@@ -47,6 +50,7 @@ class DataSpec:
         d["input_shape"] = list(self.input_shape)
         d["class_names"] = list(self.class_names)
         d["vocab"] = list(self.vocab)
+        d["target_shape"] = list(self.target_shape)
         return d
 
     @classmethod
@@ -55,7 +59,33 @@ class DataSpec:
         d["input_shape"] = tuple(d["input_shape"])
         d["class_names"] = tuple(d.get("class_names", ()))
         d["vocab"] = tuple(d.get("vocab", ()))
+        d["target_shape"] = tuple(d.get("target_shape", ()))
         return cls(**d)
+
+
+@dataclass(frozen=True)
+class TargetScale:
+    """How regression targets were standardised for training: y_train = (y - mean) / std.
+
+    `mean` and `std` broadcast against a batch of targets ((1, outputs) for vectors, (1, C, 1,
+    1) for fields). Every reported metric is computed on `restore(y)`, in the data's own units;
+    the statistics are saved with the run so that predictions come back in those units.
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def restore(self, y: torch.Tensor) -> torch.Tensor:
+        """Standardised targets (or predictions) back in the data's units."""
+        return y * self.std.to(y.device, y.dtype) + self.mean.to(y.device, y.dtype)
+
+    def to_dict(self) -> dict[str, list]:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, list]) -> TargetScale:
+        return cls(torch.tensor(d["mean"], dtype=torch.float32),
+                   torch.tensor(d["std"], dtype=torch.float32))
 
 
 @dataclass
@@ -129,3 +159,7 @@ class Data:
     tokens: torch.Tensor | None = None
     augment: Augmentation | None = None
     test_labels: torch.Tensor | None = None
+    target_scale: TargetScale | None = None  # regression targets standardised for training
+    # what the reader of the user's own files decided and keeps with the run: the task and
+    # why, categories of one-hot columns, rows dropped for missing values (run.json, summary)
+    facts: dict[str, Any] = field(default_factory=dict)
