@@ -11,7 +11,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from dltrain.config import plain
+from dltrain.config import own_code, plain
 from dltrain.errors import ConfigError
 
 
@@ -41,6 +41,9 @@ def call_target(node: Mapping[str, Any], group: str, optional: dict[str, Any] | 
 
     # `name` labels a conf/ option; a node written by hand may have only its `_target_`.
     label = f"{group}={node.get('name', node.get('_target_', '?'))}"
+    if own_code(node):  # the user's class: found as python finds it, or one sentence
+        label = f"{group}._target_={node['_target_']}"
+        locate(str(node["_target_"]), label)
     try:
         factory = instantiate(node_kwargs(node), _partial_=True, _convert_="all")
     except InstantiationException as err:
@@ -55,6 +58,13 @@ def call_target(node: Mapping[str, Any], group: str, optional: dict[str, Any] | 
     try:
         inspect.signature(factory.func).bind(*factory.args, **{**factory.keywords, **runtime})
     except TypeError as err:
+        if own_code(node):
+            keys = ", ".join(k for k in factory.keywords) or "none"
+            raise ConfigError(
+                f"{label} does not take the keys of the {group} node ({err}): its signature "
+                f"is {factory.func.__name__}{inspect.signature(factory.func)}, the node's keys "
+                f"are {keys}; give it **keys, or a -cd DIR with {group}/NAME.yaml of its own "
+                "keys.") from None
         raise ConfigError(f"{label} does not accept its config: {err}.") from None
     except ValueError:  # a builtin without a signature: let the call itself check
         pass
@@ -66,3 +76,30 @@ def call_target(node: Mapping[str, Any], group: str, optional: dict[str, Any] | 
         # torch's constructors raise ValueError for arguments they refuse (a negative rate, a
         # schedule that cycles a momentum the optimiser lacks): the config's values, not a bug.
         raise ConfigError(f"{label} refuses its config: {str(err).rstrip('.')}.") from None
+
+
+def locate(target: str, label: str) -> Any:
+    """The object `module.name` of a user's `_target_`, imported as python imports it (the
+    current folder first); what is wrong with it is one sentence."""
+    import importlib
+    import os
+
+    module_name, _, attr = target.rpartition(".")
+    if not module_name:
+        raise ConfigError(f"{label} must name a class as module.Class, e.g. mymodule.MyNet.")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        raise ConfigError(f"{label}: there is no module {err.name} (python looks in the "
+                          f"current folder, {os.getcwd()}, and the installed packages).") \
+            from None
+    except Exception as err:  # the user's module fails as it is imported
+        raise ConfigError(f"{label}: importing {module_name} failed: "
+                          f"{type(err).__name__}: {err}".splitlines()[0]) from None
+    if not hasattr(module, attr):
+        from dltrain.rules import suggest
+
+        near = suggest(attr, [n for n in dir(module) if not n.startswith("_")])
+        hint = f"; did you mean {module_name}.{near}?" if near else "."
+        raise ConfigError(f"{label}: {module_name} has no {attr}{hint}")
+    return getattr(module, attr)

@@ -6,8 +6,10 @@ overrides take and validates it, so a typo or an out-of-range value is answered 
 sentence with exit code 2 — before any training, and without importing torch.
 
 The package is the only part of dltrain that imports Hydra's application machinery:
-options.py (the config tree, `dltrain list`), preflight.py (compose and validate first),
-app.py (the Hydra app, its --help and its task), runs.py (resume, eval, report).
+options.py (the config tree), sources.py (a user's `-cd DIR` and `-cn NAME`), listing.py
+(`dltrain list`), preflight.py (compose and validate first), keys.py (refuse a key that
+nothing reads), app.py (the Hydra app, its --help and its task), runs.py (resume, eval,
+report).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from dltrain.cli.options import CONFIG_NAME, conf_dir, defaults, groups, list_options
+from dltrain.cli.listing import list_options
+from dltrain.cli.options import CONFIG_NAME, conf_dir, defaults, groups
 from dltrain.cli.preflight import explain, preflight
 from dltrain.cli.runs import evaluate, load_run_config, report, resume
 from dltrain.errors import ConfigError
@@ -36,6 +39,12 @@ VERBS: dict[str, Callable[[list[str]], int]] = {
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `dltrain` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # `data._target_=mymodule.load`, `model._target_=mymodule.MyNet`: a module of the current
+    # folder is found as `python` finds it (a console script's path starts at its bin/ instead)
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    if len(argv) > 2 and argv[0] in ("-cd", "--config-dir") and argv[2] == "list":
+        argv = [argv[2], *argv[3:], *argv[:2]]  # dltrain -cd DIR list: the verb first
     try:
         if argv and argv[0] in VERBS:
             code = VERBS[argv[0]](argv[1:])

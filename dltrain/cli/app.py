@@ -11,8 +11,9 @@ import sys
 # The task is pickled to a launcher's workers (joblib, SLURM): unpickling it there imports
 # this module, and so dltrain.sweep, which registers the resolvers that name run directories.
 import dltrain.sweep  # noqa: F401
-from dltrain.cli.options import CONFIG_NAME, conf_dir, help_groups
+from dltrain.cli.options import help_groups
 from dltrain.cli.preflight import compose_checked, preflight
+from dltrain.cli.sources import Sources, hydra_context, sources, without_config_name
 from dltrain.errors import ConfigError
 from dltrain.results import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 
@@ -23,26 +24,30 @@ def train(argv: list[str]) -> int:
     from hydra._internal.utils import get_args_parser
 
     args = get_args_parser().parse_args(argv)
-    if args.help and not (args.config_name or args.config_path or args.config_dir):
-        print(app_help(list(args.overrides), resolve=args.resolve))
+    src = sources(args.config_dir, args.config_name)  # conf/, and -cd DIR -cn NAME
+    if args.help and not args.config_path:
+        print(app_help(list(args.overrides), resolve=args.resolve, src=src))
         return 0
     just_asking = args.help or args.hydra_help or args.info or args.shell_completion
     if not just_asking:
-        preflight(list(args.overrides), bool(args.multirun))
+        preflight(list(args.overrides), bool(args.multirun), src)
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # one of torchrun's processes
             if args.multirun:
                 raise ConfigError("torchrun starts one data-parallel run, not a sweep; drop -m "
                                   "(sweep data-parallel runs with a cluster launcher instead).")
             if int(os.environ.get("RANK", "0")) != 0:
-                return _worker(list(args.overrides))
+                return _worker(list(args.overrides), src)
 
     task = TrainTask()
     codes: list[int] = []  # exits of Hydra itself and of the sweep's report
-    app = hydra.main(config_path=str(conf_dir()), config_name=CONFIG_NAME,
+    src.register()
+    # Hydra adds -cd DIR to its search path itself; the primary config is given here (a
+    # plain YAML's is composed on train.yaml), so -cn leaves the arguments.
+    app = hydra.main(config_path=str(src.root), config_name=src.primary,
                      version_base="1.3")(task)
 
     saved = sys.argv
-    sys.argv = ["dltrain", *argv]
+    sys.argv = ["dltrain", *without_config_name(argv)]
     try:
         app()
     except SystemExit as stop:  # Hydra's own exits, and a sweep's report naming failures
@@ -52,23 +57,22 @@ def train(argv: list[str]) -> int:
     return max([*codes, task.report_failures()], default=0)
 
 
-def app_help(overrides: list[str], resolve: bool = False) -> str:
+def app_help(overrides: list[str], resolve: bool = False, src: Sources | None = None) -> str:
     """`dltrain --help`: the template of conf/hydra/help/dltrain.yaml filled in as Hydra's
     own app help fills it, but with the groups read from conf/ (help_groups; Hydra's way took
     most of the time of --help) and a bad override answered in one sentence. Each `$NAME` is
     computed only if the template names it."""
     import string
 
-    from hydra import initialize_config_dir
     from hydra._internal.hydra import Hydra
     from hydra._internal.utils import get_args_parser
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf, open_dict
 
-    root = conf_dir()
-    with initialize_config_dir(str(root), version_base="1.3", job_name=CONFIG_NAME):
-        cfg = compose_checked(overrides, root, with_hydra=True)
+    src = src or sources()
+    with hydra_context(src):
+        cfg = compose_checked(overrides, src, with_hydra=True)
         HydraConfig.instance().set_config(cfg)  # for ${hydra:...} under --resolve
         template = string.Template(cfg.hydra.help.template)
         with open_dict(cfg):
@@ -76,7 +80,7 @@ def app_help(overrides: list[str], resolve: bool = False) -> str:
         hydra = GlobalHydra.instance().hydra
         assert hydra is not None
         values = _Computed(
-            APP_CONFIG_GROUPS=lambda: help_groups(root),
+            APP_CONFIG_GROUPS=lambda: help_groups(*src.dirs),
             CONFIG=lambda: OmegaConf.to_yaml(cfg, resolve=resolve),
             FLAGS_HELP=lambda: Hydra.format_args_help(get_args_parser()),
             HYDRA_CONFIG_GROUPS=lambda: hydra.format_config_groups(
@@ -138,13 +142,13 @@ class TrainTask:
         return max((code for _, code, _ in self.outcomes), default=0)
 
 
-def _worker(overrides: list[str]) -> int:
+def _worker(overrides: list[str], src: Sources) -> int:
     """A data-parallel rank other than 0: the same config, composed without Hydra's run
     directory or logging (rank 0 owns the one directory of the job and tells the others)."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose
 
     from dltrain.run import run
 
-    with initialize_config_dir(str(conf_dir()), version_base="1.3", job_name=CONFIG_NAME):
-        cfg = compose(CONFIG_NAME, overrides=overrides)
+    with hydra_context(src):
+        cfg = compose(src.primary, overrides=overrides)
     return run(cfg, None).exit_code

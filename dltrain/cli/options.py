@@ -1,15 +1,11 @@
-"""What `dltrain` knows of its config tree: where it is, its groups and their options, and
-the `dltrain list` verb."""
+"""What `dltrain` knows of its config tree: where it is, its groups and their options (the
+`dltrain list` verb is listing.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import OmegaConf
-
-from dltrain.config import suggest
-from dltrain.errors import ConfigError
 
 CONFIG_NAME = "train"
 
@@ -34,20 +30,22 @@ def _description(path: Path) -> str:
     return ""
 
 
-def groups(root: Path) -> dict[str, list[str]]:
-    """Config groups (folders of conf/, Hydra's own excluded) and their options."""
-    return {
-        d.name: sorted(p.stem for p in d.glob("*.yaml"))
-        for d in sorted(root.iterdir())
-        if d.is_dir() and d.name != "hydra" and any(d.glob("*.yaml"))
-    }
+def groups(*dirs: Path) -> dict[str, list[str]]:
+    """Config groups (folders of conf/, Hydra's own excluded) and their options; with more
+    folders (a `-cd DIR`), their groups and options too."""
+    found: dict[str, set[str]] = {}
+    for root in dirs:
+        for d in sorted(root.iterdir()):
+            if d.is_dir() and d.name != "hydra" and any(d.glob("*.yaml")):
+                found.setdefault(d.name, set()).update(p.stem for p in d.glob("*.yaml"))
+    return {group: sorted(found[group]) for group in sorted(found)}
 
 
-def help_groups(root: Path) -> str:
+def help_groups(*dirs: Path) -> str:
     """The groups and their options as Hydra's help writes `$APP_CONFIG_GROUPS`, one
     `group: a, b` line each. Hydra asks its config repository for every group's options, and
     deep-copies the repository each time (~0.9 s of `dltrain --help`); conf/ says the same."""
-    return "".join(f"{group}: {', '.join(names)}\n" for group, names in groups(root).items())
+    return "".join(f"{group}: {', '.join(names)}\n" for group, names in groups(*dirs).items())
 
 
 def defaults(root: Path) -> dict[str, list[str]]:
@@ -61,25 +59,3 @@ def defaults(root: Path) -> dict[str, list[str]]:
                 chosen[str(group)] = [str(o) for o in option] if OmegaConf.is_list(option) \
                     else [str(option)]
     return chosen
-
-
-def list_options(args: Sequence[str]) -> int:
-    """`dltrain list [GROUP]`: every option of every group (or of one), one line each."""
-    root = conf_dir()
-    options = groups(root)
-    if args:
-        if args[0] not in options:
-            near = suggest(args[0], options)
-            hint = f"; did you mean {near}?" if near else f" (groups: {', '.join(options)})."
-            raise ConfigError(f"There is no config group {args[0]!r}{hint}")
-        options = {args[0]: options[args[0]]}
-    chosen = defaults(root)
-    width = max(len(o) for opts in options.values() for o in opts) + 2
-    for group, names in options.items():
-        picked = chosen.get(group, [])
-        default = ", ".join(picked) if picked else "none"
-        print(f"{group}  (default: {default})")
-        for name in names:
-            mark = "*" if name in picked else " "
-            print(f"  {mark} {name:<{width}}{_description(root / group / f'{name}.yaml')}")
-    return 0

@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from dltrain.cli.options import CONFIG_NAME, conf_dir, groups
+from dltrain.cli.keys import OptionKeys, check_keys
+from dltrain.cli.options import groups
+from dltrain.cli.sources import Sources, hydra_context, sources
 from dltrain.config import dotted_keys, suggest, validate
 from dltrain.errors import ConfigError
 
@@ -59,10 +61,12 @@ def _variants(overrides: list) -> list[list[str]]:
     return variants
 
 
-def explain(err: Exception, overrides: list[str], root: Path,
+def explain(err: Exception, overrides: list[str], root: Path | Sources,
              compose: Callable[[list[str]], object]) -> str:
     """One sentence for a composition error, naming the nearest valid name for a typo."""
     from hydra.errors import MissingConfigException
+
+    src = root if isinstance(root, Sources) else Sources(root)
 
     text = str(err)
     if isinstance(err, MissingConfigException) and err.missing_cfg_file:
@@ -71,23 +75,27 @@ def explain(err: Exception, overrides: list[str], root: Path,
             plugin, extra = PLUGINS[f"{group}/{option}"]
             return (f"{group}={option} needs Hydra's {plugin} plugin, which is not installed: "
                     f"pip install 'dltrain[{extra}]'.")
-        options = groups(root).get(group, [])
+        options = groups(*src.dirs).get(group, [])
         if options:
             near = suggest(option, options)
             hint = f"; did you mean {group}={near}?" if near else ""
             return (f"{group}={option}: there is no such option in group {group}{hint} "
                     f"(options: {', '.join(options)}).")
-        near = suggest(group, groups(root))
+        near = suggest(group, groups(*src.dirs))
         hint = f"; did you mean {near}?" if near else "."
         return f"There is no config group {group!r}{hint}"
     if "Ambiguous value for argument" in text:
         line = text.split("'")[1] if "'" in text else text
         return (f"{line} gives several values: add -m to run one job per value, or write a list "
                 "as key=[a,b].")
+    if "Could not append to config. An item is already at" in text:
+        key = text.split("'")[1]
+        return f"{key} is already a key of the config: write {key}=VALUE, without the +."
     if text.startswith("Could not override '") or "Could not append to config" in text:
         key = text.split("'")[1]
         # Candidates come from the config as the user's group choices make it.
-        group_choices = [o for o in overrides if (root / o.split("=")[0].lstrip("+~")).is_dir()]
+        group_choices = [o for o in overrides
+                         if o.split("=")[0].lstrip("+~") in groups(*src.dirs)]
         try:
             candidates = dotted_keys(compose(group_choices))
         except Exception:
@@ -116,45 +124,60 @@ def unknown_key(key: str, candidates: list[str]) -> str:
             f"(To add a new key on purpose, write +{key}=VALUE.)")
 
 
-def _compose(overrides: list[str], with_hydra: bool = False):
+def compose_checked(overrides: list[str], root: Path | Sources, with_hydra: bool = False):
+    """The config of `overrides`, composed by the Hydra that hydra_context(root) (or
+    initialize_config_dir(root)) set up (with its `hydra` node if `with_hydra`); a
+    composition error is ConfigError with one sentence."""
     from hydra import compose
-
-    return compose(CONFIG_NAME, overrides=overrides, return_hydra_config=with_hydra)
-
-
-def compose_checked(overrides: list[str], root: Path, with_hydra: bool = False):
-    """The config of `overrides`, composed by the Hydra that initialize_config_dir(root) set
-    up (with its `hydra` node if `with_hydra`); a composition error is ConfigError with one
-    sentence."""
     from hydra.errors import HydraException, OverrideParseException
     from omegaconf.errors import OmegaConfBaseException
 
+    src = root if isinstance(root, Sources) else Sources(root)
+
+    def composed(ov: list[str], hydra: bool = False):
+        return compose(src.primary, overrides=ov, return_hydra_config=hydra)
+
     try:
-        return _compose(overrides, with_hydra)
+        return composed(overrides, with_hydra)
     except OverrideParseException as err:
         raise ConfigError(f"Cannot read the overrides: {str(err).splitlines()[0]}") from None
     except (HydraException, OmegaConfBaseException) as err:
-        raise ConfigError(explain(err, overrides, root, _compose)) from None
+        raise ConfigError(explain(err, overrides, src, composed)) from None
 
 
-def preflight(overrides: list[str], multirun: bool, root: Path | None = None) -> None:
+def checked_keys(cfg, src: Sources, keys: OptionKeys, choices=None) -> None:
+    """check_keys on a composed config (its `hydra` node, if it has one, gives the group
+    choices; else `choices`)."""
+    from omegaconf import OmegaConf
+
+    if "hydra" in cfg:
+        choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
+    content = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(content, dict) and isinstance(choices, dict)
+    options = groups(*src.dirs)
+    check_keys(content, choices, keys, lambda group: options.get(group, []))
+
+
+def preflight(overrides: list[str], multirun: bool, root: Path | Sources | None = None
+              ) -> None:
     """Compose the config for every value the overrides take, and validate each one.
 
     A sweep can come from the command line (`-m a=1,2`) or from the config itself
     (`hparams_search=optuna` sets hydra.mode=MULTIRUN and a search space in
     hydra.sweeper.params); both are checked, intervals at their ends. Raises ConfigError with
-    one sentence for the first problem found.
+    one sentence for the first problem found. `root` is the config tree (Sources: conf/ and
+    a -cd folder; a Path: that folder alone), conf/ by default. Every config's keys are
+    checked too (keys.check_keys): a key that nothing reads is refused.
     """
-    from hydra import initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
     from hydra.types import RunMode
-    from omegaconf import open_dict
+    from omegaconf import OmegaConf, open_dict
     from omegaconf.errors import OmegaConfBaseException
 
     from dltrain.overrides import kind, with_values
 
-    root = root or conf_dir()
+    src = root if isinstance(root, Sources) else sources() if root is None else Sources(root)
     parser = OverridesParser.create()
 
     def parse(lines: list[str]) -> list:
@@ -165,13 +188,20 @@ def preflight(overrides: list[str], multirun: bool, root: Path | None = None) ->
                 from None
 
     parsed = parse(overrides)
-    with initialize_config_dir(str(root), version_base="1.3", job_name=CONFIG_NAME):
+    with hydra_context(src):
+        keys = OptionKeys(src)
 
         def checked(ov: list[str], with_hydra: bool = False):
-            return compose_checked(ov, root, with_hydra)
+            config = compose_checked(ov, src, True)
+            checked_keys(config, src, keys)
+            if not with_hydra:
+                with open_dict(config):  # what compose() returns without return_hydra_config
+                    del config["hydra"]
+            return config
 
         fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
         base = checked(fixed, True)
+        choices = OmegaConf.to_container(base.hydra.runtime.choices)
         sweeper = base.hydra.sweeper
         if multirun or base.hydra.mode == RunMode.MULTIRUN:
             direction = sweeper.get("direction")
@@ -193,7 +223,10 @@ def preflight(overrides: list[str], multirun: bool, root: Path | None = None) ->
                 del base["hydra"]
             first_config = base
         else:
-            first_config = checked(variants[0])
+            first_config = checked(variants[0], True)
+            choices = OmegaConf.to_container(first_config.hydra.runtime.choices)
+            with open_dict(first_config):
+                del first_config["hydra"]
         first_kind = kind(first, groups)
         validate(first_config)
         for variant in variants[1:]:
@@ -204,4 +237,6 @@ def preflight(overrides: list[str], multirun: bool, root: Path | None = None) ->
                     config = with_values(first_config, parsed_variant, groups)
                 except OmegaConfBaseException:  # Hydra's composition says it in its words
                     config = None
+                if config is not None:  # the same group choices as the first variant's
+                    checked_keys(config, src, keys, choices)
             validate(config if config is not None else checked(variant))

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from dltrain.io import atomic_write
+from dltrain.losses import with_inputs
 from dltrain.probes.context import ProbeContext, looking
 from dltrain.probes.tags import LANDSCAPE
 from dltrain.train.checkpoint import load_checkpoint, save_checkpoint
@@ -51,7 +52,7 @@ def filter_normalised_direction(params: list[torch.Tensor], gen: torch.Generator
 
 def loss_at(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     with looking(model):
-        return float(loss_fn(model(x), y))
+        return float(with_inputs(loss_fn)(model(x), y, x))
 
 
 class Landscape(NoHooks):

@@ -13,7 +13,7 @@ from typing import Any
 
 from dltrain.hparams import SEED_KEYS
 from dltrain.log.console import fmt
-from dltrain.report.jobs import Job
+from dltrain.report.jobs import Job, launch_args
 from dltrain.results import EXIT_CODES, EXIT_FAILED
 
 
@@ -71,6 +71,7 @@ class Report:
     rows: tuple[Row, ...]  # best first when the objective has one direction, else sweep order
     metric: str | None  # the objective's metric, e.g. val/accuracy (None if no run says)
     mode: str | None  # max | min; None when runs disagree or none completed
+    launch: tuple[str, ...] = ()  # -cd DIR, -cn NAME, hydra.searchpath: kept in a rerun
 
     @property
     def failures(self) -> list[Job]:
@@ -152,7 +153,10 @@ def aggregate(sweep_dir: Path, jobs: Sequence[Job], seed_keys: Sequence[str] = S
         sign = -1.0 if mode == "max" else 1.0
         rows.sort(key=lambda r: (r.objective is None,
                                  sign * r.objective.mean if r.objective else 0.0))
-    return Report(Path(sweep_dir), tuple(jobs), keys, seeds, fixed, tuple(rows), metric, mode)
+    first = Path(sweep_dir) / jobs[0].name if jobs else Path(sweep_dir)
+    launch = tuple(launch_args(first if first.is_dir() else Path(sweep_dir))) if jobs else ()
+    return Report(Path(sweep_dir), tuple(jobs), keys, seeds, fixed, tuple(rows), metric, mode,
+                  launch)
 
 
 def exit_code(report: Report) -> int:

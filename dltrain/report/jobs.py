@@ -79,6 +79,31 @@ def read_job(path: Path) -> Job:
     return Job(path.name, dict(_key(str(o)) for o in overrides), config, summary)
 
 
+# A plain YAML run with `-cn NAME` is composed through a primary config named NAME + this
+# (dltrain/cli/sources.py); the command that runs it again says `-cn NAME`.
+PLAIN_SUFFIX = " on train"
+
+
+def launch_args(job_dir: Path) -> list[str]:
+    """What a job's command line said besides its overrides, as arguments of `dltrain`: -cd
+    DIR, -cn NAME and a hydra.searchpath override (from its .hydra/hydra.yaml; [] when it
+    has none, or said none of these)."""
+    path = job_dir / ".hydra" / "hydra.yaml"
+    if not path.is_file():
+        return []
+    hydra = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("hydra") or {}
+    args: list[str] = []
+    for source in (hydra.get("runtime") or {}).get("config_sources") or []:
+        if source.get("provider") == "command-line":
+            args += ["-cd", str(source["path"]).removeprefix("file://")]
+    name = str((hydra.get("job") or {}).get("config_name") or "train").removesuffix(PLAIN_SUFFIX)
+    if name != "train":
+        args += ["-cn", name]
+    args += [str(o) for o in (hydra.get("overrides") or {}).get("hydra") or []
+             if str(o).startswith("hydra.searchpath=")]
+    return args
+
+
 def _natural(name: str) -> tuple[int, str]:
     number = name.split("_", 1)[0]
     return (int(number), name) if number.isdigit() else (1 << 62, name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -142,7 +143,7 @@ def best_config(report: Report) -> dict[str, Any] | None:
         "n": row.objective.n,
         "params": dict(row.params),
         "overrides": overrides,
-        "command": "dltrain " + " ".join(overrides),
+        "command": shlex.join(["dltrain", *report.launch, *overrides]),
         "runs": [j.name for j in row.jobs],
     }
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 
+from dltrain.losses import with_inputs
 from dltrain.optim import penalised_weights
 from dltrain.train.distributed import Dist
 from dltrain.train.state import Parts, Settings
@@ -55,16 +56,16 @@ def micro_batches(batches: Iterable[Batch], k: int) -> Iterator[Sequence[Batch]]
 def batch_loss(parts: Parts, precision: str, device: torch.device
                ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The training loss of a batch: the model's loss plus the penalty terms, in the run's
-    precision."""
-    forward, loss_fn, penalties = parts.forward, parts.loss, parts.penalties
+    precision. A loss that asks for the inputs (`forward(out, y, x)`) is given them."""
+    forward, loss_fn, penalties = parts.forward, with_inputs(parts.loss), parts.penalties
     if precision == "32" and not penalties:
-        return lambda x, y: loss_fn(forward(x), y)
+        return lambda x, y: loss_fn(forward(x), y, x)
     amp = autocast(device, precision)
     weights = penalised_weights(parts.model) if penalties else []
 
     def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with amp:
-            loss = loss_fn(forward(x), y)
+            loss = loss_fn(forward(x), y, x)
             for penalty in penalties:
                 loss = loss + penalty(weights)
         return loss
