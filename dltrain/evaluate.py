@@ -14,22 +14,27 @@ from dltrain.io import write_json
 from dltrain.job import build_job
 from dltrain.log import Logger
 from dltrain.perf import peak_tflops, training_flops_per_sample, utilisation
+from dltrain.results import with_baseline
 from dltrain.runtime import resolve_device, seed_everything
 from dltrain.train.checkpoint import load_checkpoint
 from dltrain.train.loop import autocast, evaluate
-from dltrain.train.resume import load_weights
+from dltrain.train.resume import check_target_scale, load_weights
 from dltrain.train.state import Job
 
 log = logging.getLogger("dltrain")
 
 
 def test_best(job: Job, run_dir: Path, logger: Logger, step: int) -> dict[str, float]:
-    """Score the best weights (else the last) on the test split, into the logs."""
+    """Score the best weights (else the last) on the test split, into the logs; the data's
+    baseline for the test split (a series' naive_rmse) beside the model's metrics."""
     best = run_dir / "checkpoints" / "best.pt"
     if best.exists():
         job.parts.model.load_state_dict(load_checkpoint(best)["model"])
     amp = autocast(job.device, job.settings.precision)
-    test = evaluate(job.parts, job.data.test, job.spec.task, job.settings.eval_batch_size, amp)
+    test = with_baseline(evaluate(job.parts, job.data.test, job.spec.task,
+                                  job.settings.eval_batch_size, amp,
+                                  scale=job.data.target_scale),
+                         job.data.facts, "test")
     logger.log_metrics({f"test/{k}": v for k, v in test.items()}, step)
     return test
 
@@ -59,14 +64,17 @@ def evaluate_run(cfg: DictConfig, run_dir: Path | str) -> dict[str, Any]:
     seed_everything(int(config["trainer"]["seed"]))
     job = build_job(config, device, with_optimizer=False)
     load_weights(job.parts.model, payload, config["model"])
+    check_target_scale(payload, job.data.target_scale)  # metrics in the units it trained on
     amp = autocast(device, job.settings.precision)
-    batch = job.settings.eval_batch_size
+    batch, scale, facts = job.settings.eval_batch_size, job.data.target_scale, job.data.facts
     result = {
         "checkpoint": str(path),
         "step": payload["state"]["step"],
         "task": job.spec.task,
-        "test": evaluate(job.parts, job.data.test, job.spec.task, batch, amp),
-        "val": evaluate(job.parts, job.data.val, job.spec.task, batch, amp),
+        "test": with_baseline(evaluate(job.parts, job.data.test, job.spec.task, batch, amp,
+                                       scale=scale), facts, "test"),
+        "val": with_baseline(evaluate(job.parts, job.data.val, job.spec.task, batch, amp,
+                                      scale=scale), facts, "val"),
     }
     write_json(run_dir / "eval.json", result)
     return result

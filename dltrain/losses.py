@@ -8,9 +8,10 @@ MSE for regression (of a Gaussian one), token cross-entropy for language models.
 variational one (whose output is a `Variational` pair) the negative ELBO, with weight
 `loss.beta` on its KL term.
 
-Metrics follow the task too — accuracy; mse and mae; perplexity; mse and mae, and for a VAE
-recon, kl and elbo — and are accumulated as sums on the device by `MetricTotals`, so
-evaluating a split costs one host sync, not one per batch.
+Metrics follow the task too — accuracy; mse, mae, rmse, r2, rel_l2 and max_error (in the
+data's own units); perplexity; mse and mae, and for a VAE recon, kl and elbo — and are
+accumulated as sums on the device by `MetricTotals`, so evaluating a split costs one host
+sync, not one per batch.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from dltrain.data.spec import DataSpec
+from dltrain.config import own_code
+from dltrain.data.spec import DataSpec, TargetScale
 from dltrain.errors import ConfigError
 from dltrain.models.autoencoder import Variational
 from dltrain.targets import call_target
@@ -31,11 +33,11 @@ from dltrain.targets import call_target
 # The metrics every model of a task has (a VAE adds recon, kl and elbo to reconstruction's).
 METRICS: dict[str, tuple[str, ...]] = {
     "classification": ("accuracy",),
-    "regression": ("mse", "mae"),
+    "regression": ("mse", "mae", "rmse", "r2", "rel_l2", "max_error"),
     "language_model": ("perplexity",),
     "reconstruction": ("mse", "mae"),
 }
-MAXIMISED = frozenset({"accuracy"})  # every other metric, and every loss, is minimised
+MAXIMISED = frozenset({"accuracy", "r2"})  # every other metric, and every loss, is minimised
 
 
 class TokenLoss(nn.Module):
@@ -88,8 +90,11 @@ _VALUE_LOSSES = ("auto", "mse", "mae", "huber")
 def loss_spec(cfg: Mapping[str, Any], spec: DataSpec) -> DataSpec:
     """The spec the model is built from: a binary loss asks for one logit instead of two.
 
-    Also refuses a loss that does not fit the task, before anything is trained.
+    Also refuses a loss that does not fit the task, before anything is trained. The user's
+    own loss (`loss._target_=mymodule.MyLoss`) is taken as fitting: it knows its task.
     """
+    if own_code(cfg):
+        return spec
     name = str(cfg["name"])
     fits = _CLASS_LOSSES if spec.task in ("classification", "language_model") else _VALUE_LOSSES
     if name in _CLASS_LOSSES + _VALUE_LOSSES and name not in fits:
@@ -104,7 +109,14 @@ def loss_spec(cfg: Mapping[str, Any], spec: DataSpec) -> DataSpec:
 
 
 def build_loss(cfg: Mapping[str, Any], spec: DataSpec) -> nn.Module:
-    """The training criterion for `spec.task` from the `loss` config node."""
+    """The training criterion for `spec.task` from the `loss` config node.
+
+    The user's own loss (`loss._target_=mymodule.MyLoss`, called with the node's keys) is
+    given the model's output and the targets as they are, and the inputs too where its
+    forward asks for them (`takes_inputs`): `forward(out, y, x)`.
+    """
+    if own_code(cfg):
+        return call_target(cfg, "loss")
     name = str(cfg["name"])
     if name == "auto":
         if spec.task in ("classification", "language_model"):
@@ -123,6 +135,27 @@ def build_loss(cfg: Mapping[str, Any], spec: DataSpec) -> nn.Module:
     return TokenLoss(loss) if spec.task == "language_model" else loss
 
 
+def takes_inputs(loss: nn.Module) -> bool:
+    """Whether a loss asks for the batch's inputs as a third argument, `forward(out, y, x)`
+    (a physics-informed term, say): read once from its signature, not at every step."""
+    import inspect
+
+    try:
+        params = inspect.signature(loss.forward).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in params)
+
+
+def with_inputs(loss: nn.Module) -> Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """`loss` as a function of (out, y, x), the inputs handed over only where it takes them
+    (`takes_inputs`, decided here once)."""
+    if takes_inputs(loss):
+        return loss
+    return lambda out, y, x: loss(out, y)
+
+
 def monitor_metric(task: str, monitor: str = "auto") -> tuple[str, str]:
     """(metric, mode) that picks the best checkpoint: `auto` is val accuracy or val loss."""
     if monitor == "auto":
@@ -136,17 +169,42 @@ class MetricTotals:
     With `members`, the outputs carry a leading axis of that many models trained as one
     stack (a vectorised sweep): (members, B, ...) outputs, targets and (members,) losses,
     summed per member; `compute_each` gives each member's metrics.
+
+    Regression metrics are in the data's own units: `scale` says how the targets were
+    standardised for training (its mean and std broadcast against the targets given to
+    `update`; a stack whose members train on different data sets gives each member's,
+    stacked along a leading axis), None when they were not. The loss stays the training
+    criterion's, in the units the model was trained in.
+
+    r2 is 1 − SS_res / SS_tot with SS_tot around the split's own mean of each output (every
+    value of a target sample is an output: a column of a table, a pixel of a field), pooled
+    over the outputs (scikit-learn's multioutput='variance_weighted'). Its sums are kept in
+    float64 (float32 on MPS, which has no float64) and shifted by the training mean (the
+    standardised targets times std), the same shift on every process, so that they neither
+    cancel on targets far from zero nor differ between the ranks that sum them.
     """
 
-    def __init__(self, task: str, members: int | None = None) -> None:
+    def __init__(self, task: str, members: int | None = None,
+                 scale: TargetScale | None = None) -> None:
         self.task = task
         self.members = members
-        self.sums: dict[str, torch.Tensor] = {}
+        self.scale = scale
+        self.sums: dict[str, torch.Tensor] = {}  # combined over batches and ranks by a sum
+        self.peaks: dict[str, torch.Tensor] = {}  # combined by a max (max_error)
         self.count = 0  # samples (tokens for language models, elements for regression)
         self.values = 1  # values per sample that `count` counts (a reconstruction's: all)
 
     def _total(self, t: torch.Tensor) -> torch.Tensor:
         return t.sum() if self.members is None else t.flatten(1).sum(1)
+
+    def _per_output(self, t: torch.Tensor) -> torch.Tensor:
+        """Sums over the batch axis, one per output: (outputs,) or (members, outputs)."""
+        if self.members is None:
+            return t.sum(0).reshape(-1)
+        return t.sum(1).reshape(self.members, -1)
+
+    def _peak(self, t: torch.Tensor) -> torch.Tensor:
+        return t.max() if self.members is None else t.flatten(1).amax(1)
 
     def update(self, out: torch.Tensor | Variational, y: torch.Tensor, loss: torch.Tensor
                ) -> None:
@@ -164,6 +222,8 @@ class MetricTotals:
                 # one logit (a binary loss) predicts class 1 when positive
                 pred = (out.squeeze(-1) > 0).long() if out.shape[-1] == 1 else out.argmax(-1)
                 stats["correct"] = self._total(pred == y)
+        elif self.task == "regression":
+            stats.update(self._regression(out, y))
         else:
             err = out - y
             stats["sq"] = self._total(err.square())
@@ -172,38 +232,76 @@ class MetricTotals:
             self.sums[key] = self.sums[key] + value if key in self.sums else value
         self.count += n
 
-    def _totals(self) -> tuple[list[str], torch.Tensor]:
-        keys = list(self.sums)
-        count = torch.full_like(self.sums["loss"], float(self.count))
-        return keys, torch.stack([self.sums[k].float() for k in keys] + [count])
+    def _regression(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A batch's sums in the data's units; its largest error into `peaks`."""
+        wide = torch.float32 if out.device.type == "mps" else torch.float64
+        err, shifted = out.to(wide) - y.to(wide), y.to(wide)
+        truth = shifted
+        if self.scale is not None:
+            std = self.scale.std.to(out.device, wide)
+            # (ŷ − y)·std rather than restore(ŷ) − restore(y): no mean added to cancel again
+            err, shifted = err * std, shifted * std  # shifted: the targets less the train mean
+            truth = shifted + self.scale.mean.to(out.device, wide)
+        peak = self._peak(err.abs())
+        self.peaks["max"] = torch.maximum(self.peaks["max"], peak) if "max" in self.peaks \
+            else peak
+        return {"sq": self._total(err.square()), "abs": self._total(err.abs()),
+                "y_sq": self._total(truth.square()),
+                "shift_sum": self._per_output(shifted),
+                "shift_sq": self._per_output(shifted.square())}
 
-    def compute(self, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
+    def _flat(self, named: dict[str, torch.Tensor]) -> tuple[list[tuple[str, int]], torch.Tensor]:
+        """The tensors of `named` side by side in one float64 (K,) or (members, K) tensor, and
+        (name, width) of each, to unpack them from it."""
+        lead = () if self.members is None else (self.members,)
+        wide = torch.float32 if self.sums["loss"].device.type == "mps" else torch.float64
+        parts = [t.reshape(*lead, -1).to(wide) for t in named.values()]
+        layout = [(k, p.shape[-1]) for k, p in zip(named, parts, strict=True)]
+        empty = self.sums["loss"].new_zeros(*lead, 0, dtype=wide)
+        return layout, torch.cat(parts, -1) if parts else empty
+
+    def _totals(self) -> tuple[list[tuple[str, int]], torch.Tensor,
+                               list[tuple[str, int]], torch.Tensor]:
+        count = torch.full_like(self.sums["loss"], float(self.count))
+        return (*self._flat({**self.sums, "count": count}), *self._flat(self.peaks))
+
+    def compute(self, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                reduce_max: Callable[[torch.Tensor], torch.Tensor] | None = None
                 ) -> dict[str, float]:
         """Mean loss and metrics (one host sync for all of them).
 
         `reduce` sums the totals over the processes of a data-parallel job, each of which
-        saw its own shard of the split.
+        saw its own shard of the split; `reduce_max` takes the largest of theirs (for
+        max_error, which a sum would not give).
         """
         if not self.sums:
             return {}
-        keys, totals = self._totals()
+        layout, totals, peak_layout, peaks = self._totals()
         if reduce is not None:
             totals = reduce(totals)
-        *sums, count = totals.tolist()
-        return self._metrics(dict(zip(keys, sums, strict=True)), count)
+            if peak_layout:
+                if reduce_max is None:
+                    raise ValueError("MetricTotals.compute: reduce without reduce_max would "
+                                     "sum max_error over the processes")
+                peaks = reduce_max(peaks)
+        row = torch.cat([totals, peaks]).tolist()
+        return self._metrics(_unpack(layout + peak_layout, row))
 
     def compute_each(self) -> list[dict[str, float]]:
         """Each member's mean loss and metrics (one host sync for the whole stack)."""
-        keys, totals = self._totals()
-        return [self._metrics(dict(zip(keys, column[:-1], strict=True)), column[-1])
-                for column in totals.T.tolist()]
+        layout, totals, peak_layout, peaks = self._totals()
+        return [self._metrics(_unpack(layout + peak_layout, row))
+                for row in torch.cat([totals, peaks], -1).tolist()]
 
-    def _metrics(self, values: dict[str, float], count: float) -> dict[str, float]:
+    def _metrics(self, values: dict[str, Any]) -> dict[str, float]:
+        count = values["count"]
         result = {"loss": values["loss"] / count}
         if self.task == "classification":
             result["accuracy"] = values["correct"] / count
         elif self.task == "language_model":
             result["perplexity"] = math.exp(min(result["loss"], 50.0))
+        elif self.task == "regression":
+            result.update(_regression_metrics(values, count))
         else:
             result["mse"] = values["sq"] / count
             result["mae"] = values["abs"] / count
@@ -213,3 +311,34 @@ class MetricTotals:
             result["kl"] = values["kl"] / samples
             result["elbo"] = -(result["recon"] + result["kl"])
         return result
+
+
+_PER_OUTPUT = ("shift_sum", "shift_sq")  # the sums kept per output, lists however many
+
+
+def _unpack(layout: list[tuple[str, int]], row: list[float]) -> dict[str, Any]:
+    """name -> its number (width 1) or its list of numbers, from a row `_flat` laid out."""
+    values: dict[str, Any] = {}
+    at = 0
+    for key, width in layout:
+        values[key] = row[at:at + width] if key in _PER_OUTPUT else row[at]
+        at += width
+    return values
+
+
+def _regression_metrics(values: dict[str, Any], count: float) -> dict[str, float]:
+    """mse, mae, rmse, r2, rel_l2 and max_error from a split's sums (in the data's units)."""
+    sq = values["sq"]
+    mse = sq / count
+    samples = count / len(values["shift_sum"])  # count holds every value of every sample
+    # SS_tot of each output around the split's own mean, from sums shifted by the train mean
+    ss_tot = sum(max(s2 - s * s / samples, 0.0)
+                 for s, s2 in zip(values["shift_sum"], values["shift_sq"], strict=True))
+    if ss_tot > 0:
+        r2 = 1.0 - sq / ss_tot
+    else:  # constant targets: as scikit-learn says (force_finite), perfect or nothing
+        r2 = 1.0 if sq == 0 else 0.0
+    y_sq = values["y_sq"]
+    rel_l2 = math.sqrt(sq / y_sq) if y_sq > 0 else (0.0 if sq == 0 else math.inf)
+    return {"mse": mse, "mae": values["abs"] / count, "rmse": math.sqrt(mse), "r2": r2,
+            "rel_l2": rel_l2, "max_error": values["max"]}

@@ -77,6 +77,14 @@ def run_options(config: Mapping[str, Any]) -> dict[str, str]:
             if g in config and isinstance(config[g], Mapping) and "name" in config[g]}
 
 
+def with_baseline(metrics: Mapping[str, float], facts: Mapping[str, Any], split: str
+                  ) -> dict[str, float]:
+    """A split's metrics with the data's baseline for that split beside them (Data.facts'
+    "baseline": a series' naive forecast, `naive_rmse`), so that a reader sees at once
+    whether the model did better than the obvious guess."""
+    return {**metrics, **((facts.get("baseline") or {}).get(split) or {})}
+
+
 def progress(state: Progress, settings: Monitoring) -> dict[str, Any]:
     """The summary's account of how far training went and how well it did."""
     account = {

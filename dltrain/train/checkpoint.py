@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dltrain.data.spec import TargetScale
 from dltrain.errors import ConfigError
 from dltrain.io import atomic_write
 from dltrain.train.distributed import SINGLE, Dist
@@ -69,9 +70,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def checkpoint_meta(config: Mapping[str, Any], spec: dict[str, Any],
-                    norm: Mapping[str, Any]) -> dict[str, Any]:
+                    norm: Mapping[str, Any], target: TargetScale | None = None
+                    ) -> dict[str, Any]:
     """What every checkpoint of a run carries besides its states: the resolved config, the
-    data's spec and its normalisation (enough to rebuild the model and feed it raw inputs)."""
+    data's spec and its normalisation (enough to rebuild the model and feed it raw inputs),
+    with, under norm["target"], how regression targets were standardised (`target`: enough
+    to put its predictions back in the data's units)."""
+    if target is not None:
+        norm = {**norm, "target": target.to_dict()}
     return {"config": dict(config), "spec": spec, "norm": norm}
 
 

@@ -60,6 +60,14 @@ class Dist:
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
         return out
 
+    def max(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The elementwise largest of every rank's `tensor` (every rank gets it)."""
+        if not self.active:
+            return tensor
+        out = tensor.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.MAX)
+        return out
+
     def any(self, flag: bool, device: torch.device) -> bool:
         """True on every rank if it is true on any (e.g. a stop request one rank received)."""
         if not self.active:

@@ -25,10 +25,10 @@ import torch
 from torch import nn
 
 from dltrain.data.batches import sequential_batches
-from dltrain.data.spec import Split
+from dltrain.data.spec import Split, TargetScale
 from dltrain.errors import DivergedError
 from dltrain.log import Logger
-from dltrain.losses import MetricTotals
+from dltrain.losses import MetricTotals, with_inputs
 from dltrain.optim import steps_per_batch
 from dltrain.train.decisions import (
     divergence,
@@ -48,24 +48,28 @@ from dltrain.train.steps import autocast, micro_batches, pick_step
 
 @torch.inference_mode()
 def evaluate(parts: Parts, split: Split, task: str, batch_size: int,
-             amp: contextlib.AbstractContextManager, d: Dist = SINGLE) -> dict[str, float]:
+             amp: contextlib.AbstractContextManager, d: Dist = SINGLE,
+             scale: TargetScale | None = None) -> dict[str, float]:
     """Mean loss and the task's metrics over `split`, in eval mode (one host sync).
 
-    In a data-parallel job each rank scores its shard and the totals are summed.
+    In a data-parallel job each rank scores its shard and the totals are summed. `scale`
+    (Data.target_scale) puts regression metrics back in the data's own units.
     """
     was_training = parts.model.training
     parts.model.eval()
     forward = parts.eval_forward or parts.forward
     if d.active:
         split = Split(split.x[d.rank::d.world], split.y[d.rank::d.world])
-    totals = MetricTotals(task)
+    loss_fn = with_inputs(parts.loss)
+    totals = MetricTotals(task, scale=scale)
     for x, y in sequential_batches(split, batch_size):
         with amp:
             out = forward(x)
-            loss = parts.loss(out, y)
+            loss = loss_fn(out, y, x)
         totals.update(out, y, loss)
     parts.model.train(was_training)
-    return totals.compute(reduce=d.sum if d.active else None)
+    return totals.compute(reduce=d.sum if d.active else None,
+                          reduce_max=d.max if d.active else None)
 
 
 def first_nonfinite_layer(model: nn.Module, x: torch.Tensor) -> str | None:
@@ -201,7 +205,7 @@ def fit(job: Job, state: TrainState, logger: Logger, save: Callable[[TrainState,
             return "interrupted"
         if validating:
             metrics = evaluate(parts, job.data.val, job.spec.task, settings.eval_batch_size,
-                               amp, d)
+                               amp, d, job.data.target_scale)
             logger.log_metrics(val_record(state, metrics, used), state.step)
             if scheduler is not None and not step_schedule:
                 scheduler.step(metrics["loss"])  # plateau: on the validation loss

@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from dltrain.config import written
-from dltrain.data.spec import DataSpec
+from dltrain.data.spec import DataSpec, TargetScale
 from dltrain.errors import ConfigError
 from dltrain.runtime import derived_seed
 from dltrain.train.checkpoint import load_checkpoint, set_rng_state
@@ -43,15 +44,49 @@ def load_weights(model: torch.nn.Module, payload: dict[str, Any],
                           f"({why}); keep the run's model settings.") from None
 
 
+def check_target_scale(payload: Mapping[str, Any], scale: TargetScale | None) -> None:
+    """Refuse data whose regression targets are standardised otherwise than the checkpoint's
+    were (the training file changed): its weights would predict in other units, and every
+    metric put back in the data's units would be wrong."""
+    saved = (payload.get("norm") or {}).get("target")
+    now = scale.to_dict() if scale is not None else None
+    if saved is None and now is None:
+        return
+    if saved is not None and now is not None and _same(saved, now):
+        return
+    raise ConfigError(f"The checkpoint's regression targets were standardised with other "
+                      f"statistics ({_stats(saved)}) than the data this config builds "
+                      f"({_stats(now)}); use the run's own training data.")
+
+
+def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """The same statistics up to float rounding: apart by less than 1e-5 of a std, where a
+    difference would show in the metrics (a mean near zero has no relative precision)."""
+    std = np.asarray(b["std"], dtype=np.float64)
+    return all(np.shape(a[k]) == np.shape(b[k]) and bool(np.all(
+        np.abs(np.asarray(a[k], dtype=np.float64) - np.asarray(b[k], dtype=np.float64))
+        <= 1e-5 * np.abs(std))) for k in ("mean", "std"))
+
+
+def _stats(scale: Mapping[str, Any] | None) -> str:
+    """A target scale in a few words: its first means and stds."""
+    if scale is None:
+        return "none"
+    return (f"mean {np.ravel(scale['mean'])[:3].tolist()}, "
+            f"std {np.ravel(scale['std'])[:3].tolist()}")
+
+
 def restore(parts: Parts, spec: DataSpec, payload: dict[str, Any], config: Mapping[str, Any],
-            d: Dist = SINGLE) -> TrainState:
+            d: Dist = SINGLE, scale: TargetScale | None = None) -> TrainState:
     """Put the model, optimiser, schedule, scaler and RNGs back where a checkpoint left them
-    (each process of a data-parallel job its own RNG state). `config` is the run's, plain."""
+    (each process of a data-parallel job its own RNG state). `config` is the run's, plain;
+    `scale` the rebuilt data's target statistics, which must be the checkpoint's."""
     saved_spec = DataSpec.from_dict(payload["spec"])
     if saved_spec != spec:
         raise ConfigError("The checkpoint was trained on other data than this config builds "
                           f"({saved_spec.name} {saved_spec.input_shape} -> {spec.name} "
                           f"{spec.input_shape}); resume with the run's own data settings.")
+    check_target_scale(payload, scale)
     load_weights(parts.model, payload, config["model"])
     assert parts.optimizer is not None
     parts.optimizer.load_state_dict(payload["optimizer"])

@@ -23,7 +23,7 @@ from dltrain.job import build_job, describe_job
 from dltrain.log import Logger, Loggers, NullLogger
 from dltrain.log.console import LineLogger
 from dltrain.probes.build import build_probes
-from dltrain.results import progress, run_options
+from dltrain.results import progress, run_options, with_baseline
 from dltrain.rundir import file_loggers, write_config
 from dltrain.runtime import seed_everything
 from dltrain.train.checkpoint import Checkpoints, checkpoint_meta, rng_state
@@ -156,7 +156,8 @@ def open_members(members: Sequence[Member], index_of: int) -> None:
         lines.line(f"trained by the vectorised launcher as member {i + 1} of a stack of "
                    f"{len(members)}" + (f" (stack {index_of})" if index_of else ""))
         m.logger = Loggers([lines, *file_loggers(m.config, m.run_dir)])
-        meta = checkpoint_meta(m.config, m.job.spec.to_dict(), m.job.data.norm)
+        meta = checkpoint_meta(m.config, m.job.spec.to_dict(), m.job.data.norm,
+                               m.job.data.target_scale)
         m.checkpoints = Checkpoints(m.job.parts, meta, m.run_dir / "checkpoints")
         m.hooks = build_probes(m.config, m.job, m.logger, m.run_dir, True)
 
@@ -166,10 +167,13 @@ def member_summary(m: Member, params: int, device: torch.device, test: dict[str,
     """summary.json of a member: the keys its own run writes, plus where in the stack it was."""
     summary: dict[str, Any] = {"status": m.status, "options": run_options(m.config),
                                "task": m.job.spec.task, "params": params, "device": str(device)}
+    if m.job.data.facts:  # what the reader of the user's own files decided, and why
+        summary["data"] = m.job.data.facts
     if m.status in ("completed", "interrupted"):
         summary.update(progress(m.state, m.job.settings), status=m.status)
+        summary["val"] = with_baseline(summary["val"], m.job.data.facts, "val")
     if m.status == "completed":
-        summary["test"] = test
+        test = summary["test"] = with_baseline(test, m.job.data.facts, "test")
         m.logger.log_metrics({f"test/{k}": v for k, v in test.items()}, m.state.step)
     if m.error:
         summary["error"] = m.error

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
-from dltrain.data.spec import Split
+from dltrain.data.spec import Split, TargetScale
 from dltrain.losses import MetricTotals
 from dltrain.models.layers import ACTIVATIONS, POOLS
 from dltrain.optim import Penalty
@@ -295,16 +295,17 @@ class StackedModel:
 
     @torch.inference_mode()
     def evaluate(self, flat: torch.Tensor, buffers: dict[str, torch.Tensor],
-                 splits: Sequence[Split], which: Sequence[int], task: str, batch_size: int
-                 ) -> list[dict[str, float]]:
+                 splits: Sequence[Split], which: Sequence[int], task: str, batch_size: int,
+                 scale: TargetScale | None = None) -> list[dict[str, float]]:
         """Every member's mean loss and metrics on its split (`splits[which[i]]`), scored as
-        dltrain.train.loop.evaluate scores one model: the same batches, the same sums."""
+        dltrain.train.loop.evaluate scores one model: the same batches, the same sums.
+        `scale` (member_scale) puts regression metrics back in the data's own units."""
         self.template.eval()
         template, loss_fn = self.template, self.loss
         shared = len(splits) == 1
         xs = splits[0].x if shared else torch.stack([splits[d].x for d in which])
         ys = splits[0].y if shared else torch.stack([splits[d].y for d in which])
-        totals = MetricTotals(task, members=self.members)
+        totals = MetricTotals(task, members=self.members, scale=scale)
         axis = None if shared else 0
 
         def member(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
@@ -377,6 +378,18 @@ class StackedData:
             return self.x[0][idx], self.y[0][idx]
         rows = self.which[:, None]
         return self.x[rows, idx], self.y[rows, idx]
+
+
+def member_scale(scales: Sequence[TargetScale | None], which: Sequence[int]
+                 ) -> TargetScale | None:
+    """The target scale of a stack's evaluation from each data set's (`scales`, None where
+    targets are not standardised): a shared one as it is, else member i's (`which[i]`'s)
+    stacked on a leading axis, which broadcasts against (members, B, ...) targets."""
+    if len(scales) == 1 or scales[0] is None:
+        return scales[0]
+    chosen = [scales[i] for i in which]
+    return TargetScale(torch.stack([s.mean for s in chosen]),  # type: ignore[union-attr]
+                       torch.stack([s.std for s in chosen]))  # type: ignore[union-attr]
 
 
 def epoch_orders(orders: Sequence[Callable[[int], torch.Tensor]], epoch: int

@@ -27,6 +27,7 @@ from dltrain.config import (
     find,
     looks_into_training,
     lookup,
+    own_code,
     written,
 )
 from dltrain.rules import PER_DRAW, PER_MEMBER, off
@@ -141,6 +142,9 @@ def alone_reason(cfg: DictConfig, device_type: str = "cpu") -> str | None:
     why = model_reason(model)
     if why is not None:
         return why
+    if own_code(c["loss"]):
+        return (f"loss._target_={c['loss']['_target_']}: your own loss is not stacked (a "
+                "stack maps dltrain's losses over its members)")
     if not off(model.get("dropout")) and device_type != "cpu":
         return (f"model.dropout on {device_type}: dropout masks there come from a fused "
                 "kernel whose random stream a member cannot reproduce (on cpu it can)")

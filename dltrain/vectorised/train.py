@@ -69,6 +69,7 @@ from dltrain.vectorised.model import (
     Unstackable,
     batch_slices,
     epoch_orders,
+    member_scale,
 )
 from dltrain.vectorised.optim import clip_rows, load_member_state, stacked_optimizer
 
@@ -93,6 +94,7 @@ class _Stack:
                                    if id(p) in penalised], device)
         self.data = StackedData.of([d.train for d in data], [d.val for d in data],
                                    [d.test for d in data], which)
+        self.scale = member_scale([d.target_scale for d in data], which)
         self.optimizer = stacked_optimizer([m.job.parts.optimizer for m in members],
                                            [m.job.parts.model for m in members],
                                            self.model.layout, device)
@@ -219,7 +221,7 @@ class _Stack:
         settings, metric = self.settings, self.settings.monitor.split("/", 1)[1]
         results = self.model.evaluate(self.model.flat, self.model.buffers, self.data.val,
                                       self.data.which_list, self.task,
-                                      settings.eval_batch_size)
+                                      settings.eval_batch_size, self.scale)
         running = self.running()
         scores = [results[i][metric] for i, _ in running]
         state = running[0][1].state
@@ -325,7 +327,7 @@ class _Stack:
         """Every member's test metrics with its best weights (its run tests best.pt)."""
         return self.model.evaluate(self.best, self.best_buffers, self.data.test,
                                    self.data.which_list, self.task,
-                                   self.settings.eval_batch_size)
+                                   self.settings.eval_batch_size, self.scale)
 
 
 def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path | str],
