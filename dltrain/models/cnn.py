@@ -2,6 +2,9 @@
 
 2-D convolutions for images (C, H, W), 1-D for signals (C, length). The size of the flattened
 feature maps follows from the input shape and the blocks, so no shape is ever written down.
+For a field target of the input's size (C_out, H, W) the network is fully convolutional: the
+blocks keep the map's size (stride 1, "same" padding, no pooling) and a 1x1 convolution gives
+the target's channels at every point.
 `CNNAutoEncoder` is the encoder–decoder form (task=reconstruction).
 """
 
@@ -18,7 +21,7 @@ from dltrain.data.spec import DataSpec
 from dltrain.errors import ConfigError
 from dltrain.models import layers
 from dltrain.models.autoencoder import AutoEncoder, bottleneck
-from dltrain.models.compat import refusal
+from dltrain.models.compat import field_channels, refusal
 from dltrain.models.layers import (
     batch_norm,
     conv,
@@ -66,7 +69,10 @@ def conv_stack(spec: DataSpec, channels: Sequence[int], kernel_size: int, stride
 
 
 class CNN(nn.Module):
-    """`channels[i]` filters in conv block i (conv -> [batch norm] -> activation -> pool)."""
+    """`channels[i]` filters in conv block i (conv -> [batch norm] -> activation -> pool).
+
+    For a field target (`field_channels`): the blocks without pooling, then a 1x1 conv head.
+    """
 
     # a vectorised stack computes its forward exactly (dltrain/vectorised/model.py)
     stackable = True
@@ -77,19 +83,46 @@ class CNN(nn.Module):
                  batchnorm: bool) -> None:
         super().__init__()
         _refuse_other_data(spec)
-        self.features, maps = conv_stack(spec, channels, kernel_size, stride, padding, pooling,
-                                         pool_size, activation, batchnorm)
-        self.flatten = nn.Flatten()
+        field = field_channels("cnn", spec)
+        # pooling shrinks the maps: a field's point-by-point output keeps the input's size
+        self.features, maps = conv_stack(spec, channels, kernel_size, stride, padding,
+                                         "none" if field else pooling, pool_size, activation,
+                                         batchnorm)
         c, sizes = maps[-1]
-        self.hidden, n_in = dense_stack(c * math.prod(sizes), hidden or (), activation,
-                                         dropout, batchnorm)
-        # with no dense layer, dropout acts on the flattened features
-        self.dropout = nn.Dropout(dropout) if dropout > 0 and not hidden else nn.Identity()
-        self.head = nn.Linear(n_in, spec.out_features)
+        if field:
+            _keep_size(spec, sizes, hidden)
+            self.flatten: nn.Module = nn.Identity()
+            self.hidden: nn.Module = nn.Identity()
+            self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+            self.head: nn.Module = conv(len(sizes), c, field, 1)
+        else:
+            self.flatten = nn.Flatten()
+            self.hidden, n_in = dense_stack(c * math.prod(sizes), hidden or (), activation,
+                                            dropout, batchnorm)
+            # with no dense layer, dropout acts on the flattened features
+            self.dropout = nn.Dropout(dropout) if dropout > 0 and not hidden else nn.Identity()
+            self.head = nn.Linear(n_in, spec.out_features)
+        self.target_shape = tuple(spec.target_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.flatten(self.features(x))  # (B, C * prod(spatial))
-        return self.head(self.dropout(self.hidden(x)))  # (B, out_features)
+        x = self.flatten(self.features(x))  # (B, C * prod(spatial)), or maps for a field
+        out = self.head(self.dropout(self.hidden(x)))  # (B, out_features) or (B, C_out, ...)
+        # a field target without its channel axis, (H, W), from the head's (B, 1, H, W)
+        return out.reshape(out.shape[0], *self.target_shape) if self.target_shape else out
+
+
+def _keep_size(spec: DataSpec, sizes: list[int], hidden: Sequence[int] | None) -> None:
+    """Refuse settings that would not give a field target its input's size point by point."""
+    if hidden:
+        raise ConfigError(f"model.hidden={list(hidden)} puts dense layers after the maps, but "
+                          f"the field targets of data={spec.name} come from a 1x1 convolution "
+                          "at every point; use model.hidden=[].")
+    given = list(spec.input_shape[1:])
+    if sizes != given:
+        raise ConfigError(f"model=cnn turns the {'x'.join(map(str, given))} inputs of "
+                          f"data={spec.name} into {'x'.join(map(str, sizes))} maps, but its "
+                          "field targets need the input's size; use model.stride=1, "
+                          "model.padding=null and an odd model.kernel_size.")
 
 
 def _up_block(dims: int, c_in: int, c_out: int, kernel_size: int, size: list[int],

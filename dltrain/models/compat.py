@@ -25,3 +25,25 @@ def refusal(model: str, spec: DataSpec, needs: str, instead: str) -> ConfigError
     """The error for a model that cannot read the data: what it needs and what would work."""
     return ConfigError(f"model={model} needs {needs}, but data={spec.name} gives "
                        f"{data_phrase(spec)}; use {instead}.")
+
+
+def field_channels(model: str, spec: DataSpec) -> int | None:
+    """The channels of a field target the size of the input, for a conv model; None where
+    the target is a class or a vector of outputs (the model's dense head gives it).
+
+    A field is a target of the input's spatial size: (C_out, H, W) for (C_in, H, W) images,
+    (C_out, L) for (C_in, L) signals, or (H, W) (one channel, no channel axis). Any other
+    target of several axes is one a convolution does not map to: refused.
+    """
+    shape, spatial = tuple(spec.target_shape), tuple(spec.input_shape[1:])
+    if spec.task != "regression" or not shape:
+        return None
+    if shape[1:] == spatial:
+        return shape[0]
+    if shape == spatial:
+        return 1
+    size = "x".join(map(str, spatial))
+    raise ConfigError(f"model={model} maps {data_phrase(spec)} to fields of the same "
+                      f"{size} size, but data={spec.name} has targets of shape "
+                      f"{'x'.join(map(str, shape))}; use model=mlp, which reshapes its output "
+                      "to any target shape.")

@@ -16,7 +16,11 @@ from dltrain.models.layers import dense_block, dense_stack
 
 
 class MLP(nn.Module):
-    """Dense layers on the flattened input: `hidden` widths, or `depth` layers of `width`."""
+    """Dense layers on the flattened input: `hidden` widths, or `depth` layers of `width`.
+
+    A regression target of several axes (a field, a matrix) is every one of its values from
+    the head, reshaped to the target's shape.
+    """
 
     # a vectorised stack computes its forward exactly (dltrain/vectorised/model.py)
     stackable = True
@@ -34,10 +38,14 @@ class MLP(nn.Module):
             n_in = n_out
         self.flatten = nn.Flatten()
         self.hidden = nn.Sequential(*blocks)
-        self.head = nn.Linear(n_in, spec.out_features)
+        self.target_shape = tuple(spec.target_shape)
+        self.head = nn.Linear(n_in, math.prod(self.target_shape) if self.target_shape
+                              else spec.out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.hidden(self.flatten(x)))  # (B, out_features)
+        out = self.head(self.hidden(self.flatten(x)))  # (B, out_features)
+        # a reshape, not a layer: the stack's table computes the forward exactly
+        return out.reshape(out.shape[0], *self.target_shape) if self.target_shape else out
 
 
 class MLPAutoEncoder(AutoEncoder):

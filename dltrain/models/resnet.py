@@ -5,10 +5,15 @@ where a plain network of the same depth stalls. For images (and 1-D signals) a c
 a stem, then stages of basic blocks, each stage after the first halving the resolution and
 growing the channels; for vectors a residual MLP of `depth` blocks of `width` units, so the
 "deep plain net vs ResNet" comparison runs on 2-D points too.
+
+For a field target of the input's size (C_out, H, W) the conv ResNet keeps the resolution (no
+stem pool, every stage at stride 1, no global pool) and a 1x1 convolution gives the target's
+channels at every point; for vectors the head's outputs are reshaped to the target's shape.
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -17,7 +22,7 @@ from torch import nn
 
 from dltrain.data.spec import DataSpec
 from dltrain.errors import ConfigError
-from dltrain.models.compat import data_phrase, refusal
+from dltrain.models.compat import data_phrase, field_channels, refusal
 from dltrain.models.layers import activation as make_activation
 from dltrain.models.layers import batch_norm, conv, global_avg_pool, max_pool
 
@@ -98,7 +103,7 @@ class ResNet(nn.Module):
             self.stages = nn.Sequential(nn.Sequential(
                 *(dense_residual(width, activation, batchnorm, dropout) for _ in range(depth))))
             self.pool: nn.Module = nn.Identity()
-            n_features = width
+            self.head: nn.Module = nn.Linear(width, _outputs(spec))
         else:
             if not channels:
                 raise ConfigError("model.channels=[] leaves model=resnet without a stage; "
@@ -107,6 +112,9 @@ class ResNet(nn.Module):
                 raise ConfigError(f"model.blocks={blocks} leaves the stages of model=resnet "
                                   "empty; use at least 1 block per stage.")
             dims = len(spec.input_shape) - 1
+            # a field target keeps the input's resolution throughout: nothing halves it
+            field = field_channels("resnet", spec)
+            stem_pool = stem_pool and not field
             if stem_pool and min(spec.input_shape[1:]) < 2:
                 raise ConfigError(f"model.stem_pool=true cannot halve the {data_phrase(spec)} "
                                   f"of data={spec.name}; use model.stem_pool=false.")
@@ -122,16 +130,27 @@ class ResNet(nn.Module):
             stages, c_in = [], channels[0]
             for i, c_out in enumerate(channels):
                 stage = [conv_residual(dims, c_in if j == 0 else c_out, c_out,
-                                       2 if i > 0 and j == 0 else 1, activation, batchnorm,
+                                       2 if i > 0 and j == 0 and not field else 1,
+                                       activation, batchnorm,
                                        dropout)
                          for j in range(blocks)]
                 stages.append(nn.Sequential(*stage))
                 c_in = c_out
             self.stages = nn.Sequential(*stages)
-            self.pool = global_avg_pool(dims)
-            n_features = c_in
-        self.head = nn.Linear(n_features, spec.out_features)
+            if field:
+                self.pool = nn.Identity()
+                self.head = conv(dims, c_in, field, 1, bias=True)
+            else:
+                self.pool = global_avg_pool(dims)
+                self.head = nn.Linear(c_in, spec.out_features)
+        self.target_shape = tuple(spec.target_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.pool(self.stages(self.stem(x)))  # (B, n_features)
-        return self.head(features)  # (B, out_features)
+        features = self.pool(self.stages(self.stem(x)))  # (B, n_features), or maps for a field
+        out = self.head(features)  # (B, out_features), or (B, C_out, *spatial)
+        return out.reshape(out.shape[0], *self.target_shape) if self.target_shape else out
+
+
+def _outputs(spec: DataSpec) -> int:
+    """The dense head's width: every value of a target of several axes, else out_features."""
+    return math.prod(spec.target_shape) if spec.target_shape else spec.out_features

@@ -198,8 +198,12 @@ class Transformer(nn.Module):
         self.norm = _norm(norm, width)
         # a language model predicts at every position; the others once per sample
         self.readout = nn.Identity() if causal else Readout(readout)
-        self.head = nn.Linear(width, spec.out_features)
+        # a regression target of several axes: all its values from the readout, reshaped
+        self.target_shape = tuple(spec.target_shape)
+        self.head = nn.Linear(width, math.prod(self.target_shape) if self.target_shape
+                              else spec.out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.norm(self.blocks(self.embed(x)))  # (B, T, width)
-        return self.head(self.readout(tokens))  # (B, out_features), or (B, T, vocab)
+        out = self.head(self.readout(tokens))  # (B, out_features), or (B, T, vocab)
+        return out.reshape(out.shape[0], *self.target_shape) if self.target_shape else out
