@@ -28,7 +28,10 @@ from dltrain.rules import (
     boolean_or_null,
     channels,
     choice,
+    column_names,
     device,
+    image_channels,
+    image_size,
     integer,
     interval,
     number,
@@ -36,6 +39,7 @@ from dltrain.rules import (
     odd,
     off,
     pair,
+    path_or_pair,
     suggest,
     text,
     url,
@@ -57,7 +61,8 @@ NORMS = ("layer", "none")  # model=transformer
 TASKS = ("classification", "regression", "language_model", "reconstruction")
 # What trainer.monitor can name: the validation loss or a metric of some task
 # (losses.METRICS); whether the run's task measures it is checked when the job is built.
-MONITORS = ("auto", "val/loss", "val/accuracy", "val/mse", "val/mae", "val/perplexity")
+MONITORS = ("auto", "val/loss", "val/accuracy", "val/mse", "val/mae", "val/rmse", "val/r2",
+            "val/rel_l2", "val/max_error", "val/perplexity")
 # The probes, each with the options under which it looks only at the trained model, at a run's
 # end, and never into training (None: it always looks into training). A vectorised stack runs
 # such a probe for each of its members at the member's end; the others need a loop of their own.
@@ -105,6 +110,25 @@ RULES: tuple[Rule, ...] = (
     Rule("data.seed", integer(0), PER_DRAW),
     Rule("data.root", text()),
     Rule("data.path", text(optional=True)),
+    # data=table: the user's own table (dltrain/data/table.py)
+    Rule("data.target", column_names(single=True)),
+    Rule("data.features", column_names(single=False)),
+    Rule("data.task", choice(("auto", "classification", "regression"))),
+    Rule("data.missing", choice(("error", "drop"))),
+    Rule("data.val_path", path_or_pair),  # a pair [X.npy, Y.npy] for data=arrays
+    Rule("data.test_path", path_or_pair),
+    # data=arrays: .npz / .npy / HDF5 (dltrain/data/arrays.py)
+    Rule("data.x", text()),  # a key of an .npz, a dataset path of an HDF5 file
+    Rule("data.y", text()),
+    Rule("data.y_path", text(optional=True)),  # the targets' .npy beside data.path=X.npy
+    Rule("data.kind", choice(("auto", "vector", "signal", "image"))),
+    # data=series: windows of a time series (dltrain/data/series.py)
+    Rule("data.columns", column_names(single=True)),
+    Rule("data.window", integer(1)),
+    Rule("data.horizon", integer(1)),
+    # data=images: a folder of class folders (dltrain/data/images.py)
+    Rule("data.size", image_size),
+    Rule("data.channels", image_channels),
     Rule("data.download", boolean),
     Rule("data.mirror", url),
     Rule("data.in_memory", boolean, alone=alone_unless(
@@ -308,6 +332,17 @@ def find(cfg: Mapping[str, Any], key: str) -> tuple[bool, Any]:
     return True, node
 
 
+# Groups whose node is handed to its `_target_`: a user's own class there (`own_code`) takes
+# the node's keys, which dltrain's rules know nothing of, so they are not checked.
+BUILT_BY_TARGET = ("model", "loss", "optim", "sched")
+
+
+def own_code(node: Any) -> bool:
+    """Whether a node's `_target_` is the user's own code, not dltrain's or torch's."""
+    target = node.get("_target_") if isinstance(node, Mapping) else None
+    return isinstance(target, str) and not target.startswith(("dltrain.", "torch."))
+
+
 def validate(cfg: DictConfig, rules: Iterable[Rule] = RULES) -> None:
     """Raise ConfigError with one sentence for the first key that breaks its rule, or for an
     impossible combination of keys."""
@@ -316,7 +351,10 @@ def validate(cfg: DictConfig, rules: Iterable[Rule] = RULES) -> None:
     except Exception as err:  # an interpolation that points nowhere, named by OmegaConf
         raise ConfigError(f"The config cannot be resolved: {err}".splitlines()[0]) from None
     assert isinstance(plain, dict)
+    own = {group for group in BUILT_BY_TARGET if own_code(plain.get(group))}
     for rule in rules:
+        if rule.key.partition(".")[0] in own:
+            continue
         present, value = find(plain, rule.key)
         if not present:
             continue

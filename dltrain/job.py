@@ -136,9 +136,11 @@ def compiles(trainer: Mapping[str, Any], total_steps: int) -> bool:
 def describe_job(job: Job, params: int, model_name: str) -> str:
     """One line: the data (task, shapes, split sizes), the model and the device."""
     spec, data = job.spec, job.data
+    # the user's own files say what they decided and why ("regression: column 'y' holds floats")
+    task = data.facts["why"] if data.facts.get("task") == spec.task else spec.task
     what = (f"{spec.num_classes} classes" if spec.task == "classification"
             else f"a vocabulary of {spec.vocab_size}" if spec.task == "language_model"
             else f"{spec.out_features} outputs")
-    return (f"{spec.name}: {spec.task}, input {tuple(spec.input_shape)}, {what}, "
+    return (f"{spec.name}: {task}, input {tuple(spec.input_shape)}, {what}, "
             f"{len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test · "
             f"{model_name}: {params:,} parameters · device {job.device}")

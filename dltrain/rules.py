@@ -220,3 +220,42 @@ def augmentation(v: Any) -> str | None:
     if v is None or (isinstance(v, dict) and set(v) == AUGMENT_KEYS):
         return None
     return "must be null or set by reg=[augment] (then data.augment.crop=4 and the like)"
+
+
+def column_names(single: bool) -> Check:
+    """Null, a list of column names, or (where `single`) one name: data.target, data.features."""
+
+    def check(v: Any) -> str | None:
+        if v is None or (single and isinstance(v, str | int) and str(v).strip()):
+            return None
+        if _is_list(v) and v and all(isinstance(c, str | int) and str(c).strip() for c in v):
+            return None
+        return ("must be null, a column name or a list of them, e.g. [a,b]" if single
+                else "must be null or a list of column names, e.g. [a,b]")
+
+    return check
+
+
+def image_size(v: Any) -> str | None:
+    """data=images: the size every image is resized to."""
+    if v is None or (_is_int(v) and v >= 1):
+        return None
+    if _is_list(v) and len(v) == 2 and all(_is_int(s) and s >= 1 for s in v):
+        return None
+    return "must be null (the most common size), a whole number (square) or [height, width]"
+
+
+def image_channels(v: Any) -> str | None:
+    """data=images: grey (1) or RGB (3), or null to decide from the files."""
+    if v is None or (_is_int(v) and v in (1, 3)):
+        return None
+    return "must be null (decided from the files), 1 (grey) or 3 (RGB)"
+
+
+def path_or_pair(v: Any) -> str | None:
+    """Null, a file, or a pair [X_FILE, Y_FILE] (data=arrays: two .npy files)."""
+    if v is None or (isinstance(v, str) and v.strip()):
+        return None
+    if _is_list(v) and len(v) == 2 and all(isinstance(p, str) and p.strip() for p in v):
+        return None
+    return "must be null, a path, or a pair of paths [X.npy,Y.npy]"

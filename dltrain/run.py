@@ -25,7 +25,7 @@ from dltrain.log import Loggers, NullLogger
 from dltrain.log.console import ConsoleLogger
 from dltrain.models.summary import layer_table
 from dltrain.probes.build import build_probes
-from dltrain.results import RunResult, progress
+from dltrain.results import RunResult, progress, with_baseline
 from dltrain.rundir import Record, file_loggers, refused, write_config
 from dltrain.runtime import deterministic, resolve_device, seed_everything
 from dltrain.train.checkpoint import Checkpoints, checkpoint_meta, rank_save
@@ -79,8 +79,11 @@ def _train(config: dict[str, Any], record: Record, resume: bool, stop: StopReque
         payload = resume_payload(run_dir, resume, str(trainer["resume"]))
         job = build_job(config, device, d=d)
         record.summary["task"] = job.spec.task
+        if job.data.facts:  # what the reader of the user's own files decided, and why
+            record.summary["data"] = job.data.facts
         fork_rng(int(trainer["seed"]), d)
-        state = restore(job.parts, job.spec, payload, config, d) if payload else TrainState()
+        state = restore(job.parts, job.spec, payload, config, d, job.data.target_scale) \
+            if payload else TrainState()
         done = finished(state, job.settings) if payload else None
         if done and resume:
             raise ConfigError(f"This run is finished ({done}); to train on, raise the budget, "
@@ -100,13 +103,14 @@ def _train(config: dict[str, Any], record: Record, resume: bool, stop: StopReque
                 ConsoleLogger(job.total_steps, state.step, int(trainer["max_epochs"])),
                 *file_loggers(config, run_dir, state.step)])
         logger = record.logger or NullLogger()
-        meta = checkpoint_meta(config, job.spec.to_dict(), job.data.norm)
+        meta = checkpoint_meta(config, job.spec.to_dict(), job.data.norm, job.data.target_scale)
         save = Checkpoints(job.parts, meta, run_dir / "checkpoints", d) if d.is_main \
             else rank_save(d)
         hooks = build_probes(config, job, logger, run_dir, d.is_main)
         status = "interrupted" if stop.requested else fit(job, state, logger, save, stop, d,
                                                           hooks)
         record.summary.update(progress(state, job.settings), status=status)
+        record.summary["val"] = with_baseline(record.summary["val"], job.data.facts, "val")
         record.summary.update(_throughput(job, config, record.summary, state, d))
         if status == "completed" and d.is_main:
             record.summary["test"] = test_best(job, run_dir, logger, state.step)

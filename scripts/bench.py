@@ -18,11 +18,20 @@ load average over the measurement.
     python scripts/bench.py --workloads moons_mlp_small --repeats 5
     python scripts/bench.py --workloads startup  # whole processes: --help, trainer=smoke, ...
     python scripts/bench.py --workloads sweep32  # 32 short jobs: basic vs vectorised launcher
+    python scripts/bench.py --workloads table_load,table_train  # the user's own files
     python scripts/bench.py --markdown docs/benchmarks.md   # also append the tables there
 
 `startup` times whole processes from start to exit, in turns: `dltrain --help`, `dltrain
 list`, `import torch`, a hand-written process that composes the smoke config and takes one
 step, and `dltrain trainer=smoke` (20 steps, validation, test, every file).
+
+`table_load` reads a 1,000,000 x 20 table (19 float features and a float target), written
+once as CSV and as Parquet in the temporary folder, into training tensors with dltrain's
+table reader (`build_data` of `data=table`: read, split, standardise, tensors), in turns with
+pandas' own `read_csv` (its default engine, and engine="pyarrow") and `read_parquet` of the
+same file, each in the same process after a first untimed read (a warm file cache for all).
+`table_train` trains on a 200,000-row Parquet table (`data=table`) against the hand-written
+loop on the same tensors given directly.
 
 `sweep32` and `sweep64` time a whole sweep, `dltrain -m ...` as a user types it, with Hydra's
 basic launcher (one job after the other) against `hydra/launcher=vectorised` (the jobs trained
@@ -81,6 +90,9 @@ WORKLOADS = {
                                       "model.width=128", "data.block_size=64",
                                       "data.batch_size=32"), steps=150,
                  notes="4 layers, d=128, block 64, batch 32, on 700 kB of English (pydoc topics)"),
+        Workload("table_train", ("data=table", "data.target=label", "data.batch_size=128",
+                                 "model=mlp"), steps=2000, fused_reference=True,
+                 notes="data=table: 200,000 x 20 Parquet, MLP 20-256-256-2, batch 128"),
     )
 }
 
@@ -129,6 +141,26 @@ def text_file() -> Path:
     return path
 
 
+def table_file(rows: int, suffix: str, target: str = "y") -> Path:
+    """A table of `rows` x 20 in the temporary folder (written once, then reused): 19 float
+    features and the target, `y` (float: a linear map) or `label` (two classes)."""
+    path = Path(tempfile.gettempdir()) / f"dltrain-bench-table-{rows}-{target}{suffix}"
+    if not path.exists():
+        import numpy as np
+        import pandas as pd
+
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((rows, 19)).astype(np.float32)
+        frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(19)])
+        frame[target] = ((x[:, 0] * x[:, 1] > 0).astype(np.int64) if target == "label"
+                         else x @ rng.standard_normal(19).astype(np.float32))
+        if suffix == ".csv":
+            frame.to_csv(path, index=False)
+        else:
+            frame.to_parquet(path, index=False)
+    return path
+
+
 def job_overrides(workload: Workload, steps: int, device: str) -> list[str]:
     """dltrain's config of `workload`: optim=adam as the config leaves it (fused kernels
     wherever torch has them), no validation before the end."""
@@ -136,6 +168,8 @@ def job_overrides(workload: Workload, steps: int, device: str) -> list[str]:
                  f"trainer.device={device}", "optim=adam", "trainer.val_every=100000"]
     if "data=text" in workload.overrides:
         overrides.append(f"data.path={text_file()}")
+    if "data=table" in workload.overrides:
+        overrides.append(f"data.path={table_file(200_000, '.parquet', 'label')}")
     return overrides
 
 
@@ -356,6 +390,76 @@ def startup(repeats: int) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
+# The user's own files: reading a table into training tensors
+
+TABLE_ROWS = 1_000_000
+TABLE_LOAD = """
+import json, sys, time
+import pandas as pd
+import yaml
+from dltrain.cli import conf_dir
+from dltrain.data import build_data
+csv, parquet, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with open(f"{conf_dir()}/data/table.yaml") as f:
+    cfg = {**yaml.safe_load(f), "target": "y"}  # data=table as configured, target y
+readers = {
+    "pandas read_csv": lambda: pd.read_csv(csv),
+    "pandas read_csv(engine=pyarrow)": lambda: pd.read_csv(csv, engine="pyarrow"),
+    "dltrain data=table, CSV": lambda: build_data({**cfg, "path": csv}),
+    "pandas read_parquet": lambda: pd.read_parquet(parquet),
+    "dltrain data=table, Parquet": lambda: build_data({**cfg, "path": parquet}),
+}
+for read in readers.values():
+    read()  # untimed: the file cache warm for every reader alike
+names = list(readers)
+times = {name: [] for name in names}
+for i in range(repeats):
+    for name in names[i % len(names):] + names[:i % len(names)]:
+        start = time.perf_counter()
+        readers[name]()
+        times[name].append(time.perf_counter() - start)
+print("RESULT " + json.dumps(times))
+"""
+
+
+def table_load(repeats: int, threads: int) -> dict:
+    """dltrain's table reader against pandas' own readers of the same files, in turns."""
+    csv, parquet = table_file(TABLE_ROWS, ".csv"), table_file(TABLE_ROWS, ".parquet")
+    load = os.getloadavg()[0]
+    proc = subprocess.run([sys.executable, "-c", TABLE_LOAD, str(csv), str(parquet),
+                           str(repeats)], capture_output=True, text=True, check=False, cwd=ROOT,
+                          env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"table_load failed:\n{proc.stderr[-2000:]}")
+    times = json.loads(lines[-1][len("RESULT "):])
+    ratios = {
+        "CSV, against pandas read_csv": [d / p for d, p in zip(
+            times["dltrain data=table, CSV"], times["pandas read_csv"], strict=True)],
+        "CSV, against read_csv(engine=pyarrow)": [d / p for d, p in zip(
+            times["dltrain data=table, CSV"], times["pandas read_csv(engine=pyarrow)"],
+            strict=True)],
+        "Parquet, against pandas read_parquet": [d / p for d, p in zip(
+            times["dltrain data=table, Parquet"], times["pandas read_parquet"], strict=True)],
+    }
+    for what, r in ratios.items():
+        print(f"  table_load: dltrain / pandas, {what}: {spread(r, 2)}", flush=True)
+    return {"times": times, "ratios": ratios, "repeats": repeats,
+            "load": f"{min(load, os.getloadavg()[0]):.2f}-{max(load, os.getloadavg()[0]):.2f}"}
+
+
+def table_load_markdown(result: dict) -> list[str]:
+    lines = [f"Reading a {TABLE_ROWS:,} x 20 table into training tensors ({result['repeats']} "
+             f"rounds in turns, load {result['load']}):", "",
+             "| reader | median s | min-max s |", "|---|---:|---|"]
+    for what, t in result["times"].items():
+        lines.append(f"| {what} | {statistics.median(t):.2f} | {min(t):.2f}-{max(t):.2f} |")
+    for what, r in result["ratios"].items():
+        lines.append(f"| **dltrain / pandas, {what}** (target <= 1.3) | **{spread(r, 2)}** | |")
+    return lines
+
+
+# --------------------------------------------------------------------------------------------
 # Sweeps: the basic launcher against the vectorised one
 
 
@@ -480,7 +584,7 @@ def sweep_markdown(result: dict) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    names = [*WORKLOADS, "startup", *SWEEPS]
+    names = [*WORKLOADS, "startup", "table_load", *SWEEPS]
     parser.add_argument("--workloads", default=",".join([*WORKLOADS, "startup"]),
                         help=f"comma-separated, of: {', '.join(names)}")
     parser.add_argument("--repeats", type=int, default=5, help="rounds of turns")
@@ -515,6 +619,8 @@ def main() -> None:
         sections.append("\n".join(throughput_markdown(results)))
     if "startup" in chosen:
         sections.append("\n".join(startup_markdown(startup(args.repeats))))
+    if "table_load" in chosen:
+        sections.append("\n".join(table_load_markdown(table_load(args.repeats, args.threads))))
     for name in (n for n in chosen if n in SWEEPS):
         sweep = SWEEPS[name]
         sweep = replace(sweep, hidden=args.sweep_hidden or sweep.hidden,

@@ -15,10 +15,14 @@ from typing import Any
 import torch
 
 from dltrain.data import synthetic
+from dltrain.data.arrays import ArrayFiles
 from dltrain.data.augment import build_augment
 from dltrain.data.glyphs import glyphs
+from dltrain.data.images import ImageFolder
 from dltrain.data.prepare import n_validation, standardise
+from dltrain.data.series import SeriesFile
 from dltrain.data.spec import Data, DataSpec, HostSplit, Split
+from dltrain.data.table import TableFile
 from dltrain.data.text import TINY_SHAKESPEARE, TextFile
 from dltrain.data.vision import CIFAR10, FASHION_MNIST, MNIST, ImageFiles
 from dltrain.errors import ConfigError
@@ -80,7 +84,8 @@ class Generated:
         return Data(*splits, spec=spec, norm=norm, augment=augment)
 
 
-SOURCES: dict[str, Generated | ImageFiles | TextFile] = {
+SOURCES: dict[str, Generated | ImageFiles | TextFile | TableFile | ImageFolder | ArrayFiles
+              | SeriesFile] = {
     "glyphs": Generated(glyphs, "classification", "image", classes=10,
                         class_names=tuple(str(d) for d in range(10)), mirror_safe=False),
     "moons": Generated(synthetic.moons, "classification", "vector", classes=2),
@@ -96,6 +101,10 @@ SOURCES: dict[str, Generated | ImageFiles | TextFile] = {
     "cifar10": CIFAR10,
     "text": TextFile(),
     "tiny_shakespeare": TINY_SHAKESPEARE,
+    "table": TableFile(),
+    "arrays": ArrayFiles(),
+    "series": SeriesFile(),
+    "images": ImageFolder(),
 }
 
 

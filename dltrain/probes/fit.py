@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from dltrain.data import synthetic
-from dltrain.data.spec import DataSpec, Split
+from dltrain.data.spec import DataSpec, Split, TargetScale
 from dltrain.io import atomic_write
 from dltrain.probes.context import ProbeContext, looking
 from dltrain.probes.tags import FIT, FIT_FILE, tag
@@ -43,16 +43,22 @@ def refusal(spec: DataSpec) -> str | None:
     if spec.task == "regression" and spec.input_shape == (1,) and spec.out_features == 1:
         return None
     return ("probe=[fit] draws a 1-D regression (one input, one output); "
-            f"data={spec.name} is not such data (use data=sine or data=poly)")
+            f"data={spec.name} is not such data (use data=sine, data=poly or a table of one "
+            "feature and one target)")
 
 
-def predict(model: torch.nn.Module, x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+def predict(model: torch.nn.Module, x: torch.Tensor, scale: TargetScale | None = None,
+            chunk: int = 8192) -> torch.Tensor:
+    """The model's outputs on `x`, in the data's units (a file's targets are standardised for
+    training: `scale` turns them back)."""
     with looking(model):
-        return torch.cat([model(x[i:i + chunk]).float() for i in range(0, len(x), chunk)])
+        out = torch.cat([model(x[i:i + chunk]).float() for i in range(0, len(x), chunk)])
+    return out if scale is None else scale.restore(out)
 
 
-def mse(model: torch.nn.Module, split: Split) -> float:
-    return float(((predict(model, split.x) - split.y.float()) ** 2).mean())
+def mse(model: torch.nn.Module, split: Split, scale: TargetScale | None = None) -> float:
+    y = split.y.float() if scale is None else scale.restore(split.y.float())
+    return float(((predict(model, split.x, scale) - y) ** 2).mean())
 
 
 class Fit(NoHooks):
@@ -62,9 +68,11 @@ class Fit(NoHooks):
         cfg, name = ctx.data_cfg, ctx.spec.name
         self.mean = float(ctx.data.norm.get("mean", [0.0])[0])
         self.std = float(ctx.data.norm.get("std", [1.0])[0])
-        train = ctx.data.train
+        train, self.scale = ctx.data.train, ctx.data.target_scale
         self.train_x = train.x.detach().cpu().double().numpy()[:, 0] * self.std + self.mean
-        self.train_y = train.y.detach().cpu().double().numpy()[:, 0]
+        train_y = train.y.detach().float() if self.scale is None else self.scale.restore(
+            train.y.detach().float())
+        self.train_y = train_y.cpu().double().numpy()[:, 0]
         lo, hi = RANGES[name](cfg) if name in RANGES else (self.train_x.min(), self.train_x.max())
         self.x = np.linspace(lo, hi, points)
         self.truth = (TRUTHS[name](torch.as_tensor(self.x), cfg).numpy() if name in TRUTHS
@@ -87,7 +95,7 @@ class Fit(NoHooks):
     def draw(self, state: TrainState) -> bytes:
         from dltrain.probes.plots import fit_png
 
-        pred = predict(self.ctx.model, self.grid).cpu().numpy()[:, 0]
+        pred = predict(self.ctx.model, self.grid, self.scale).cpu().numpy()[:, 0]
         png = fit_png(self.x, self.truth, pred, self.train_x, self.train_y,
                       title=f"fit · step {state.step}")
         self.ctx.logger.log_image(FIT, png, state.step)
@@ -100,12 +108,12 @@ class Fit(NoHooks):
         model, data = self.ctx.model, self.ctx.data
         result = {
             "x": self.x,
-            "pred": predict(model, self.grid).cpu().double().numpy()[:, 0],
+            "pred": predict(model, self.grid, self.scale).cpu().double().numpy()[:, 0],
             "train_x": self.train_x,
             "train_y": self.train_y,
-            "train_pred": predict(model, data.train.x).cpu().double().numpy()[:, 0],
-            "train_mse": np.float64(mse(model, data.train)),
-            "test_mse": np.float64(mse(model, data.test)),
+            "train_pred": predict(model, data.train.x, self.scale).cpu().double().numpy()[:, 0],
+            "train_mse": np.float64(mse(model, data.train, self.scale)),
+            "test_mse": np.float64(mse(model, data.test, self.scale)),
             "noise": np.float64(self.noise),
         }
         if self.truth is not None:
