@@ -27,7 +27,15 @@ import numpy as np
 import torch
 
 from dltrain.data.augment import build_augment
-from dltrain.data.owned import Samples, _carve, _classes, _subsample, _targets, assemble, infer_task
+from dltrain.data.owned import (
+    Samples,
+    assemble,
+    carve,
+    class_labels,
+    infer_task,
+    standardised_targets,
+    subsample,
+)
 from dltrain.data.prepare import channel_stats
 from dltrain.data.spec import Data, DataSpec, HostSplit, Split
 from dltrain.errors import ConfigError
@@ -327,10 +335,10 @@ def _streamed(cfg: Mapping[str, Any], device: torch.device | str, pool: Raw,
     """
     x = _channel(pool.x, kind)
     y = _fields(pool.y, kind, tuple(pool.x.shape))
-    carve = _carve(len(pool.rows), cfg, need_val="val" not in held, need_test="test" not in held,
-                   chronological=False, where=pool.where)
-    train, val, test = (pool.rows[c] for c in carve)
-    train = _subsample(train, cfg["n_train"], int(cfg["seed"]), False, pool.where)
+    parts = carve(len(pool.rows), cfg, need_val="val" not in held, need_test="test" not in held,
+                  chronological=False, where=pool.where)
+    train, val, test = (pool.rows[c] for c in parts)
+    train = subsample(train, cfg["n_train"], int(cfg["seed"]), False, pool.where)
 
     def held_out(part: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if part in held:
@@ -346,12 +354,12 @@ def _streamed(cfg: Mapping[str, Any], device: torch.device | str, pool: Raw,
     # The split's rows of a full-length target array: HostSplit gathers x and y by row.
     target_scale = None
     if task == "classification":
-        class_names, (t_ids, v_ids, s_ids) = _classes([y[train], vy, ty], pool.where)
+        class_names, (t_ids, v_ids, s_ids) = class_labels([y[train], vy, ty], pool.where)
         y_host = np.zeros(len(y), dtype=np.int64)
         outputs, target_shape = None, ()
     else:
         class_names = ()
-        (t_ids, v_ids, s_ids), target_scale = _targets([y[train], vy, ty], pool.where)
+        (t_ids, v_ids, s_ids), target_scale = standardised_targets([y[train], vy, ty], pool.where)
         y_host = np.zeros((len(y), *t_ids.shape[1:]), dtype=np.float32)
         sample = tuple(t_ids.shape[1:])
         outputs, target_shape = math.prod(sample), sample if len(sample) > 1 else ()

@@ -33,8 +33,7 @@ import numpy as np
 import torch
 
 from dltrain.data.augment import build_augment
-from dltrain.data.owned import _carve as carve
-from dltrain.data.owned import _subsample as subsample
+from dltrain.data.owned import carve, subsample
 from dltrain.data.prepare import standardise
 from dltrain.data.spec import Data, DataSpec, Split
 from dltrain.errors import ConfigError
@@ -124,7 +123,7 @@ def _images(folder: Path) -> list[Path]:
     return sorted(found)
 
 
-def _classes(where: Path, root_setting: str) -> dict[str, list[Path]]:
+def _class_folders(where: Path, root_setting: str) -> dict[str, list[Path]]:
     """{class name: its image files} of one folder of class folders."""
     folders = _folders(where)
     if not folders:
@@ -161,7 +160,7 @@ def find_layout(root_setting: str) -> Layout:
         raise ConfigError(f"data.root={root_setting} holds train/ and also {stray}: beside "
                           "train/, only val/ and test/ may be there.")
     pool_root = top.get("train", root)
-    pool_files = _classes(pool_root, root_setting)
+    pool_files = _class_folders(pool_root, root_setting)
     if not any(pool_files.values()):
         raise ConfigError(f"data.root={root_setting} holds no images ({', '.join(SUFFIXES)}) "
                           f"in its class folders {', '.join(pool_files)}.")
@@ -178,7 +177,7 @@ def find_layout(root_setting: str) -> Layout:
         if name not in top:
             held[name] = None
             continue
-        files = _classes(top[name], root_setting)
+        files = _class_folders(top[name], root_setting)
         unknown = [c for c in files if c not in pool_files]
         if unknown:
             near = suggest(unknown[0], classes)

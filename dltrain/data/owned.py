@@ -213,7 +213,7 @@ def _with_channels(x: torch.Tensor, kind: str) -> torch.Tensor:
     return x
 
 
-def _carve(n: int, cfg: Mapping[str, Any], *, need_val: bool, need_test: bool,
+def carve(n: int, cfg: Mapping[str, Any], *, need_val: bool, need_test: bool,
            chronological: bool, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row indices (train, val, test) of a pool of `n`: the held-out parts by fraction, from a
     seeded permutation, or in order (train, then validation, then test) when chronological.
@@ -242,7 +242,7 @@ def _carve(n: int, cfg: Mapping[str, Any], *, need_val: bool, need_test: bool,
     return np.flatnonzero(part == 0), np.flatnonzero(part == 1), np.flatnonzero(part == 2)
 
 
-def _subsample(index: np.ndarray, n_train: int | None, seed: int, chronological: bool,
+def subsample(index: np.ndarray, n_train: int | None, seed: int, chronological: bool,
                where: str) -> np.ndarray:
     """data.n_train of the training rows, drawn by seed (kept in order for a series)."""
     if n_train is None:
@@ -254,7 +254,7 @@ def _subsample(index: np.ndarray, n_train: int | None, seed: int, chronological:
     return np.sort(index[pick[:n_train]])
 
 
-def _classes(parts: list[np.ndarray], where: str) -> tuple[tuple[str, ...], list[torch.Tensor]]:
+def class_labels(parts: list[np.ndarray], where: str) -> tuple[tuple[str, ...], list[torch.Tensor]]:
     """Class names (sorted) and every part's labels as ids 0..K-1; one example of a class is
     refused (nothing to train and check on)."""
     every = np.concatenate(parts)
@@ -275,7 +275,8 @@ def _classes(parts: list[np.ndarray], where: str) -> tuple[tuple[str, ...], list
     return tuple(str(name) for name in names), ids
 
 
-def _targets(parts: list[np.ndarray], where: str) -> tuple[list[torch.Tensor], TargetScale]:
+def standardised_targets(parts: list[np.ndarray], where: str
+                         ) -> tuple[list[torch.Tensor], TargetScale]:
     """Float targets standardised by the first part's (train's) statistics: per output for
     (N,) / (N, k), per channel (axis 1) for fields (N, C, ...)."""
     try:
@@ -311,10 +312,10 @@ def assemble(cfg: Mapping[str, Any], device: torch.device | str, pool: Samples, 
         raise ConfigError(f"{', '.join(s.where for s in given)}: the inputs have different "
                           f"shapes a sample ({' vs '.join(str(s) for s in sorted(shapes))}).")
     name = str(cfg["name"])
-    train_idx, val_idx, test_idx = _carve(len(pool), cfg, need_val=val is None,
+    train_idx, val_idx, test_idx = carve(len(pool), cfg, need_val=val is None,
                                           need_test=test is None,
                                           chronological=chronological, where=pool.where)
-    train_idx = _subsample(train_idx, cfg["n_train"], int(cfg["seed"]), chronological,
+    train_idx = subsample(train_idx, cfg["n_train"], int(cfg["seed"]), chronological,
                            pool.where)
     # copies (a gather of rows, or of a given split): normalised in place below, and what the
     # caller handed in stays as it was
@@ -327,12 +328,12 @@ def assemble(cfg: Mapping[str, Any], device: torch.device | str, pool: Samples, 
 
     target_scale = None
     if task == "classification":
-        class_names, ys = _classes([y for _, y in parts], where)
+        class_names, ys = class_labels([y for _, y in parts], where)
         target_shape: tuple[int, ...] = ()
         outputs = None
     else:
         class_names = ()
-        ys, target_scale = _targets([y for _, y in parts], where)
+        ys, target_scale = standardised_targets([y for _, y in parts], where)
         sample = tuple(ys[0].shape[1:])
         target_shape = sample if len(sample) > 1 else ()
         outputs = math.prod(sample)
