@@ -52,6 +52,7 @@ from dltrain.train.hooks import NO_HOOKS
 from dltrain.train.loop import Window, first_nonfinite_layer
 from dltrain.train.signals import StopRequest
 from dltrain.train.state import Settings, TrainState
+from dltrain.vectorised.data import StackedData, batch_slices, epoch_orders, member_scale
 from dltrain.vectorised.members import (
     Member,
     Snapshot,
@@ -63,14 +64,7 @@ from dltrain.vectorised.members import (
     open_members,
     row_weights,
 )
-from dltrain.vectorised.model import (
-    StackedData,
-    StackedModel,
-    Unstackable,
-    batch_slices,
-    epoch_orders,
-    member_scale,
-)
+from dltrain.vectorised.model import StackedModel, Unstackable
 from dltrain.vectorised.optim import clip_rows, load_member_state, stacked_optimizer
 
 log = logging.getLogger("dltrain")
