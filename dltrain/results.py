@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from dltrain.config import own_code
+
 # The one table of exit codes (DESIGN.md "Exit codes").
 EXIT_COMPLETED = 0
 EXIT_FAILED = 1  # training failed: divergence, a runtime error
@@ -71,9 +73,20 @@ class RunResult:
         return cls.of(json.loads((Path(run_dir) / "summary.json").read_text()))
 
 
+def option_label(node: Mapping[str, Any]) -> str:
+    """What a group's node is called in a run's line and its summary: the option's name, or
+    the user's own class where they put it in place of a built-in option's
+    (`model._target_=mynet.Net` on model=mlp trains mynet.Net, not an mlp; an option of their
+    own, `-cd DIR` with DIR/model/mynet.yaml, keeps its name)."""
+    name = str(node["name"])
+    if own_code(node) and name.lower() not in str(node["_target_"]).lower():
+        return str(node["_target_"])
+    return name
+
+
 def run_options(config: Mapping[str, Any]) -> dict[str, str]:
     """summary.json's `options`: the option chosen in each config group."""
-    return {g: str(config[g]["name"]) for g in GROUPS
+    return {g: option_label(config[g]) for g in GROUPS
             if g in config and isinstance(config[g], Mapping) and "name" in config[g]}
 
 

@@ -25,7 +25,7 @@ from dltrain.log import Loggers, NullLogger
 from dltrain.log.console import ConsoleLogger
 from dltrain.models.summary import layer_table
 from dltrain.probes.build import build_probes
-from dltrain.results import RunResult, progress, with_baseline
+from dltrain.results import RunResult, option_label, progress, with_baseline
 from dltrain.rundir import Record, file_loggers, refused, write_config
 from dltrain.runtime import deterministic, resolve_device, seed_everything
 from dltrain.train.checkpoint import Checkpoints, checkpoint_meta, rank_save
@@ -95,7 +95,7 @@ def _train(config: dict[str, Any], record: Record, resume: bool, stop: StopReque
         params = sum(p.numel() for p in job.parts.model.parameters())
         record.summary.update(params=params, device=str(device))
         if d.is_main:
-            log.info(describe_job(job, params, str(config["model"]["name"])))
+            log.info(describe_job(job, params, option_label(config["model"])))
             get_console().print(layer_table(job.parts.model, job.spec))
             log.info(f"resuming at step {state.step}: {run_dir}" if payload
                      else f"run directory: {run_dir}")

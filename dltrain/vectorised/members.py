@@ -23,7 +23,7 @@ from dltrain.job import build_job, describe_job
 from dltrain.log import Logger, Loggers, NullLogger
 from dltrain.log.console import LineLogger
 from dltrain.probes.build import build_probes
-from dltrain.results import progress, run_options, with_baseline
+from dltrain.results import option_label, progress, run_options, with_baseline
 from dltrain.rundir import file_loggers, write_config
 from dltrain.runtime import seed_everything
 from dltrain.train.checkpoint import Checkpoints, checkpoint_meta, rng_state
@@ -151,7 +151,7 @@ def open_members(members: Sequence[Member], index_of: int) -> None:
         m.run_dir.mkdir(parents=True, exist_ok=True)
         write_config(m.cfg, m.run_dir, False)
         lines = LineLogger(m.run_dir / "train.log", int(m.config["trainer"]["max_epochs"]))
-        lines.line(describe_job(m.job, params, str(m.config["model"]["name"])))
+        lines.line(describe_job(m.job, params, option_label(m.config["model"])))
         lines.line(f"run directory: {m.run_dir}")
         lines.line(f"trained by the vectorised launcher as member {i + 1} of a stack of "
                    f"{len(members)}" + (f" (stack {index_of})" if index_of else ""))

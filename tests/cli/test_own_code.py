@@ -92,6 +92,11 @@ def test_own_model_and_a_loss_that_reads_the_inputs(tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     # moons: 2 features, 2 classes; the class of the current folder with model.width=16
     assert summary["params"] == hidden_layer_params(2, 16, 2) == 82
+    # the run names what it trained: the user's classes, not the options they replaced
+    assert summary["options"]["model"] == "mynet.MyNet"
+    assert summary["options"]["loss"] == "mynet.InputLoss"
+    first = (tmp_path / "run" / "train.log").read_text().splitlines()[0]
+    assert "mynet.MyNet: 82 parameters" in first
     # the loss was given the key and the inputs, in training and in evaluation: 3.0 * 2
     losses = [json.loads(line)["train/loss"] for line in
               (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
