@@ -103,7 +103,7 @@ def _train(config: dict[str, Any], record: Record, resume: bool, stop: StopReque
                 ConsoleLogger(job.total_steps, state.step, int(trainer["max_epochs"])),
                 *file_loggers(config, run_dir, state.step)])
         logger = record.logger or NullLogger()
-        meta = checkpoint_meta(config, job.spec.to_dict(), job.data.norm, job.data.target_scale)
+        meta = checkpoint_meta(config, job.spec.to_dict(), job.data)
         save = Checkpoints(job.parts, meta, run_dir / "checkpoints", d) if d.is_main \
             else rank_save(d)
         hooks = build_probes(config, job, logger, run_dir, d.is_main)

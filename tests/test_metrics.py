@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from dltrain.data.spec import Data, Split, TargetScale
+from dltrain.data.spec import Data, DataSpec, Split, TargetScale
 from dltrain.errors import ConfigError
 from dltrain.losses import MAXIMISED, METRICS, MetricTotals, monitor_metric
 from dltrain.results import with_baseline
@@ -221,12 +221,21 @@ def test_evaluate_reports_data_units_with_the_scale_and_standardised_without():
 
 def test_the_checkpoint_carries_the_target_statistics_next_to_the_input_norm():
     scale = TargetScale(torch.tensor([[1.5, -2.0]]), torch.tensor([[0.5, 3.0]]))
-    meta = checkpoint_meta({}, {}, {"mean": [0.1], "std": [2.0]}, scale)
+    split = Split(torch.zeros(2, 1), torch.zeros(2, 2))
+
+    def data(norm: dict, scale: TargetScale | None, facts: dict) -> Data:
+        return Data(split, split, split, DataSpec("t", "regression", "vector", (1,)), norm=norm,
+                    target_scale=scale, facts=facts)
+
+    # the reader's decisions travel too (a new table's rows are encoded with them)
+    facts = {"features": ["a", "site=x", "site=y"], "categories": {"site": ["x", "y"]}}
+    meta = checkpoint_meta({}, {}, data({"mean": [0.1], "std": [2.0]}, scale, facts))
     assert meta["norm"] == {"mean": [0.1], "std": [2.0],
                             "target": {"mean": [[1.5, -2.0]], "std": [[0.5, 3.0]]}}
+    assert meta["data"] == facts
     rebuilt = TargetScale.from_dict(meta["norm"]["target"])
     assert torch.equal(rebuilt.mean, scale.mean) and torch.equal(rebuilt.std, scale.std)
-    assert "target" not in checkpoint_meta({}, {}, {"mean": [0.0]})["norm"]
+    assert "target" not in checkpoint_meta({}, {}, data({"mean": [0.0]}, None, {}))["norm"]
     check_target_scale(meta, TargetScale(scale.mean.clone(), scale.std.clone()))
     check_target_scale({"norm": {}}, None)  # built-in data: nothing to compare
     with pytest.raises(ConfigError, match="standardised with other statistics"):

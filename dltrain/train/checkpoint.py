@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dltrain.data.spec import TargetScale
+from dltrain.data.spec import Data
 from dltrain.errors import ConfigError
 from dltrain.io import atomic_write
 from dltrain.train.distributed import SINGLE, Dist
@@ -69,16 +69,18 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def checkpoint_meta(config: Mapping[str, Any], spec: dict[str, Any],
-                    norm: Mapping[str, Any], target: TargetScale | None = None
+def checkpoint_meta(config: Mapping[str, Any], spec: dict[str, Any], data: Data
                     ) -> dict[str, Any]:
     """What every checkpoint of a run carries besides its states: the resolved config, the
-    data's spec and its normalisation (enough to rebuild the model and feed it raw inputs),
-    with, under norm["target"], how regression targets were standardised (`target`: enough
-    to put its predictions back in the data's units)."""
-    if target is not None:
-        norm = {**norm, "target": target.to_dict()}
-    return {"config": dict(config), "spec": spec, "norm": norm}
+    model's spec and the data's normalisation (enough to rebuild the model and feed it raw
+    inputs), with, under norm["target"], how regression targets were standardised (enough to
+    put its predictions back in the data's units), and what the reader of the user's own
+    files decided (`data`: the features, the categories of one-hot columns, the task and why),
+    which a new table's rows must be encoded with."""
+    norm = dict(data.norm)
+    if data.target_scale is not None:
+        norm["target"] = data.target_scale.to_dict()
+    return {"config": dict(config), "spec": spec, "norm": norm, "data": dict(data.facts)}
 
 
 class Checkpoints:

@@ -45,28 +45,25 @@ class Dist:
         batch, the same dynamics as one process."""
         return Shard(self.rank, self.world)
 
+    def _reduced(self, tensor: torch.Tensor, op: dist.ReduceOp) -> torch.Tensor:
+        """`tensor` combined over all ranks by `op` (every rank gets it); a copy, so the
+        caller's tensor stays its own."""
+        if not self.active:
+            return tensor
+        out = tensor.clone()
+        dist.all_reduce(out, op=op)
+        return out
+
     def mean(self, tensor: torch.Tensor) -> torch.Tensor:
         """The average of `tensor` over all ranks (every rank gets it)."""
-        if not self.active:
-            return tensor
-        out = tensor.clone()
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
-        return out / self.world
+        return self._reduced(tensor, dist.ReduceOp.SUM) / self.world
 
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        if not self.active:
-            return tensor
-        out = tensor.clone()
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
-        return out
+        return self._reduced(tensor, dist.ReduceOp.SUM)
 
     def max(self, tensor: torch.Tensor) -> torch.Tensor:
         """The elementwise largest of every rank's `tensor` (every rank gets it)."""
-        if not self.active:
-            return tensor
-        out = tensor.clone()
-        dist.all_reduce(out, op=dist.ReduceOp.MAX)
-        return out
+        return self._reduced(tensor, dist.ReduceOp.MAX)
 
     def any(self, flag: bool, device: torch.device) -> bool:
         """True on every rank if it is true on any (e.g. a stop request one rank received)."""

@@ -156,8 +156,7 @@ def open_members(members: Sequence[Member], index_of: int) -> None:
         lines.line(f"trained by the vectorised launcher as member {i + 1} of a stack of "
                    f"{len(members)}" + (f" (stack {index_of})" if index_of else ""))
         m.logger = Loggers([lines, *file_loggers(m.config, m.run_dir)])
-        meta = checkpoint_meta(m.config, m.job.spec.to_dict(), m.job.data.norm,
-                               m.job.data.target_scale)
+        meta = checkpoint_meta(m.config, m.job.spec.to_dict(), m.job.data)
         m.checkpoints = Checkpoints(m.job.parts, meta, m.run_dir / "checkpoints")
         m.hooks = build_probes(m.config, m.job, m.logger, m.run_dir, True)
 

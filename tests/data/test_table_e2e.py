@@ -120,6 +120,9 @@ def test_missing_rows_dropped_and_categories_one_hot(tmp_path):
     assert result["data"]["dropped_rows"] == 3
     assert result["data"]["categories"] == {"site": ["north", "south"]}
     assert result["data"]["features"] == ["a", "b", "c", "site=north", "site=south"]
+    # the checkpoint carries them, so that new rows can be encoded the same way
+    best = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=True)
+    assert best["data"]["categories"] == {"site": ["north", "south"]}
     assert "dropped 3 rows with missing values" in proc.stdout + proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "sites.csv"]
 
