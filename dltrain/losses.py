@@ -144,8 +144,11 @@ def takes_inputs(loss: nn.Module) -> bool:
         params = inspect.signature(loss.forward).parameters.values()
     except (TypeError, ValueError):
         return False
+    # a third positional parameter without a default: forward(out, y, reduction="mean") keeps
+    # its default, forward(out, y, x) is given the inputs
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in params)
+    return (len(positional) >= 3 and positional[2].default is inspect.Parameter.empty) or any(
+        p.kind == p.VAR_POSITIONAL for p in params)
 
 
 def with_inputs(loss: nn.Module) -> Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -193,6 +196,9 @@ class MetricTotals:
         self.peaks: dict[str, torch.Tensor] = {}  # combined by a max (max_error)
         self.count = 0  # samples (tokens for language models, elements for regression)
         self.values = 1  # values per sample that `count` counts (a reconstruction's: all)
+        # the scale's (std, mean) on the outputs' device and in `_wide`, made at the first batch:
+        # a copy from the host at every batch would wait for the device twice a batch
+        self._scale_on: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _total(self, t: torch.Tensor) -> torch.Tensor:
         return t.sum() if self.members is None else t.flatten(1).sum(1)
@@ -234,18 +240,23 @@ class MetricTotals:
 
     def _regression(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """A batch's sums in the data's units; its largest error into `peaks`."""
-        wide = torch.float32 if out.device.type == "mps" else torch.float64
-        err, shifted = out.to(wide) - y.to(wide), y.to(wide)
+        wide = _wide(out.device)
+        shifted = y.to(wide)  # the targets less the train mean, once scaled below
+        err = out.to(wide) - shifted
         truth = shifted
         if self.scale is not None:
-            std = self.scale.std.to(out.device, wide)
+            if self._scale_on is None:
+                self._scale_on = (self.scale.std.to(out.device, wide),
+                                  self.scale.mean.to(out.device, wide))
+            std, mean = self._scale_on
             # (ŷ − y)·std rather than restore(ŷ) − restore(y): no mean added to cancel again
-            err, shifted = err * std, shifted * std  # shifted: the targets less the train mean
-            truth = shifted + self.scale.mean.to(out.device, wide)
-        peak = self._peak(err.abs())
+            err, shifted = err * std, shifted * std
+            truth = shifted + mean
+        size = err.abs()
+        peak = self._peak(size)
         self.peaks["max"] = torch.maximum(self.peaks["max"], peak) if "max" in self.peaks \
             else peak
-        return {"sq": self._total(err.square()), "abs": self._total(err.abs()),
+        return {"sq": self._total(err.square()), "abs": self._total(size),
                 "y_sq": self._total(truth.square()),
                 "shift_sum": self._per_output(shifted),
                 "shift_sq": self._per_output(shifted.square())}
@@ -254,7 +265,7 @@ class MetricTotals:
         """The tensors of `named` side by side in one float64 (K,) or (members, K) tensor, and
         (name, width) of each, to unpack them from it."""
         lead = () if self.members is None else (self.members,)
-        wide = torch.float32 if self.sums["loss"].device.type == "mps" else torch.float64
+        wide = _wide(self.sums["loss"].device)
         parts = [t.reshape(*lead, -1).to(wide) for t in named.values()]
         layout = [(k, p.shape[-1]) for k, p in zip(named, parts, strict=True)]
         empty = self.sums["loss"].new_zeros(*lead, 0, dtype=wide)
@@ -311,6 +322,11 @@ class MetricTotals:
             result["kl"] = values["kl"] / samples
             result["elbo"] = -(result["recon"] + result["kl"])
         return result
+
+
+def _wide(device: torch.device) -> torch.dtype:
+    """The dtype metric sums are kept in: float64, but float32 on MPS (which has no float64)."""
+    return torch.float32 if device.type == "mps" else torch.float64
 
 
 _PER_OUTPUT = ("shift_sum", "shift_sq")  # the sums kept per output, lists however many

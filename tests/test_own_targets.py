@@ -21,6 +21,11 @@ class TwoArgs(nn.Module):
         return (out - y).square().mean()
 
 
+class Reduction(nn.Module):  # a third parameter with a default is not the inputs
+    def forward(self, out, y, reduction="mean"):
+        return (out - y).square().mean() if reduction == "mean" else (out - y).square().sum()
+
+
 class ThreeArgs(nn.Module):
     def forward(self, out, y, x):
         return (out - y).square().mean() + x.sum()
@@ -30,9 +35,11 @@ def test_takes_inputs_is_read_from_the_signature():
     assert not takes_inputs(nn.MSELoss())
     assert not takes_inputs(TwoArgs())
     assert takes_inputs(ThreeArgs())
+    assert not takes_inputs(Reduction())
     out, y, x = torch.zeros(3), torch.ones(3), torch.full((3,), 2.0)
     assert with_inputs(TwoArgs())(out, y, x).item() == 1.0
     assert with_inputs(ThreeArgs())(out, y, x).item() == 7.0
+    assert with_inputs(Reduction())(out, y, x).item() == 1.0
 
 
 def test_own_code_is_a_target_outside_dltrain_and_torch():

@@ -43,6 +43,8 @@ class DataSpec:
             return int(self.vocab_size or 0)
         if self.task == "reconstruction":
             return math.prod(self.input_shape)
+        if self.target_shape:  # a target of several axes: every value of it
+            return math.prod(self.target_shape)
         return int(self.num_outputs or 0)
 
     def to_dict(self) -> dict[str, Any]:

@@ -39,8 +39,7 @@ class MLP(nn.Module):
         self.flatten = nn.Flatten()
         self.hidden = nn.Sequential(*blocks)
         self.target_shape = tuple(spec.target_shape)
-        self.head = nn.Linear(n_in, math.prod(self.target_shape) if self.target_shape
-                              else spec.out_features)
+        self.head = nn.Linear(n_in, spec.out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.head(self.hidden(self.flatten(x)))  # (B, out_features)

@@ -13,7 +13,6 @@ channels at every point; for vectors the head's outputs are reshaped to the targ
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -103,7 +102,7 @@ class ResNet(nn.Module):
             self.stages = nn.Sequential(nn.Sequential(
                 *(dense_residual(width, activation, batchnorm, dropout) for _ in range(depth))))
             self.pool: nn.Module = nn.Identity()
-            self.head: nn.Module = nn.Linear(width, _outputs(spec))
+            self.head: nn.Module = nn.Linear(width, spec.out_features)
         else:
             if not channels:
                 raise ConfigError("model.channels=[] leaves model=resnet without a stage; "
@@ -150,7 +149,3 @@ class ResNet(nn.Module):
         out = self.head(features)  # (B, out_features), or (B, C_out, *spatial)
         return out.reshape(out.shape[0], *self.target_shape) if self.target_shape else out
 
-
-def _outputs(spec: DataSpec) -> int:
-    """The dense head's width: every value of a target of several axes, else out_features."""
-    return math.prod(spec.target_shape) if spec.target_shape else spec.out_features

@@ -200,8 +200,7 @@ class Transformer(nn.Module):
         self.readout = nn.Identity() if causal else Readout(readout)
         # a regression target of several axes: all its values from the readout, reshaped
         self.target_shape = tuple(spec.target_shape)
-        self.head = nn.Linear(width, math.prod(self.target_shape) if self.target_shape
-                              else spec.out_features)
+        self.head = nn.Linear(width, spec.out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.norm(self.blocks(self.embed(x)))  # (B, T, width)

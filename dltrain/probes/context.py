@@ -14,6 +14,7 @@ from torch import nn
 
 from dltrain.data.spec import Data, DataSpec, Split
 from dltrain.log import Logger
+from dltrain.losses import with_inputs
 
 
 @dataclass
@@ -29,6 +30,10 @@ class ProbeContext:
     run_dir: Path
     every: int  # optimiser steps between probe points
     batch: int  # samples in the fixed probe batch
+
+    def __post_init__(self) -> None:
+        # the loss of (out, y, x), as training calls it (dltrain.train.state.Parts.criterion)
+        self.criterion = with_inputs(self.loss)
 
     def probe_batch(self, split: str = "val") -> Split:
         """The first `batch` samples of a split: the same samples at every probe point.

@@ -16,7 +16,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dltrain.losses import with_inputs
 from dltrain.probes.context import ProbeContext, layer_of, sample_values
 from dltrain.probes.tags import GRADIENTS, WEIGHTS, tag
 from dltrain.train.hooks import NoHooks
@@ -76,7 +75,7 @@ class Gradients(NoHooks):
         model.eval()  # as every probe: no dropout draw, no batch-norm statistics
         try:
             params = [p for ps in self.layers.values() for p in ps]
-            loss = with_inputs(self.ctx.loss)(model(batch.x), batch.y, batch.x)
+            loss = self.ctx.criterion(model(batch.x), batch.y, batch.x)
             flat = torch.autograd.grad(loss, params, allow_unused=True)
         finally:
             model.train(was_training)

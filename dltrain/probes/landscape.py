@@ -16,7 +16,7 @@ resumed run still has them).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,6 @@ import torch
 from torch import nn
 
 from dltrain.io import atomic_write
-from dltrain.losses import with_inputs
 from dltrain.probes.context import ProbeContext, looking
 from dltrain.probes.tags import LANDSCAPE
 from dltrain.train.checkpoint import load_checkpoint, save_checkpoint
@@ -50,9 +49,11 @@ def filter_normalised_direction(params: list[torch.Tensor], gen: torch.Generator
     return direction
 
 
-def loss_at(model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+def loss_at(model: nn.Module, loss_fn: Callable[..., torch.Tensor], x: torch.Tensor,
+            y: torch.Tensor) -> float:
+    """The loss at the model's current weights: `loss_fn(out, y, x)` (ProbeContext.criterion)."""
     with looking(model):
-        return float(with_inputs(loss_fn)(model(x), y, x))
+        return float(loss_fn(model(x), y, x))
 
 
 class Landscape(NoHooks):
@@ -82,7 +83,7 @@ class Landscape(NoHooks):
 
     def measure(self) -> dict[str, np.ndarray]:
         """Every number of the picture, the weights left exactly as they were."""
-        model, loss_fn = self.ctx.model, self.ctx.loss
+        model, loss_fn = self.ctx.model, self.ctx.criterion
         batch = self.ctx.probe_batch("train")
         final = [p.detach().clone() for p in self.params]
         gen = torch.Generator().manual_seed(self.seed)  # the training's generators stay untouched

@@ -28,7 +28,7 @@ from dltrain.data.batches import sequential_batches
 from dltrain.data.spec import Split, TargetScale
 from dltrain.errors import DivergedError
 from dltrain.log import Logger
-from dltrain.losses import MetricTotals, with_inputs
+from dltrain.losses import MetricTotals
 from dltrain.optim import steps_per_batch
 from dltrain.train.decisions import (
     divergence,
@@ -60,7 +60,7 @@ def evaluate(parts: Parts, split: Split, task: str, batch_size: int,
     forward = parts.eval_forward or parts.forward
     if d.active:
         split = Split(split.x[d.rank::d.world], split.y[d.rank::d.world])
-    loss_fn = with_inputs(parts.loss)
+    loss_fn = parts.criterion
     totals = MetricTotals(task, scale=scale)
     for x, y in sequential_batches(split, batch_size):
         with amp:

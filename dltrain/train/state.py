@@ -11,7 +11,7 @@ from torch import nn
 
 from dltrain.data.batches import Batches
 from dltrain.data.spec import Data, DataSpec
-from dltrain.losses import monitor_metric
+from dltrain.losses import monitor_metric, with_inputs
 from dltrain.optim import Penalty
 
 
@@ -79,6 +79,12 @@ class Parts:
     # Evaluation's forward when it differs from training's: the bare model under DDP, whose
     # wrapper would otherwise call collectives that only this rank takes part in.
     eval_forward: Callable[[torch.Tensor], torch.Tensor] | None = None
+    # the loss as a function of (out, y, x): the inputs handed over only where it asks for
+    # them (a physics-informed term); decided once here, for the steps and every evaluation
+    criterion: Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.criterion = with_inputs(self.loss)
 
 
 @dataclass

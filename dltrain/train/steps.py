@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 
-from dltrain.losses import with_inputs
 from dltrain.optim import penalised_weights
 from dltrain.train.distributed import Dist
 from dltrain.train.state import Parts, Settings
@@ -57,7 +56,7 @@ def batch_loss(parts: Parts, precision: str, device: torch.device
                ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The training loss of a batch: the model's loss plus the penalty terms, in the run's
     precision. A loss that asks for the inputs (`forward(out, y, x)`) is given them."""
-    forward, loss_fn, penalties = parts.forward, with_inputs(parts.loss), parts.penalties
+    forward, loss_fn, penalties = parts.forward, parts.criterion, parts.penalties
     if precision == "32" and not penalties:
         return lambda x, y: loss_fn(forward(x), y, x)
     amp = autocast(device, precision)
