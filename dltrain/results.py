@@ -73,6 +73,11 @@ class RunResult:
         return cls.of(json.loads((Path(run_dir) / "summary.json").read_text()))
 
 
+# A plain YAML run with `-cn NAME` is composed through a primary config named NAME + this
+# (dltrain/cli/sources.py); the command that runs it again says `-cn NAME` (dltrain/report/).
+PLAIN_SUFFIX = " on train"
+
+
 def option_label(node: Mapping[str, Any]) -> str:
     """What a group's node is called in a run's line and its summary: the option's name, or
     the user's own class where they put it in place of a built-in option's

@@ -129,6 +129,17 @@ def test_dltrain_has_no_import_cycle():
                      for cycle, others in found))
 
 
+def test_the_command_line_starts_without_rich_or_the_report():
+    """`dltrain --help`, `list` and every one-sentence refusal import dltrain.cli: what only a
+    report or a run needs (rich, the report package, torch) is loaded where it is used."""
+    code = ("import sys\nimport dltrain.cli\n"
+            "print(*(m for m in ('torch', 'rich', 'dltrain.report') if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ""
+
+
 def test_the_report_side_loads_neither_torch_nor_hydra():
     """`dltrain report` of an experiment's sweep reads the probes' tags: dltrain.probes must
     stay light to import (its builder loads on first use)."""

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from dltrain.cli.options import CONFIG_NAME, conf_dir
 from dltrain.errors import ConfigError
-from dltrain.report.jobs import PLAIN_SUFFIX  # the sweep report writes `-cn NAME` again
+from dltrain.results import PLAIN_SUFFIX
 
 
 @dataclass(frozen=True)

@@ -283,17 +283,18 @@ def _user_function(spec: str) -> Any:
 
 
 def call_user(cfg: Mapping[str, Any], own_keys: Sequence[str]) -> Any:
-    """Call data._target_ with the keys of the `data` node that its signature names (and, where
-    it takes **kwargs, the keys added to the node that data=table itself does not have)."""
+    """Call data._target_ with the keys of the `data` node that its signature names and the
+    keys added to the node that data=table itself does not have."""
     spec = str(cfg["_target_"])
     func = _user_function(spec)
     try:
         params = inspect.signature(func).parameters
     except (TypeError, ValueError):
         params = {}
-    anything = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    # keys it names, and every key the user added to the node (+data.KEY=...): nothing set is
+    # dropped unread, so one it does not take is refused by the bind below
     keys = {k: v for k, v in cfg.items() if k not in ("_target_", "name")
-            and (k in params or (anything and k not in own_keys))}
+            and (k in params or k not in own_keys)}
     try:
         inspect.signature(func).bind(**keys)
     except TypeError as err:

@@ -17,6 +17,7 @@ import yaml
 
 from dltrain.config import find
 from dltrain.errors import ConfigError
+from dltrain.results import PLAIN_SUFFIX
 
 
 def parse_value(text: str) -> Any:
@@ -77,11 +78,6 @@ def read_job(path: Path) -> Job:
     if (path / "summary.json").is_file():
         summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
     return Job(path.name, dict(_key(str(o)) for o in overrides), config, summary)
-
-
-# A plain YAML run with `-cn NAME` is composed through a primary config named NAME + this
-# (dltrain/cli/sources.py); the command that runs it again says `-cn NAME`.
-PLAIN_SUFFIX = " on train"
 
 
 def launch_args(job_dir: Path) -> list[str]:

@@ -235,3 +235,6 @@ def test_user_function_mistakes(user_module):
         build_data(table_cfg(_target_="myload.tabel"))
     with pytest.raises(ConfigError, match=r"myload.table\(rows, seed=0\) cannot be called"):
         build_data(table_cfg(_target_="myload.table", target="label"))  # no `rows`
+    # a key added to the node (+data.foo=3) that the function does not take is not dropped
+    with pytest.raises(ConfigError, match=r"myload.table\(rows, seed=0\) cannot be called"):
+        build_data(table_cfg(_target_="myload.table", target="label", rows=80, foo=3))
