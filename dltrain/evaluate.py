@@ -18,7 +18,7 @@ from dltrain.results import with_baseline
 from dltrain.runtime import resolve_device, seed_everything
 from dltrain.train.checkpoint import load_checkpoint
 from dltrain.train.loop import autocast, evaluate
-from dltrain.train.resume import check_target_scale, load_weights
+from dltrain.train.resume import check_statistics, load_weights
 from dltrain.train.state import Job
 
 log = logging.getLogger("dltrain")
@@ -64,7 +64,7 @@ def evaluate_run(cfg: DictConfig, run_dir: Path | str) -> dict[str, Any]:
     seed_everything(int(config["trainer"]["seed"]))
     job = build_job(config, device, with_optimizer=False)
     load_weights(job.parts.model, payload, config["model"])
-    check_target_scale(payload, job.data.target_scale)  # metrics in the units it trained on
+    check_statistics(payload, job.data)  # the inputs and units it trained on
     amp = autocast(device, job.settings.precision)
     batch, scale, facts = job.settings.eval_batch_size, job.data.target_scale, job.data.facts
     result = {

@@ -82,7 +82,7 @@ def _train(config: dict[str, Any], record: Record, resume: bool, stop: StopReque
         if job.data.facts:  # what the reader of the user's own files decided, and why
             record.summary["data"] = job.data.facts
         fork_rng(int(trainer["seed"]), d)
-        state = restore(job.parts, job.spec, payload, config, d, job.data.target_scale) \
+        state = restore(job.parts, job.data, job.spec, payload, config, d) \
             if payload else TrainState()
         done = finished(state, job.settings) if payload else None
         if done and resume:

@@ -21,7 +21,7 @@ from dltrain.results import with_baseline
 from dltrain.train.checkpoint import checkpoint_meta
 from dltrain.train.distributed import Dist
 from dltrain.train.loop import evaluate
-from dltrain.train.resume import check_target_scale
+from dltrain.train.resume import check_statistics, check_target_scale
 from dltrain.train.state import Parts
 
 REGRESSION = ("mse", "mae", "rmse", "r2", "rel_l2", "max_error")
@@ -242,6 +242,14 @@ def test_the_checkpoint_carries_the_target_statistics_next_to_the_input_norm():
         check_target_scale(meta, TargetScale(scale.mean + 0.1, scale.std))
     with pytest.raises(ConfigError, match=r"\(none\)"):
         check_target_scale(meta, None)
+    # the inputs' normalisation is the run's too: a changed training file moves it
+    check_statistics(meta, data({"mean": [0.1], "std": [2.0]}, scale, facts))
+    with pytest.raises(ConfigError, match=r"inputs were normalised with other statistics "
+                                          r"\(mean \[0.1\], std \[2.0\]\) than the data this "
+                                          r"config builds \(mean \[0.3\]"):
+        check_statistics(meta, data({"mean": [0.3], "std": [2.0]}, scale, facts))
+    with pytest.raises(ConfigError, match="regression targets were standardised"):
+        check_statistics(meta, data({"mean": [0.1], "std": [2.0]}, None, facts))
 
 
 def test_the_baseline_of_a_split_goes_beside_its_metrics():

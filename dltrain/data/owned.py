@@ -144,6 +144,40 @@ def infer_task(y: np.ndarray, setting: str, where: str) -> tuple[str, str]:
     raise ConfigError(f"{where} holds values of type {y.dtype}: neither labels nor numbers.")
 
 
+def decide_kind(shape: tuple[int, ...], setting: str) -> tuple[str, str]:
+    """(kind, why) of inputs of `shape` (N, ...): data.kind, or read from the shape.
+
+    (N, F) are vectors and four axes are images; three axes (N, A, B) are images when A and B
+    are both at least 8 and within a factor of 4 of each other (28x28, 64x128), else signals of
+    A channels and B steps ((N, 3, 500)).
+    """
+    axes = len(shape) - 1
+    if setting != "auto":
+        if len(shape) not in _INPUT_AXES[setting]:
+            raise ConfigError(f"data.kind={setting} cannot read inputs of shape {shape}.")
+        return setting, f"data.kind={setting}"
+    if axes == 1:
+        return "vector", f"x of shape {shape} holds vectors of {shape[1]} features"
+    if axes == 3:
+        return "image", f"x of shape {shape} holds images of {shape[1]} channels"
+    if axes == 2:
+        a, b = shape[1:]
+        if min(a, b) >= 8 and max(a, b) <= 4 * min(a, b):
+            return "image", f"x of shape {shape} holds {a}x{b} images (data.kind=signal: " \
+                            f"{a} channels of {b} steps)"
+        return "signal", f"x of shape {shape} holds signals of {a} channels and {b} steps"
+    raise ConfigError(f"x of shape {shape} cannot be read: inputs are (N, F) vectors, (N, L) or "
+                      "(N, C, L) signals, (N, H, W) or (N, C, H, W) images.")
+
+
+def decide_task(y: np.ndarray, setting: str, where: str) -> tuple[str, str]:
+    """As for tables, except that integer labels (N,) are classes however many there are."""
+    if setting == "auto" and y.ndim == 1 and y.dtype.kind in "iu":
+        return ("classification", f"classification: {where} holds integer labels "
+                f"({len(np.unique(y))} classes; data.task=regression overrides)")
+    return infer_task(y, setting, where)
+
+
 def _check(samples: Samples, kind: str) -> None:
     """x and y say the same number of samples, and x has a shape its kind can read."""
     if len(samples.x) != len(samples.y):

@@ -26,13 +26,11 @@ import torch
 
 from dltrain.data.owned import Samples, assemble
 from dltrain.data.spec import Data
+from dltrain.data.table import READERS, read_frame
 from dltrain.errors import ConfigError
 from dltrain.rules import suggest
 
 log = logging.getLogger(__name__)
-
-TABLES = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".parquet": None, ".pq": None}
-
 
 @dataclass(frozen=True)
 class Series:
@@ -43,29 +41,18 @@ class Series:
     where: str
 
 
-def _frame(path: Path) -> Any:
-    import pandas as pd
-
-    sep = TABLES[path.suffix.lower()]
-    try:
-        return pd.read_parquet(path) if sep is None else pd.read_csv(path, sep=sep)
-    except Exception as err:  # any way a damaged file fails to parse
-        raise ConfigError(f"{path} is not a readable {path.suffix} file "
-                          f"({type(err).__name__}: {err}).") from None
-
-
 def _columns(frame: Any, columns: Any, path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
     """The chosen columns of a table as floats (T, C): data.columns, or every numeric one."""
-    names = [str(c) for c in frame.columns]
+    names = list(frame.columns)  # read_frame names them as text
     if columns is None:
         chosen = [c for c in frame.columns if frame[c].dtype.kind in "biuf"]
         if not chosen:
             raise ConfigError(f"{path} has no numeric column to read as a series "
                               f"(its columns: {', '.join(names)}).")
     else:
-        chosen = [columns] if isinstance(columns, str) else list(columns)
+        chosen = [columns] if isinstance(columns, str) else [str(c) for c in columns]
         for column in chosen:
-            if str(column) not in names:
+            if column not in names:
                 near = suggest(str(column), names)
                 hint = f"; did you mean '{near}'?" if near else ""
                 raise ConfigError(f"{path} has no column '{column}' (data.columns){hint} "
@@ -98,8 +85,8 @@ def read_series(value: Any, setting: str, columns: Any) -> Series:
                               "series is numbers, (T,) or (T, C) with one row a time step.")
         values = values.astype(np.float64).reshape(len(values), -1)
         names = tuple(str(c) for c in range(values.shape[1]))
-    elif suffix in TABLES:
-        values, names = _columns(_frame(path), columns, path)
+    elif suffix in READERS:
+        values, names = _columns(read_frame(path, setting), columns, path)
     else:
         raise ConfigError(f"{setting}={value} is not a series file: CSV, TSV, Parquet or .npy.")
     return Series(values, names, str(path))

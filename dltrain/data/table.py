@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from dltrain.data.owned import ColumnInputs, Samples, assemble, infer_task
+from dltrain.data.owned import (
+    ColumnInputs,
+    Samples,
+    assemble,
+    decide_kind,
+    decide_task,
+    infer_task,
+)
 from dltrain.data.spec import Data
 from dltrain.errors import ConfigError
 from dltrain.rules import suggest
@@ -228,6 +235,12 @@ def target_of(frame: pd.DataFrame, targets: Sequence[str]) -> np.ndarray:
                 pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)):
             return column.astype(str).to_numpy(dtype=object)
         return column.to_numpy()
+    text = [col for col in targets if _categorical(frame[col])]
+    if text:
+        what = "booleans" if pd.api.types.is_bool_dtype(frame[text[0]]) else "text"
+        raise ConfigError(f"data.target: column '{text[0]}' holds {what}, but several target "
+                          "columns are regression outputs and must hold numbers (a column of "
+                          "class labels is a target on its own).")
     return frame[list(targets)].to_numpy(dtype=np.float32)
 
 
@@ -252,15 +265,6 @@ def _target_phrase(targets: Sequence[str]) -> str:
             else f"columns {', '.join(repr(t) for t in targets)}")
 
 
-def _kind(x: np.ndarray, where: str) -> str:
-    """A user function's x: (N, F) vectors, (N, C, L) signals, (N, C, H, W) images."""
-    kinds = {2: "vector", 3: "signal", 4: "image"}
-    if x.ndim not in kinds:
-        raise ConfigError(f"{where} returned x of shape {tuple(x.shape)}; it must be (N, F) "
-                          "vectors, (N, C, L) signals or (N, C, H, W) images.")
-    return kinds[x.ndim]
-
-
 def _user_function(spec: str) -> Any:
     """The function `module.name` of data._target_, imported as python would find it."""
     module_name, _, attr = str(spec).rpartition(".")
@@ -282,9 +286,10 @@ def _user_function(spec: str) -> Any:
     return getattr(module, attr)
 
 
-def call_user(cfg: Mapping[str, Any], own_keys: Sequence[str]) -> Any:
+def call_user(cfg: Mapping[str, Any], own_keys: Sequence[str]) -> tuple[Any, set[str]]:
     """Call data._target_ with the keys of the `data` node that its signature names and the
-    keys added to the node that data=table itself does not have."""
+    keys added to the node that data=table itself does not have; what it returned, and the
+    keys it was given."""
     spec = str(cfg["_target_"])
     func = _user_function(spec)
     try:
@@ -302,7 +307,18 @@ def call_user(cfg: Mapping[str, Any], own_keys: Sequence[str]) -> Any:
                           f"with {sorted(keys) or 'no keys'}: {err}.") from None
     except ValueError:
         pass
-    return func(**keys)
+    return func(**keys), set(keys)
+
+
+def refuse_unread(cfg: Mapping[str, Any], keys: Sequence[str], taken: set[str], what: str
+                  ) -> None:
+    """A key of data=table set by the user that neither the function took nor `what` it
+    returned is read by: refused, as every setting nothing reads is."""
+    for key in keys:
+        if cfg[key] is not None and key not in taken:
+            raise ConfigError(f"data.{key}={cfg[key]} is read by nothing: "
+                              f"data._target_={cfg['_target_']} returned {what} and does not "
+                              f"take '{key}'; drop data.{key}.")
 
 
 # The keys of conf/data/table.yaml: a user function taking **kwargs is handed only the others.
@@ -319,9 +335,13 @@ class TableFile:
         import pandas as pd
         if cfg["_target_"]:
             where = f"{cfg['_target_']}()"
-            made = call_user(cfg, TABLE_KEYS)
+            made, taken = call_user(cfg, TABLE_KEYS)
             if not isinstance(made, pd.DataFrame):
+                # (x, y) says what is input and what target: no column is chosen or read
+                refuse_unread(cfg, ("path", "target", "features", "val_path", "test_path"),
+                              taken, "arrays (x, y)")
                 return self._arrays(cfg, device, made, where)
+            refuse_unread(cfg, ("path",), taken, "the table")
             if made.empty:
                 raise ConfigError(f"{where} returned an empty DataFrame.")
             made.columns = [str(c) for c in made.columns]
@@ -345,7 +365,8 @@ class TableFile:
         task, why = infer_task(pool.y, str(cfg["task"]), _target_phrase(columns.target))
         if dropped:
             log.info(f"data.missing=drop: dropped {dropped:,} rows with missing values")
-        facts = {"features": columns.names, "categories": columns.categories,
+        facts = {"columns": list(columns.features), "features": columns.names,
+                 "categories": columns.categories,
                  "target": list(columns.target), "dropped_rows": dropped}
         return assemble(cfg, device, pool, kind="vector", task=task, why=why,
                         val=others.get("val"), test=others.get("test"), facts=facts)
@@ -360,6 +381,11 @@ class TableFile:
                 for v in made)
         if x.dtype.kind not in "biuf":
             raise ConfigError(f"{where} returned x of type {x.dtype}; inputs must be numbers.")
-        task, why = infer_task(y, str(cfg["task"]), f"the y that {where} returned")
-        return assemble(cfg, device, Samples(x, y, where), kind=_kind(x, where), task=task,
-                        why=why)
+        if x.ndim < 2:
+            raise ConfigError(f"{where} returned x of shape {tuple(x.shape)}; x is (N, ...) "
+                              "with one sample a row.")
+        # decided as data=arrays decides them: the same (x, y) means the same run either way
+        kind, kind_why = decide_kind(tuple(x.shape), "auto")
+        task, why = decide_task(y, str(cfg["task"]), f"the y that {where} returned")
+        return assemble(cfg, device, Samples(x, y, where), kind=kind, task=task, why=why,
+                        facts={"kind": kind_why})

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from dltrain.config import written
-from dltrain.data.spec import DataSpec, TargetScale
+from dltrain.data.spec import Data, DataSpec, TargetScale
 from dltrain.errors import ConfigError
 from dltrain.runtime import derived_seed
 from dltrain.train.checkpoint import load_checkpoint, set_rng_state
@@ -44,10 +44,22 @@ def load_weights(model: torch.nn.Module, payload: dict[str, Any],
                           f"({why}); keep the run's model settings.") from None
 
 
+def check_statistics(payload: Mapping[str, Any], data: Data) -> None:
+    """Refuse data normalised otherwise than the checkpoint's was (the training file changed,
+    or a setting that picks the training samples): its weights would see inputs on another
+    scale, and predict regression targets in other units."""
+    saved = {k: v for k, v in (payload.get("norm") or {}).items() if k != "target"}
+    if saved.get("mean") is not None and data.norm.get("mean") is not None \
+            and not _same(saved, data.norm):
+        raise ConfigError(f"The checkpoint's inputs were normalised with other statistics "
+                          f"({_stats(saved)}) than the data this config builds "
+                          f"({_stats(data.norm)}); use the run's own training data.")
+    check_target_scale(payload, data.target_scale)
+
+
 def check_target_scale(payload: Mapping[str, Any], scale: TargetScale | None) -> None:
     """Refuse data whose regression targets are standardised otherwise than the checkpoint's
-    were (the training file changed): its weights would predict in other units, and every
-    metric put back in the data's units would be wrong."""
+    were: every metric put back in the data's units would be wrong."""
     saved = (payload.get("norm") or {}).get("target")
     now = scale.to_dict() if scale is not None else None
     if saved is None and now is None:
@@ -76,17 +88,18 @@ def _stats(scale: Mapping[str, Any] | None) -> str:
             f"std {np.ravel(scale['std'])[:3].tolist()}")
 
 
-def restore(parts: Parts, spec: DataSpec, payload: dict[str, Any], config: Mapping[str, Any],
-            d: Dist = SINGLE, scale: TargetScale | None = None) -> TrainState:
+def restore(parts: Parts, data: Data, spec: DataSpec, payload: dict[str, Any],
+            config: Mapping[str, Any], d: Dist = SINGLE) -> TrainState:
     """Put the model, optimiser, schedule, scaler and RNGs back where a checkpoint left them
     (each process of a data-parallel job its own RNG state). `config` is the run's, plain;
-    `scale` the rebuilt data's target statistics, which must be the checkpoint's."""
+    `data` the rebuilt data, whose statistics must be the checkpoint's; `spec` the model's
+    view of it."""
     saved_spec = DataSpec.from_dict(payload["spec"])
     if saved_spec != spec:
         raise ConfigError("The checkpoint was trained on other data than this config builds "
                           f"({saved_spec.name} {saved_spec.input_shape} -> {spec.name} "
                           f"{spec.input_shape}); resume with the run's own data settings.")
-    check_target_scale(payload, scale)
+    check_statistics(payload, data)
     load_weights(parts.model, payload, config["model"])
     assert parts.optimizer is not None
     parts.optimizer.load_state_dict(payload["optimizer"])

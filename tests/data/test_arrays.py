@@ -14,8 +14,9 @@ import torch
 from omegaconf import OmegaConf
 
 from dltrain.data import build_data
-from dltrain.data.arrays import H5Rows, decide_kind
+from dltrain.data.arrays import H5Rows
 from dltrain.data.batches import StreamedBatches, train_batches
+from dltrain.data.owned import decide_kind
 from dltrain.data.spec import HostSplit
 from dltrain.errors import ConfigError
 from tests.conftest import ROOT, run_cli

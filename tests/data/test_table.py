@@ -204,6 +204,10 @@ def user_module(tmp_path, monkeypatch):
             x = np.random.default_rng(0).standard_normal((60, 2, 8))
             return x, x.mean(axis=(1, 2))
 
+        def images(path=None):
+            x = np.random.default_rng(0).standard_normal((40, 16, 16))
+            return x, (x.mean(axis=(1, 2)) > 0).astype(np.int64) * 17  # labels 0 and 17
+
         def wrong():
             return 42
     """))
@@ -222,6 +226,36 @@ def test_user_function_returning_arrays(user_module):
     data = build_data(table_cfg(_target_="myload.arrays"))
     assert (data.spec.kind, data.spec.input_shape, data.spec.task) == ("signal", (2, 8),
                                                                          "regression")
+
+
+def test_user_function_arrays_are_decided_as_data_arrays_decides(user_module):
+    # (N, 16, 16) are images and integer labels classes, however many values they span:
+    # the same (x, y) is the same run through data=table or data=arrays
+    data = build_data(table_cfg(_target_="myload.images"))
+    assert (data.spec.kind, data.spec.input_shape) == ("image", (1, 16, 16))
+    assert data.spec.task == "classification" and data.spec.class_names == ("0", "17")
+    assert "16x16 images" in data.facts["kind"]
+
+
+def test_user_function_keys_it_leaves_unread_are_refused(user_module, tmp_path):
+    # (x, y) chose inputs and target: a data.target or data.path set beside it is read by nothing
+    with pytest.raises(ConfigError, match=r"data.target=y is read by nothing: "
+                                          r"data._target_=myload.arrays returned arrays"):
+        build_data(table_cfg(_target_="myload.arrays", target="y"))
+    with pytest.raises(ConfigError, match=r"data.val_path=v.csv is read by nothing"):
+        build_data(table_cfg(_target_="myload.arrays", val_path="v.csv"))
+    # the function takes `path`: handed to it, not refused
+    assert build_data(table_cfg(_target_="myload.arrays", path="x.npz")).spec.kind == "signal"
+    with pytest.raises(ConfigError, match=r"data.path=t.csv is read by nothing: "
+                                          r"data._target_=myload.table returned the table"):
+        build_data(table_cfg(_target_="myload.table", target="label", rows=80, path="t.csv"))
+
+
+def test_several_targets_must_be_numbers(tmp_path):
+    path = write(frame(), tmp_path / "t.csv")
+    with pytest.raises(ConfigError, match=r"column 'species' holds text, but several "
+                                          "target columns are regression outputs"):
+        build_data(table_cfg(path=path, target=["y", "species"]))
 
 
 def test_user_function_mistakes(user_module):
