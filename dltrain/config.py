@@ -9,7 +9,10 @@ be answered in well under a second.
 
 from __future__ import annotations
 
+import importlib.util
+import re
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -47,6 +50,18 @@ from dltrain.rules import (
     written,
 )
 
+CONFIG_NAME = "train"
+
+
+def conf_dir() -> Path:
+    """The config tree: inside the installed package, else at the top of a source checkout."""
+    package = Path(__file__).resolve().parent  # dltrain/
+    for candidate in (package / "conf", package.parent / "conf"):
+        if (candidate / f"{CONFIG_NAME}.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"dltrain's config tree (conf/{CONFIG_NAME}.yaml) is missing")
+
+
 # The checks are in dltrain.rules; `Rule`, `suggest` and `written` are also reached through
 # this module (`from dltrain.config import written`), where the rest of dltrain looks for them.
 
@@ -75,6 +90,27 @@ PROBES: dict[str, dict[str, Any] | None] = {
     "samples": None,
 }
 PROBE_COMMON = ("every", "batch")  # keys of `probe` that all probes share
+# The loggers (conf/logger/, a list: logger=[tensorboard,mlflow]); each one's keys are under
+# logger.<name> and have their rules below. metrics.jsonl and summary.json are always written.
+LOGGERS = ("tensorboard", "mlflow")
+
+
+def chosen_loggers(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The loggers a config asks for, each with its keys: {"tensorboard": {"flush_secs": 10}}.
+
+    A run directory written before the logger group became a list holds `logger.name`
+    (tensorboard or none); `dltrain resume` of such a run reads it as that one logger."""
+    node = cfg.get("logger") or {}
+    if isinstance(node.get("name"), str):  # the old single choice
+        return {} if node["name"] == "none" else {node["name"]: {}}
+    return {str(name): dict(keys or {}) for name, keys in node.items()}
+
+
+def experiment_name(v: Any) -> str | None:
+    """logger.mlflow.experiment: an MLflow experiment's name, or null."""
+    if v is None or (isinstance(v, str) and v.strip()):
+        return None
+    return "must be null or the name of an MLflow experiment"
 
 
 def looks_into_training(name: str, options: Mapping[str, Any]) -> bool:
@@ -82,6 +118,21 @@ def looks_into_training(name: str, options: Mapping[str, Any]) -> bool:
     only at the trained model (see PROBES)."""
     at_end = PROBES.get(name)
     return at_end is None or any(options.get(k) != v for k, v in at_end.items())
+
+
+NAME_LIMIT = 80  # characters of a run's name (`name=`): it goes into directory names
+_RUN_NAME = re.compile(r"^[^\W_][\w.+=@-]*$")  # letters (any script), digits and . _ - + = @
+
+
+def run_name(v: Any) -> str | None:
+    """`name`: a run's name goes into its directory's name, so it must be one safe file name."""
+    if v is None or (isinstance(v, int) and not isinstance(v, bool)):
+        return None
+    if isinstance(v, str) and _RUN_NAME.match(v) and len(v) <= NAME_LIMIT:
+        return None
+    return (f"must be null or a name of at most {NAME_LIMIT} letters, digits and . _ - + = @ "
+            "that starts with a letter or digit (it becomes part of a directory's name: no '/', "
+            "spaces, quotes or the like)")
 
 
 def dotted_keys(cfg: Any, prefix: str = "") -> list[str]:
@@ -98,6 +149,7 @@ def dotted_keys(cfg: Any, prefix: str = "") -> list[str]:
 
 
 RULES: tuple[Rule, ...] = (
+    Rule("name", run_name),
     Rule("task", choice(TASKS, optional=True), alone=alone_unless(
         lambda v: v != "reconstruction", "task=reconstruction: autoencoders and VAEs are not "
         "stacked")),
@@ -258,6 +310,9 @@ RULES: tuple[Rule, ...] = (
     Rule("probe.samples.prompt", integer(1)),
     Rule("probe.samples.temperature", number(0, lo_open=True)),
     Rule("probe.samples.seed", integer(0)),
+    Rule("logger.tensorboard.flush_secs", number(0)),
+    Rule("logger.mlflow.experiment", experiment_name),
+    Rule("logger.mlflow.flush_secs", number(0)),
 )
 
 
@@ -309,8 +364,30 @@ def _probes(cfg: dict[str, Any]) -> str | None:
 
 
 # Checks that involve several keys: each returns what is wrong (a sentence) or None.
+def _loggers(cfg: dict[str, Any]) -> str | None:
+    """An unknown logger or logger key (+logger.NAME.KEY=...: a list of options is not checked
+    against its files), and MLflow asked for but not installed."""
+    chosen = chosen_loggers(cfg)
+    for name, keys in chosen.items():
+        if name not in LOGGERS:
+            near = suggest(name, LOGGERS)
+            hint = f"; did you mean {near}?" if near else f" (loggers: {', '.join(LOGGERS)})"
+            return f"logger.{name} is not a logger{hint}"
+        known = [r.key.rpartition(".")[2] for r in RULES if r.key.startswith(f"logger.{name}.")]
+        for key in keys:
+            if key not in known:
+                near = suggest(str(key), known)
+                hint = f"; did you mean logger.{name}.{near}?" if near else \
+                    f" (it has: {', '.join(known) or 'no keys'})"
+                return f"logger.{name}.{key} is not a key of logger {name}{hint}"
+    if "mlflow" in chosen and importlib.util.find_spec("mlflow") is None:
+        return ("logger=[mlflow] needs MLflow, which is not installed: "
+                "pip install 'dltrain[mlflow]'")
+    return None
+
+
 COMBINATIONS: tuple[Callable[[dict[str, Any]], str | None], ...] = (
-    _lbfgs, _one_clip, _nesterov, _probes)
+    _lbfgs, _one_clip, _nesterov, _probes, _loggers)
 
 
 def plain(node: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,10 +16,10 @@ from dltrain.log import Logger
 from dltrain.perf import peak_tflops, training_flops_per_sample, utilisation
 from dltrain.results import with_baseline
 from dltrain.runtime import resolve_device, seed_everything
-from dltrain.train.checkpoint import load_checkpoint
-from dltrain.train.loop import autocast, evaluate
-from dltrain.train.resume import check_statistics, load_weights
-from dltrain.train.state import Job
+from dltrain.training.checkpoint import load_checkpoint
+from dltrain.training.loop import autocast, evaluate
+from dltrain.training.resume import check_statistics, load_weights
+from dltrain.training.state import Job
 
 log = logging.getLogger("dltrain")
 

@@ -24,8 +24,8 @@ from dltrain.errors import ConfigError
 from dltrain.losses import METRICS, build_loss, loss_spec
 from dltrain.models import build_model
 from dltrain.optim import build_optimizer, build_scheduler, penalties
-from dltrain.train.distributed import SINGLE, Dist
-from dltrain.train.state import Job, Parts, Settings
+from dltrain.training.distributed import SINGLE, Dist
+from dltrain.training.state import Job, Parts, Settings
 
 log = logging.getLogger("dltrain")
 

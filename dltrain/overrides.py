@@ -25,7 +25,14 @@ def value_overrides(parsed: Sequence[Any], groups: Collection[str]) -> list[Any]
 
     return [o for o in parsed if o.type == OverrideType.CHANGE and not o.is_sweep_override()
             and not o.is_hydra_override() and o.key_or_group not in groups
-            and "/" not in o.key_or_group]
+            and "/" not in o.key_or_group and not _list_choice(o)]
+
+
+def _list_choice(override: Any) -> bool:
+    """`reg=[l2]`, `probe=[fit]`, `logger=[tensorboard,mlflow]`: options of a group whose
+    default is a list, which hydra.runtime.choices does not name (no top-level key of the
+    config holds a list of its own)."""
+    return "." not in override.key_or_group and isinstance(override.value(), list)
 
 
 def kind(parsed: Sequence[Any], groups: Collection[str]) -> tuple[str, ...] | None:

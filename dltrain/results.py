@@ -23,11 +23,11 @@ EXIT_CODES = {"completed": EXIT_COMPLETED, "failed": EXIT_FAILED, "diverged": EX
               "interrupted": EXIT_INTERRUPTED}
 
 # The config groups whose chosen option summary.json names under `options`.
-GROUPS = ("data", "model", "loss", "optim", "sched", "init", "logger")
+GROUPS = ("data", "model", "loss", "optim", "sched", "init")
 
 
 class Progress(Protocol):
-    """What the summary reads of a run's training state (dltrain.train.state.TrainState)."""
+    """What the summary reads of a run's training state (dltrain.training.state.TrainState)."""
 
     epoch: int
     step: int
@@ -41,7 +41,7 @@ class Progress(Protocol):
 
 
 class Monitoring(Protocol):
-    """What the summary reads of the trainer's settings (dltrain.train.state.Settings)."""
+    """What the summary reads of the trainer's settings (dltrain.training.state.Settings)."""
 
     monitor: str
     mode: str
@@ -78,20 +78,33 @@ class RunResult:
 PLAIN_SUFFIX = " on train"
 
 
-def option_label(node: Mapping[str, Any]) -> str:
+def option_label(node: Mapping[str, Any], group: str = "model") -> str:
     """What a group's node is called in a run's line and its summary: the option's name, or
     the user's own class where they put it in place of a built-in option's
     (`model._target_=mynet.Net` on model=mlp trains mynet.Net, not an mlp; an option of their
-    own, `-cd DIR` with DIR/model/mynet.yaml, keeps its name)."""
+    own, `-cd DIR` with DIR/model/mynet.yaml, keeps its name, whatever its class is called)."""
     name = str(node["name"])
-    if own_code(node) and name.lower() not in str(node["_target_"]).lower():
+    if own_code(node) and _builtin_target(group, name) not in (None, str(node["_target_"])):
         return str(node["_target_"])
     return name
 
 
+def _builtin_target(group: str, name: str) -> str | None:
+    """The `_target_` of dltrain's own option `group=name` (None: not one of dltrain's)."""
+    import yaml
+
+    from dltrain.config import conf_dir
+
+    path = conf_dir() / group / f"{name}.yaml"
+    if not path.is_file():
+        return None
+    node = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return str(node.get("_target_"))
+
+
 def run_options(config: Mapping[str, Any]) -> dict[str, str]:
     """summary.json's `options`: the option chosen in each config group."""
-    return {g: option_label(config[g]) for g in GROUPS
+    return {g: option_label(config[g], g) for g in GROUPS
             if g in config and isinstance(config[g], Mapping) and "name" in config[g]}
 
 

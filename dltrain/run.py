@@ -1,8 +1,8 @@
 """run(cfg, run_dir): the story of one run — validate, build, restore, fit, test, summary.
 
 A plain function: tests call it directly, no Hydra involved. Each chapter lives in a module
-of its own: the job is assembled by dltrain.job, resumed by dltrain.train.resume, trained by
-dltrain.train.loop.fit, scored by dltrain.evaluate, and written down by dltrain.rundir.
+of its own: the job is assembled by dltrain.job, resumed by dltrain.training.resume, trained by
+dltrain.training.loop.fit, scored by dltrain.evaluate, and written down by dltrain.rundir.
 `resume=True` (or `trainer.resume=auto` with a checkpoint in the run directory) continues an
 interrupted run where it stopped.
 """
@@ -23,17 +23,18 @@ from dltrain.evaluate import evaluate_run, flops, test_best
 from dltrain.job import build_job, describe_job
 from dltrain.log import Loggers, NullLogger
 from dltrain.log.console import ConsoleLogger
+from dltrain.log.curves import CURVES_FILE, CurvesLogger
 from dltrain.models.summary import layer_table
 from dltrain.probes.build import build_probes
 from dltrain.results import RunResult, option_label, progress, with_baseline
-from dltrain.rundir import Record, file_loggers, refused, write_config
+from dltrain.rundir import Record, file_loggers, refused, start_up, write_config
 from dltrain.runtime import deterministic, resolve_device, seed_everything
-from dltrain.train.checkpoint import Checkpoints, checkpoint_meta, rank_save
-from dltrain.train.distributed import Dist, device_of, from_env, process_group
-from dltrain.train.loop import fit
-from dltrain.train.resume import finished, fork_rng, restore, resume_payload
-from dltrain.train.signals import StopRequest
-from dltrain.train.state import Job, TrainState
+from dltrain.training.checkpoint import Checkpoints, checkpoint_meta, rank_save
+from dltrain.training.distributed import Dist, device_of, from_env, process_group
+from dltrain.training.loop import fit
+from dltrain.training.resume import finished, fork_rng, restore, resume_payload
+from dltrain.training.signals import StopRequest
+from dltrain.training.state import Job, TrainState
 
 __all__ = ["RunResult", "build_job", "evaluate_run", "run"]
 
@@ -62,7 +63,9 @@ def run(cfg: DictConfig, run_dir: Path | str | None, resume: bool = False,
         if d.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             write_config(cfg, run_dir, resume)
+        startup_s = start_up()  # before the run's clock starts: wall_s is the run's own
         record = Record(config, run_dir, d.is_main, d.world)
+        record.summary["startup_s"] = startup_s
         stop = stop or StopRequest()
         with record.ending(resume), stop.on_signals():  # a SIGTERM while loading ends cleanly
             _train(config, record, resume, stop, d, device)
@@ -101,6 +104,9 @@ def _train(config: dict[str, Any], record: Record, resume: bool, stop: StopReque
                      else f"run directory: {run_dir}")
             record.logger = Loggers([
                 ConsoleLogger(job.total_steps, state.step, int(trainer["max_epochs"])),
+                # before the file sinks: its last picture is drawn before they close
+                CurvesLogger(run_dir / CURVES_FILE, job.settings.monitor,
+                             config.get("name") or run_dir.name, state.step),
                 *file_loggers(config, run_dir, state.step)])
         logger = record.logger or NullLogger()
         meta = checkpoint_meta(config, job.spec.to_dict(), job.data)

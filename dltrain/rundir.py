@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from rich import get_console
 
+from dltrain.config import chosen_loggers
 from dltrain.errors import ConfigError, DivergedError
 from dltrain.hparams import flat_hparams, session_group
 from dltrain.io import write_json
@@ -37,13 +38,21 @@ def write_config(cfg: DictConfig, run_dir: Path, resume: bool) -> None:
 
 def file_loggers(config: Mapping[str, Any], run_dir: Path, start_step: int = 0
                  ) -> list[Logger]:
-    """The sinks of a run's own files: metrics.jsonl and (logger=tensorboard) RUN_DIR/tb."""
+    """The sinks of a run's own files and trackers: metrics.jsonl always, and those of the
+    loggers the config chooses (logger=[tensorboard,mlflow]): RUN_DIR/tb, an MLflow run."""
+    chosen = chosen_loggers(config)
     sinks: list[Logger] = [JsonlLogger(run_dir / "metrics.jsonl")]
-    if config["logger"]["name"] == "tensorboard":
+    if "tensorboard" in chosen:
         from dltrain.log.tensorboard import TensorBoardLogger
 
         sinks.append(TensorBoardLogger(run_dir / "tb", purge_step=start_step or None,
-                                       group=session_group(flat_hparams(config))))
+                                       group=session_group(flat_hparams(config)),
+                                       flush_secs=float(chosen["tensorboard"].get("flush_secs",
+                                                                                  10))))
+    if "mlflow" in chosen:
+        from dltrain.log.mlflow import MlflowLogger
+
+        sinks.append(MlflowLogger(run_dir, config, chosen["mlflow"]))
     return sinks
 
 
@@ -56,6 +65,20 @@ def refused(config: Mapping[str, Any], run_dir: Path | str | None, err: ConfigEr
     return RunResult.of(summary, bad_input=True)
 
 
+def start_up() -> float:
+    """Seconds spent on what only the first run of a process pays, the imports that every run
+    makes lazily: torch.optim's first optimiser imports torch._dynamo (2 s and more), the
+    first curves.png matplotlib (against ~0 s once imported). Paid before a run's clock
+    starts, so that wall_s is the run's own and a sweep's first job compares with the
+    others; summary.json's startup_s says what it cost."""
+    started = time.perf_counter()
+    import matplotlib.backends.backend_agg  # (what savefig of a Figure loads)
+    import matplotlib.figure  # noqa: F401
+    import torch._dynamo  # noqa: F401  (what torch.optim.Optimizer.__init__ imports lazily)
+
+    return round(time.perf_counter() - started, 3)
+
+
 class Record:
     """A run's account of itself: summary.json's content as the run goes, its loggers, and
     how it ended. `ending()` turns whatever stops the run into a status; `close()` writes the
@@ -66,6 +89,8 @@ class Record:
         self.config, self.run_dir, self.is_main = config, run_dir, is_main
         self.started = time.perf_counter()
         self.summary: dict[str, Any] = {"status": "failed", "options": run_options(config)}
+        if config.get("name") is not None:  # name=lr-study: the run's name, for its readers
+            self.summary["name"] = str(config["name"])
         if world > 1:
             self.summary["world_size"] = world
         self.logger: Logger | None = None  # once the run got as far as logging
@@ -97,13 +122,14 @@ class Record:
                 self.logger.log_hparams(flat_hparams(self.config), self.summary["status"])
             except Exception as err:  # never at the cost of summary.json
                 log.warning(f"no HParams record: {type(err).__name__}: {err}")
-            self.logger.close()
-        if self.keep and not self.bad_input:  # a finished run asked to go on: nothing to do
-            return RunResult.read(self.run_dir)
         if not self.keep and self.is_main:
             self.summary["wall_s"] = round(time.perf_counter() - self.started, 3)
             self.summary["env"] = environment()
             write_json(self.run_dir / "summary.json", self.summary)
+        if self.logger is not None:  # after summary.json: a sink may carry it (MLflow)
+            self.logger.close()
+        if self.keep and not self.bad_input:  # a finished run asked to go on: nothing to do
+            return RunResult.read(self.run_dir)
         if self.summary["status"] == "interrupted" and self.is_main:
             log.warning(f"interrupted by {signal or 'SIGINT'}; checkpoint saved in "
                         f"{self.run_dir / 'checkpoints'}; continue with: dltrain resume "

@@ -23,6 +23,7 @@ from dltrain.io import safe_name
 
 UNIQUE = "dltrain.unique"
 JOB_DIR = "dltrain.job_dir"
+NAMED = "dltrain.named"
 
 
 def unique_suffix(length: int = 4) -> str:
@@ -37,13 +38,23 @@ def job_dir_name(num: Any, overrides: Any) -> str:
     return f"{num}_{name}" if name else str(num)
 
 
+def named_part(name: Any) -> str:
+    """The run's name (`name=lr-study`) as part of a directory's name, `lr-study_`, or
+    nothing without one. config.RULES refuses a name that is not filesystem-safe before
+    Hydra makes a directory; `safe_name` keeps the directory right should one get here."""
+    return f"{safe_name(str(name), 60)}_" if name not in (None, "") else ""
+
+
 def register_resolvers() -> None:
     """`${dltrain.unique:}` (one value per composed config, kept by Hydra for all of a sweep's
-    jobs) and `${dltrain.job_dir:NUM,OVERRIDES}`. Safe to call more than once."""
+    jobs), `${dltrain.job_dir:NUM,OVERRIDES}` and `${dltrain.named:NAME}`. Safe to call more
+    than once."""
     if not OmegaConf.has_resolver(UNIQUE):
         OmegaConf.register_new_resolver(UNIQUE, unique_suffix, use_cache=True)
     if not OmegaConf.has_resolver(JOB_DIR):
         OmegaConf.register_new_resolver(JOB_DIR, job_dir_name)
+    if not OmegaConf.has_resolver(NAMED):
+        OmegaConf.register_new_resolver(NAMED, named_part)
 
 
 register_resolvers()  # see the module's docstring: a launcher's worker process needs them too

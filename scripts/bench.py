@@ -19,6 +19,7 @@ load average over the measurement.
     python scripts/bench.py --workloads startup  # whole processes: --help, trainer=smoke, ...
     python scripts/bench.py --workloads sweep32  # 32 short jobs: basic vs vectorised launcher
     python scripts/bench.py --workloads table_load,table_train  # the user's own files
+    python scripts/bench.py --workloads predict  # dltrain predict on a 100,000-row table
     python scripts/bench.py --markdown docs/benchmarks.md   # also append the tables there
 
 `startup` times whole processes from start to exit, in turns: `dltrain --help`, `dltrain
@@ -32,6 +33,14 @@ pandas' own `read_csv` (its default engine, and engine="pyarrow") and `read_parq
 same file, each in the same process after a first untimed read (a warm file cache for all).
 `table_train` trains on a 200,000-row Parquet table (`data=table`) against the hand-written
 loop on the same tensors given directly.
+
+`predict` times `dltrain predict RUN table.csv --out pred.csv` on a 100,000 x 20 CSV (an MLP
+trained on the same columns first, trainer=smoke), in turns with the hand-written equivalent:
+pandas' read_csv, the features normalised by the run's statistics, the same model called
+directly in a loop over batches of the same size, the target un-standardised, the table with
+its prediction written by pandas' to_csv. Both in one process after a first untimed round;
+the whole `dltrain predict` process is timed too, and its start-up (imports, the checkpoint)
+is stated apart: the process's wall time less the in-process time.
 
 `sweep32` and `sweep64` time a whole sweep, `dltrain -m ...` as a user types it, with Hydra's
 basic launcher (one job after the other) against `hydra/launcher=vectorised` (the jobs trained
@@ -460,6 +469,112 @@ def table_load_markdown(result: dict) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------
+# Predict: rows per second of `dltrain predict` against the model called directly
+
+PREDICT_ROWS = 100_000
+PREDICT_BATCH = 4096
+PREDICT = """
+import json, sys, time
+from pathlib import Path
+import pandas as pd
+import torch
+import dltrain
+from dltrain.use.predict import Request, answer
+run_dir, csv, out, repeats, batch = (Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]),
+                                     int(sys.argv[4]), int(sys.argv[5]))
+m = dltrain.load(run_dir)
+payload = torch.load(m.run.checkpoint, weights_only=True)
+mean = torch.tensor(payload["norm"]["mean"])
+std = torch.tensor(payload["norm"]["std"])
+y_mean = torch.tensor(payload["norm"]["target"]["mean"])
+y_std = torch.tensor(payload["norm"]["target"]["std"])
+model, features = m.model, payload["data"]["features"]
+
+def hand():
+    frame = pd.read_csv(csv)
+    x = torch.from_numpy(frame[features].to_numpy(dtype="float32"))
+    out_ = torch.empty(len(x), 1)
+    with torch.inference_mode():
+        for start in range(0, len(x), batch):
+            z = (x[start:start + batch] - mean) / std
+            out_[start:start + batch] = model(z) * y_std + y_mean
+    frame["pred_y"] = out_[:, 0].numpy()
+    frame.to_csv(out.with_name("hand.csv"), index=False)
+
+def model_only(x=torch.randn(len(pd.read_csv(csv, usecols=[0])), len(features))):
+    with torch.inference_mode():
+        for start in range(0, len(x), batch):
+            model((x[start:start + batch] - mean) / std)
+
+contenders = {"dltrain predict": lambda: answer(Request(run_dir, csv, out, batch)),
+              "hand-written": hand, "the model alone (no file read or written)": model_only}
+for run in contenders.values():
+    run()  # untimed: a warm file cache and warm allocator for all
+names = list(contenders)
+times = {name: [] for name in names}
+for i in range(repeats):
+    for name in names[i % len(names):] + names[:i % len(names)]:
+        start = time.perf_counter()
+        contenders[name]()
+        times[name].append(time.perf_counter() - start)
+print("RESULT " + json.dumps(times))
+"""
+
+
+def predict_bench(repeats: int, threads: int) -> dict:
+    """`dltrain predict` on a 100,000-row table against the hand-written equivalent, in turns
+    in one process; the whole process apart, for its start-up."""
+    csv = table_file(PREDICT_ROWS, ".csv")
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    load = [os.getloadavg()[0]]
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "run"
+        subprocess.run([sys.executable, "-m", "dltrain", "data=table", f"data.path={csv}",
+                        "data.target=y", "data.n_train=5000", "trainer=smoke",
+                        f"hydra.run.dir={run_dir}"], check=True, capture_output=True, cwd=tmp,
+                       env=env)
+        proc = subprocess.run([sys.executable, "-c", PREDICT, str(run_dir), str(csv),
+                               f"{tmp}/pred.csv", str(repeats), str(PREDICT_BATCH)],
+                              capture_output=True, text=True, check=False, cwd=ROOT, env=env)
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+        if proc.returncode != 0 or not lines:
+            raise SystemExit(f"predict failed:\n{proc.stderr[-2000:]}")
+        times = json.loads(lines[-1][len("RESULT "):])
+        command = [sys.executable, "-m", "dltrain", "predict", str(run_dir), str(csv), "--out",
+                   f"{tmp}/cli.csv", "--batch-size", str(PREDICT_BATCH)]
+        whole = []
+        for _ in range(repeats):
+            whole.append(wall(command, Path(tmp)))
+            load.append(os.getloadavg()[0])
+    ours, hand = times["dltrain predict"], times["hand-written"]
+    ratios = [h / d for d, h in zip(ours, hand, strict=True)]  # rows/s dltrain / rows/s hand
+    startup_s = statistics.median(whole) - statistics.median(ours)
+    print(f"  predict: rows/s dltrain / hand-written = {spread(ratios, 2)}; start-up "
+          f"{startup_s:.2f} s", flush=True)
+    return {"times": times, "ratio": spread(ratios, 2), "whole": whole, "startup_s": startup_s,
+            "repeats": repeats, "load": f"{min(load):.2f}-{max(load):.2f}"}
+
+
+def predict_markdown(result: dict) -> list[str]:
+    lines = [f"`dltrain predict` on a {PREDICT_ROWS:,} x 20 CSV (MLP 19-256-256-1, batches of "
+             f"{PREDICT_BATCH}; read, predict, write the CSV; {result['repeats']} rounds in "
+             f"turns, load {result['load']}):", "",
+             "| contender | median s | rows/s | min-max s |", "|---|---:|---:|---|"]
+    for what, t in result["times"].items():
+        median = statistics.median(t)
+        lines.append(f"| {what} | {median:.2f} | {PREDICT_ROWS / median:,.0f} "
+                     f"| {min(t):.2f}-{max(t):.2f} |")
+    whole = result["whole"]
+    lines.append(f"| `dltrain predict`, the whole process | {statistics.median(whole):.2f} | "
+                 f"| {min(whole):.2f}-{max(whole):.2f} |")
+    lines.append(f"| **rows/s, dltrain / hand-written** (target >= 0.9) | **{result['ratio']}** "
+                 f"| | |")
+    lines.append(f"| start-up (whole process less the in-process time) "
+                 f"| {result['startup_s']:.2f} | | |")
+    return lines
+
+
+# --------------------------------------------------------------------------------------------
 # Sweeps: the basic launcher against the vectorised one
 
 
@@ -584,7 +699,7 @@ def sweep_markdown(result: dict) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    names = [*WORKLOADS, "startup", "table_load", *SWEEPS]
+    names = [*WORKLOADS, "startup", "table_load", "predict", *SWEEPS]
     parser.add_argument("--workloads", default=",".join([*WORKLOADS, "startup"]),
                         help=f"comma-separated, of: {', '.join(names)}")
     parser.add_argument("--repeats", type=int, default=5, help="rounds of turns")
@@ -621,6 +736,8 @@ def main() -> None:
         sections.append("\n".join(startup_markdown(startup(args.repeats))))
     if "table_load" in chosen:
         sections.append("\n".join(table_load_markdown(table_load(args.repeats, args.threads))))
+    if "predict" in chosen:
+        sections.append("\n".join(predict_markdown(predict_bench(args.repeats, args.threads))))
     for name in (n for n in chosen if n in SWEEPS):
         sweep = SWEEPS[name]
         sweep = replace(sweep, hidden=args.sweep_hidden or sweep.hidden,

@@ -20,9 +20,9 @@ from dltrain.log import NullLogger
 from dltrain.losses import build_loss
 from dltrain.optim import build_optimizer, build_scheduler, warmup_cosine
 from dltrain.run import run
-from dltrain.train.loop import fit
-from dltrain.train.signals import StopRequest
-from dltrain.train.state import Parts, Settings, TrainState
+from dltrain.training.loop import fit
+from dltrain.training.signals import StopRequest
+from dltrain.training.state import Parts, Settings, TrainState
 from tests.train.jobs import loop_job
 
 CONF = Path(conf_dir())
@@ -192,7 +192,7 @@ def test_impossible_combinations_are_refused(make_cfg, overrides, message):
 def test_bce_uses_one_logit_and_learns_moons(make_cfg, tmp_path):
     result = run(make_cfg("loss=bce", "data=moons", "logger=none"), tmp_path)
     assert result.summary["test"]["accuracy"] >= 0.9
-    from dltrain.train.checkpoint import load_checkpoint
+    from dltrain.training.checkpoint import load_checkpoint
 
     head = load_checkpoint(tmp_path / "checkpoints" / "best.pt")["model"]["head.weight"]
     assert head.shape[0] == 1

@@ -14,9 +14,9 @@ from dltrain.cli import conf_dir
 from dltrain.config import RULES
 
 CONF = Path(conf_dir())
-# The groups whose options hold values of a run (not logger, hydra, experiment: they pick
-# options or set Hydra's own keys). reg holds presets that set keys of the other groups.
-GROUPS = ("data", "model", "loss", "optim", "sched", "init", "trainer", "probe", "reg")
+# The groups whose options hold values of a run (not hydra, experiment: they pick options or
+# set Hydra's own keys). reg holds presets that set keys of the other groups.
+GROUPS = ("data", "model", "loss", "optim", "sched", "init", "trainer", "probe", "reg", "logger")
 EXEMPT = {
     "_target_",  # the class an option builds: an unknown one is refused when it is built
     "name",  # the option's label in reports, set by choosing the option (data=moons)
@@ -41,7 +41,8 @@ def option_keys(path: Path, group: str) -> list[str]:
     """The dotted keys an option file sets, where the composed config has them."""
     text = path.read_text()
     globally = "# @package _global_" in text.splitlines()[:3]
-    return leaves(yaml.safe_load(text) or {}, "" if globally else group)
+    content = yaml.safe_load(text) or {}
+    return leaves(content, "" if globally else group) if content else []  # logger=none: none
 
 
 def options() -> list[tuple[str, Path]]:

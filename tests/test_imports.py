@@ -109,15 +109,15 @@ def test_the_reader_finds_a_cycle_through_lazy_and_type_checking_imports(tmp_pat
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == [(["a", "b", "c", "a"], [])]
     assert cycles({"a": {"b", "c"}, "b": {"a"}, "c": {"a"}}) == [(["a", "b", "a"], ["c"])]
-    (tmp_path / "x.py").write_text(  # module dltrain.train.x
+    (tmp_path / "x.py").write_text(  # module dltrain.training.x
         "from typing import TYPE_CHECKING\n"
         "if TYPE_CHECKING:\n    from dltrain.run import Job\n"
         "def f():\n    from dltrain import report\n    from . import hooks\n"
         "    from ..log import Logger\n")
-    known = {"dltrain.run", "dltrain.report", "dltrain.train.hooks", "dltrain.train.x",
+    known = {"dltrain.run", "dltrain.report", "dltrain.training.hooks", "dltrain.training.x",
              "dltrain.log"}
-    assert imported("dltrain.train.x", tmp_path / "x.py", known) == {
-        "dltrain.run", "dltrain.report", "dltrain.train.hooks", "dltrain.log"}
+    assert imported("dltrain.training.x", tmp_path / "x.py", known) == {
+        "dltrain.run", "dltrain.report", "dltrain.training.hooks", "dltrain.log"}
 
 
 def test_dltrain_has_no_import_cycle():

@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("dltrain.data", "dltrain.models", "dltrain.losses", "dltrain.optim", "dltrain.runtime",
      "dltrain.perf", "dltrain.log"),
     # 2: the trainer: state, steps, decisions, the loop, checkpoints, resume, processes
-    ("dltrain.train",),
+    ("dltrain.training",),
     # 3: diagnostics that hook into the trainer
     ("dltrain.probes",),
     # 4: assembly from a config, scoring, what a run writes
@@ -31,8 +31,12 @@ LAYERS: list[tuple[str, ...]] = [
     ("dltrain.run", "dltrain.vectorised"),
     # 6: sweeps, reports and the lectures' experiments (files in, files out; torch-free)
     ("dltrain.report", "dltrain.experiments", "dltrain.sweep", "dltrain.sweep_report"),
-    # 7: the command line (Hydra's application)
+    # 7: a finished run put to use: loaded, predicting, exported (files in, files out)
+    ("dltrain.use",),
+    # 8: the command line (Hydra's application)
     ("dltrain.cli", "dltrain.__main__"),
+    # 9: training from Python, through the command line's own preflight
+    ("dltrain.use.train",),
 ]
 
 
@@ -57,7 +61,7 @@ def test_no_module_imports_from_a_layer_above_its_own():
     assert not upward, "imports against the layers:\n" + "\n".join(upward)
 
 
-@pytest.mark.parametrize("module", ["dltrain.train.loop", "dltrain.train.steps"])
+@pytest.mark.parametrize("module", ["dltrain.training.loop", "dltrain.training.steps"])
 def test_the_trainer_knows_no_model_data_set_or_config(module):
     deps = import_graph()[module]
     assert not {d for d in deps if d.startswith(("dltrain.models", "dltrain.config",

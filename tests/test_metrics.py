@@ -18,11 +18,11 @@ from dltrain.data.spec import Data, DataSpec, Split, TargetScale
 from dltrain.errors import ConfigError
 from dltrain.losses import MAXIMISED, METRICS, MetricTotals, monitor_metric
 from dltrain.results import with_baseline
-from dltrain.train.checkpoint import checkpoint_meta
-from dltrain.train.distributed import Dist
-from dltrain.train.loop import evaluate
-from dltrain.train.resume import check_statistics, check_target_scale
-from dltrain.train.state import Parts
+from dltrain.training.checkpoint import checkpoint_meta
+from dltrain.training.distributed import Dist
+from dltrain.training.loop import evaluate
+from dltrain.training.resume import check_statistics, check_target_scale
+from dltrain.training.state import Parts
 
 REGRESSION = ("mse", "mae", "rmse", "r2", "rel_l2", "max_error")
 
@@ -284,7 +284,7 @@ def test_a_run_reports_data_units_saves_the_scale_and_eval_reproduces_it(
     import dltrain.job as job_module
     from dltrain.evaluate import evaluate_run
     from dltrain.run import run
-    from dltrain.train.checkpoint import load_checkpoint
+    from dltrain.training.checkpoint import load_checkpoint
 
     facts = {"baseline": {"val": {"naive_rmse": 12.5}, "test": {"naive_rmse": 13.5}}}
     monkeypatch.setattr(job_module, "build_data", _scaled_sine(facts))
@@ -383,6 +383,6 @@ def test_a_stack_of_members_on_different_data_reports_as_each_run_alone(
 
 
 def load_target(run_dir) -> dict:
-    from dltrain.train.checkpoint import load_checkpoint
+    from dltrain.training.checkpoint import load_checkpoint
 
     return load_checkpoint(run_dir / "checkpoints" / "best.pt")["norm"]["target"]

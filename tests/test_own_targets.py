@@ -94,3 +94,15 @@ def test_a_users_model_and_loss_train_alone_in_a_vectorised_sweep(make_cfg, mymo
     assert why == "model=mlp: not stacked (mymodule.Net does not declare itself stackable)"
     why = alone_reason(make_cfg("data=moons", "loss=mse", "loss._target_=mymodule.Loss"))
     assert why is not None and why.startswith("loss._target_=mymodule.Loss: your own loss")
+
+
+def test_a_run_names_the_users_class_only_where_it_replaced_a_builtin_options():
+    from dltrain.results import option_label
+
+    # model=cnn with the user's class in place of dltrain's: the class, though its name
+    # contains "cnn"
+    assert option_label({"name": "cnn", "_target_": "mymodule.CNNPlus"}) == "mymodule.CNNPlus"
+    # an option of the user's own (-cd DIR, DIR/model/small.yaml): its name
+    assert option_label({"name": "small", "_target_": "mymodule.Net"}) == "small"
+    assert option_label({"name": "mlp", "_target_": "dltrain.models.mlp.MLP"}) == "mlp"
+    assert option_label({"name": "mse", "_target_": "mymodule.Loss"}, "loss") == "mymodule.Loss"

@@ -11,11 +11,11 @@ from dltrain.data.batches import train_batches
 from dltrain.errors import ConfigError
 from dltrain.log import NullLogger
 from dltrain.run import build_job, run
-from dltrain.train.checkpoint import load_checkpoint
-from dltrain.train.distributed import Dist
-from dltrain.train.loop import fit
-from dltrain.train.signals import StopRequest
-from dltrain.train.state import TrainState
+from dltrain.training.checkpoint import load_checkpoint
+from dltrain.training.distributed import Dist
+from dltrain.training.loop import fit
+from dltrain.training.signals import StopRequest
+from dltrain.training.state import TrainState
 
 SUMMARY_KEYS = {"status", "task", "epochs", "steps", "params", "device", "wall_s",
                 "samples_per_s", "best", "val", "test", "objective", "env"}

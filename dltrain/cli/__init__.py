@@ -9,7 +9,7 @@ The package is the only part of dltrain that imports Hydra's application machine
 options.py (the config tree), sources.py (a user's `-cd DIR` and `-cn NAME`), listing.py
 (`dltrain list`), preflight.py (compose and validate first), keys.py (refuse a key that
 nothing reads), app.py (the Hydra app, its --help and its task), runs.py (resume, eval,
-report).
+report), predict.py and export.py (a finished run put to use: dltrain.use does the work).
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from dltrain.cli.export import export
 from dltrain.cli.listing import list_options
 from dltrain.cli.options import CONFIG_NAME, conf_dir, defaults, groups
+from dltrain.cli.predict import predict
 from dltrain.cli.preflight import explain, preflight
 from dltrain.cli.runs import evaluate, load_run_config, report, resume
 from dltrain.errors import ConfigError
@@ -33,6 +35,8 @@ VERBS: dict[str, Callable[[list[str]], int]] = {
     "resume": resume,
     "eval": evaluate,
     "report": report,
+    "predict": predict,
+    "export": export,
 }
 
 

@@ -7,16 +7,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-CONFIG_NAME = "train"
+from dltrain.config import CONFIG_NAME, conf_dir
 
-
-def conf_dir() -> Path:
-    """The config tree: inside the installed package, else at the top of a source checkout."""
-    package = Path(__file__).resolve().parent.parent  # dltrain/
-    for candidate in (package / "conf", package.parent / "conf"):
-        if (candidate / f"{CONFIG_NAME}.yaml").is_file():
-            return candidate
-    raise FileNotFoundError(f"dltrain's config tree (conf/{CONFIG_NAME}.yaml) is missing")
+__all__ = ["CONFIG_NAME", "conf_dir"]  # where they were first: the CLI's users import them
 
 
 def _description(path: Path) -> str:

@@ -304,7 +304,7 @@ def _streamed(cfg: Mapping[str, Any], device: torch.device | str, pool: Raw,
     parts = carve(len(pool.rows), cfg, need_val="val" not in held, need_test="test" not in held,
                   chronological=False, where=pool.where)
     train, val, test = (pool.rows[c] for c in parts)
-    train = subsample(train, cfg["n_train"], int(cfg["seed"]), False, pool.where)
+    train = subsample(train, cfg["n_train"], int(cfg["seed"]), pool.where)
 
     def held_out(part: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if part in held:

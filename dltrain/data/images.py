@@ -313,7 +313,7 @@ def split_layout(layout: Layout, cfg: Mapping[str, Any]) -> tuple[Labelled, Labe
     pool, where = layout.pool, f"data.root={cfg['root']}"
     train, val, test = carve(len(pool.paths), cfg, need_val=layout.val is None,
                              need_test=layout.test is None, chronological=False, where=where)
-    train = subsample(train, cfg["n_train"], int(cfg["seed"]), False, where)
+    train = subsample(train, cfg["n_train"], int(cfg["seed"]), where)
     return (pool.take(train),
             layout.val if layout.val is not None else pool.take(val),
             layout.test if layout.test is not None else pool.take(test))

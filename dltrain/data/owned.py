@@ -276,9 +276,9 @@ def carve(n: int, cfg: Mapping[str, Any], *, need_val: bool, need_test: bool,
     return np.flatnonzero(part == 0), np.flatnonzero(part == 1), np.flatnonzero(part == 2)
 
 
-def subsample(index: np.ndarray, n_train: int | None, seed: int, chronological: bool,
-               where: str) -> np.ndarray:
-    """data.n_train of the training rows, drawn by seed (kept in order for a series)."""
+def subsample(index: np.ndarray, n_train: int | None, seed: int, where: str) -> np.ndarray:
+    """data.n_train of the training rows, drawn by seed, kept in file order (and so in time
+    order for a series)."""
     if n_train is None:
         return index
     if n_train > len(index):
@@ -349,8 +349,7 @@ def assemble(cfg: Mapping[str, Any], device: torch.device | str, pool: Samples, 
     train_idx, val_idx, test_idx = carve(len(pool), cfg, need_val=val is None,
                                           need_test=test is None,
                                           chronological=chronological, where=pool.where)
-    train_idx = subsample(train_idx, cfg["n_train"], int(cfg["seed"]), chronological,
-                           pool.where)
+    train_idx = subsample(train_idx, cfg["n_train"], int(cfg["seed"]), pool.where)
     # copies (a gather of rows, or of a given split): normalised in place below, and what the
     # caller handed in stays as it was
     parts = [(_rows(pool.x, train_idx), pool.y[train_idx]),

@@ -359,7 +359,8 @@ class ImageFiles:
         return Data(train, val, test, spec=spec,
                     norm={"mean": mean.flatten().tolist(), "std": std.flatten().tolist()},
                     augment=build_augment(cfg["augment"], name, "image", self.mirror_safe,
-                                          tuple(blank)))
+                                          tuple(blank)),
+                    facts={"pixel_scale": PIXEL_SCALE})  # what a stored pixel is divided by
 
 
 MNIST = ImageFiles(

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
-from dltrain.experiments.figures import line_styles, new_figure, to_png
+from dltrain.experiments.figures import legend_below, line_styles, new_figure, offsets, to_png
 from dltrain.experiments.readers import Run, layer_profile, read_metrics
 from dltrain.experiments.section import Section, run_label
 from dltrain.log.console import fmt
@@ -59,18 +60,35 @@ def init_study(runs: Sequence[Run], keys: Sequence[str]) -> Section:
                    f"{fmt(grads[-1][1])} at the last" if grads else "")
                 + (f"; test accuracy {fmt(test['accuracy'])}" if "accuracy" in test else "")
                 + ".")
-    fig, axes = new_figure(1, 2)
-    styles = line_styles(runs, keys)
+    fig = depth_figure(profiles, line_styles(runs, keys))
+    return Section("init_study", INIT_POINT, findings, rows, {"by_depth": to_png(fig)})
+
+
+Profile = list[tuple[str, float]]
+
+
+def depth_figure(profiles: dict[str, tuple[Profile, Profile]],
+                 styles: dict[str, dict[str, Any]]) -> Any:
+    """Activation std and gradient norm by layer, one curve per configuration, its legend
+    under the panels. Curves of different colours are shifted a little apart along the layer
+    axis (`offsets`): configurations that give equal values (Xavier and LeCun on square
+    layers) stay visible."""
+    fig, axes = new_figure(1, 2, size=(6.4, 4.4 + 0.25 * math.ceil(len(profiles) / 4)),
+                           layout="constrained")
+    styles = {label: styles.get(label, {}) for label in profiles}
+    shift = offsets(styles)
     for label, (stds, grads) in profiles.items():
         for ax, profile in zip(axes[0], (stds, grads), strict=True):
             if profile:
-                ax.plot(range(1, len(profile) + 1), [v for _, v in profile], marker="o",
-                        markersize=4, label=label, **styles.get(label, {}))
+                ax.plot([i + 1 + shift[label] for i in range(len(profile))],
+                        [v for _, v in profile], markersize=5, label=label,
+                        **styles[label])
     for ax, what in zip(axes[0], ("activation std", "gradient norm"), strict=True):
         ax.set_yscale("log")
         ax.set_xlabel("layer")
         ax.set_ylabel(f"{what} at step 0")
         ax.set_title(f"{what} by depth at initialisation")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize="x-small")
-    return Section("init_study", INIT_POINT, findings, rows, {"by_depth": to_png(fig)})
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    legend_below(fig, styles)
+    return fig

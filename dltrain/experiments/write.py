@@ -72,7 +72,7 @@ def write_section(report: Report, images: dict[str, bytes]) -> str:
     lines += [f"- {_escape(finding)}" for finding in section.findings]
     for figure, png in section.figures.items():
         path = plots / f"{section.name}_{figure}.png"
-        path.write_bytes(png)
+        atomic_write(path, lambda f, png=png: f.write(png))
         images[f"report/{section.name}/{figure}"] = png
         lines += ["", f"![{section.name}: {figure}](plots/{path.name})"]
     if section.rows:

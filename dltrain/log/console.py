@@ -57,7 +57,7 @@ class ConsoleLogger(NullLogger):
         from rich import get_console
 
         self.console = console or get_console()
-        self.max_epochs = max_epochs
+        self.max_epochs, self.total_steps = max_epochs, total_steps
         self.last_train: dict[str, float] = {}
         self.progress = Progress(
             TextColumn("[bold]train"),
@@ -77,18 +77,43 @@ class ConsoleLogger(NullLogger):
             self.last_train = dict(metrics)
             self.progress.update(self.task, completed=step, loss=fmt(metrics["train/loss"]))
         if "val/loss" in metrics:
-            log.info(validation_line(metrics, step, self.last_train, self.max_epochs))
+            log.info(validation_line(metrics, step, self.last_train, self.max_epochs,
+                                     self.total_steps))
 
     def close(self) -> None:
         self.progress.stop()
 
 
-def validation_line(metrics: Mapping[str, float], step: int, last_train: Mapping[str, float],
-                    max_epochs: int | None) -> str:
-    """The line of one validation: epoch, step, the last training loss, val metrics, speed."""
-    epoch = metrics.get("epoch")
+def ends_by_steps(epoch: float | None, step: int, max_epochs: int | None,
+                  total_steps: int | None) -> bool:
+    """Whether the run's step budget (trainer.max_steps) ends it before max_epochs: then
+    "epoch 0.714/2" would promise a second epoch that never comes."""
+    if not total_steps or not epoch or not max_epochs:
+        return False
+    steps_per_epoch = step / epoch
+    return total_steps < max_epochs * steps_per_epoch * 0.999
+
+
+def progress_text(epoch: float | None, step: int, max_epochs: int | None,
+                  total_steps: int | None) -> list[str]:
+    """Where a validation is: `epoch 3/10  step 420` when epochs end the run; `step 20/20
+    (0.714 epoch)` when the step budget ends it first (a smoke run, a run shorter than an
+    epoch)."""
+    if ends_by_steps(epoch, step, max_epochs, total_steps):
+        return [f"step {step}/{total_steps} ({fmt(float(epoch or 0))} epoch"
+                + ("s)" if (epoch or 0) > 1 else ")")]
+    if epoch is None:
+        return [f"step {step}"]
+    whole = float(epoch).is_integer()
+    shown = str(int(epoch)) if whole else fmt(float(epoch))
     of = f"/{max_epochs}" if max_epochs else ""
-    parts = [f"epoch {fmt(epoch)}{of}" if epoch is not None else "", f"step {step}"]
+    return [f"epoch {shown}{of}", f"step {step}"]
+
+
+def validation_line(metrics: Mapping[str, float], step: int, last_train: Mapping[str, float],
+                    max_epochs: int | None, total_steps: int | None = None) -> str:
+    """The line of one validation: epoch, step, the last training loss, val metrics, speed."""
+    parts = progress_text(metrics.get("epoch"), step, max_epochs, total_steps)
     if "train/loss" in last_train:
         parts.append(f"train/loss {fmt(last_train['train/loss'])}")
     parts += [f"{k} {fmt(v)}" for k, v in metrics.items() if k.startswith("val/")]
@@ -102,9 +127,10 @@ class LineLogger(NullLogger):
     has them): the log of a run whose lines do not pass through the terminal, such as a
     member of a vectorised stack."""
 
-    def __init__(self, path: Path, max_epochs: int | None = None) -> None:
+    def __init__(self, path: Path, max_epochs: int | None = None,
+                 total_steps: int | None = None) -> None:
         self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (lives with the run)
-        self.max_epochs = max_epochs
+        self.max_epochs, self.total_steps = max_epochs, total_steps
         self.last_train: dict[str, float] = {}
 
     def line(self, text: str) -> None:
@@ -114,7 +140,8 @@ class LineLogger(NullLogger):
         if "train/loss" in metrics:
             self.last_train = dict(metrics)
         if "val/loss" in metrics:
-            self.line(validation_line(metrics, step, self.last_train, self.max_epochs))
+            self.line(validation_line(metrics, step, self.last_train, self.max_epochs,
+                                      self.total_steps))
 
     def close(self) -> None:
         self.file.close()
@@ -132,7 +159,16 @@ def results_table(summary: Mapping[str, Any]) -> Table:
     for split in ("val", "test"):
         for key, value in (summary.get(split) or {}).items():
             table.add_row(f"{split}/{key}", fmt(value))
-    for key in ("epochs", "steps", "params", "samples_per_s", "wall_s", "device"):
+    if summary.get("name"):
+        table.add_row("name", str(summary["name"]))
+    for key in ("epochs", "steps", "params", "samples_per_s", "wall_s", "startup_s", "device"):
         if summary.get(key) is not None:
-            table.add_row(key, fmt(summary[key]))
+            table.add_row(key, epochs_text(summary) if key == "epochs" else fmt(summary[key]))
     return table
+
+
+def epochs_text(summary: Mapping[str, Any]) -> str:
+    """summary.json's `epochs` counts whole epochs; a run that trained but stopped within its
+    first epoch (a smoke run, max_steps below an epoch) trained "< 1", not 0."""
+    epochs, steps = summary.get("epochs"), summary.get("steps") or 0
+    return "< 1" if epochs == 0 and steps > 0 else fmt(epochs)

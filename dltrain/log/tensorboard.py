@@ -127,11 +127,11 @@ class TensorBoardLogger(NullLogger):
     knows what makes runs one configuration); None: the run is a group of its own."""
 
     def __init__(self, log_dir: Path, purge_step: int | None = None,
-                 group: str | None = None) -> None:
+                 group: str | None = None, flush_secs: float = 10.0) -> None:
         from tensorboard.compat.proto import event_pb2
 
         self.group = group
-        self.events = EventFile(log_dir)
+        self.events = EventFile(log_dir, flush_secs)
         if purge_step is not None:
             # a resumed run discards what an earlier attempt logged after its checkpoint, so
             # the curves continue without a doubled stretch (SummaryWriter's purge_step)

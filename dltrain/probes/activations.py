@@ -19,8 +19,8 @@ from torch import nn
 
 from dltrain.probes.context import ProbeContext, layer_of, looking, sample_values
 from dltrain.probes.tags import ACTIVATIONS, tag
-from dltrain.train.hooks import NoHooks
-from dltrain.train.state import TrainState
+from dltrain.training.hooks import NoHooks
+from dltrain.training.state import TrainState
 
 
 def watched_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:

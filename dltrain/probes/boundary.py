@@ -15,8 +15,8 @@ from dltrain.data.spec import DataSpec
 from dltrain.io import atomic_write
 from dltrain.probes.context import ProbeContext, looking
 from dltrain.probes.tags import BOUNDARY
-from dltrain.train.hooks import NoHooks
-from dltrain.train.state import TrainState
+from dltrain.training.hooks import NoHooks
+from dltrain.training.state import TrainState
 
 
 def refusal(spec: DataSpec) -> str | None:
@@ -77,7 +77,8 @@ class Boundary(NoHooks):
 
         regions = self.regions()
         png = boundary_png(self.xs, self.ys, regions, self.points, self.labels, self.classes,
-                           title=f"decision regions · step {state.step}")
+                           title=f"decision regions · step {state.step}",
+                           names=self.ctx.spec.class_names)
         self.ctx.logger.log_image(BOUNDARY, png, state.step)
         self.drawn = (state.step, png)
         return png

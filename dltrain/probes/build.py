@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from dltrain.config import PROBE_COMMON, suggest
+from dltrain.config import PROBE_COMMON, chosen_loggers, suggest
 from dltrain.data.spec import Data, DataSpec
 from dltrain.errors import ConfigError
 from dltrain.log import Logger
@@ -19,8 +19,8 @@ from dltrain.probes.activations import Activations
 from dltrain.probes.context import ProbeContext
 from dltrain.probes.gradients import Gradients
 from dltrain.probes.landscape import Landscape
-from dltrain.train.hooks import NO_HOOKS, HookList, Hooks
-from dltrain.train.state import Parts
+from dltrain.training.hooks import NO_HOOKS, HookList, Hooks
+from dltrain.training.state import Parts
 
 # name -> (the probe's class, why it cannot look at some data: None if it can look at any)
 TABLE: dict[str, tuple[Callable[..., Hooks], Callable[[DataSpec], str | None] | None]] = {
@@ -79,8 +79,9 @@ def build_probes(config: Mapping[str, Any], job: ProbedJob, logger: Logger, run_
     if not main:
         return NO_HOOKS
     hooks: list[Hooks] = []
-    if job.spec.task == "reconstruction" and config["logger"]["name"] != "none":
-        # An autoencoder's pictures (reconstructions, its latent space) come with the task.
+    if job.spec.task == "reconstruction" and "tensorboard" in chosen_loggers(config):
+        # An autoencoder's pictures (reconstructions, its latent space) come with the task,
+        # where a logger shows pictures (TensorBoard's; MLflow's sink takes numbers only).
         from dltrain.probes.reconstruction import ReconstructionPictures  # lazy: matplotlib
 
         hooks.append(ReconstructionPictures(job.parts.model, job.data, logger))

@@ -32,7 +32,7 @@ class ProbeContext:
     batch: int  # samples in the fixed probe batch
 
     def __post_init__(self) -> None:
-        # the loss of (out, y, x), as training calls it (dltrain.train.state.Parts.criterion)
+        # the loss of (out, y, x), as training calls it (dltrain.training.state.Parts.criterion)
         self.criterion = with_inputs(self.loss)
 
     def probe_batch(self, split: str = "val") -> Split:

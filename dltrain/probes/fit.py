@@ -23,8 +23,8 @@ from dltrain.data.spec import DataSpec, Split, TargetScale
 from dltrain.io import atomic_write
 from dltrain.probes.context import ProbeContext, looking
 from dltrain.probes.tags import FIT, FIT_FILE, tag
-from dltrain.train.hooks import NoHooks
-from dltrain.train.state import TrainState
+from dltrain.training.hooks import NoHooks
+from dltrain.training.state import TrainState
 
 # The generated regression data sets: their true function and their input range, from the keys
 # their own option in conf/data/ defines (periods of sine, coefficients and x_range of poly).

@@ -18,8 +18,8 @@ from torch import nn
 
 from dltrain.probes.context import ProbeContext, layer_of, sample_values
 from dltrain.probes.tags import GRADIENTS, WEIGHTS, tag
-from dltrain.train.hooks import NoHooks
-from dltrain.train.state import TrainState
+from dltrain.training.hooks import NoHooks
+from dltrain.training.state import TrainState
 
 
 def parameter_layers(model: nn.Module) -> dict[str, list[nn.Parameter]]:

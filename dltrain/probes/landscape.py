@@ -26,9 +26,9 @@ from torch import nn
 from dltrain.io import atomic_write
 from dltrain.probes.context import ProbeContext, looking
 from dltrain.probes.tags import LANDSCAPE
-from dltrain.train.checkpoint import load_checkpoint, save_checkpoint
-from dltrain.train.hooks import NoHooks
-from dltrain.train.state import TrainState
+from dltrain.training.checkpoint import load_checkpoint, save_checkpoint
+from dltrain.training.hooks import NoHooks
+from dltrain.training.state import TrainState
 
 
 def filter_normalised_direction(params: list[torch.Tensor], gen: torch.Generator

@@ -4,6 +4,7 @@ probes never loads it). Figures are made without pyplot: no global state, safe i
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -29,15 +30,19 @@ def png(fig: Any) -> bytes:
     return out.getvalue()
 
 
-def boundary_png(xs: np.ndarray, ys: np.ndarray, regions: np.ndarray, points: np.ndarray,
-                 labels: np.ndarray, classes: int, title: str) -> bytes:
-    """Filled decision regions (one colour per class) with the training points on top."""
+def boundary_figure(xs: np.ndarray, ys: np.ndarray, regions: np.ndarray, points: np.ndarray,
+                    labels: np.ndarray, classes: int, title: str,
+                    names: Sequence[str] = ()) -> Any:
+    """Filled decision regions (one colour per class) with the training points on top, and a
+    legend of the classes (their names where the data have them) beside the picture."""
     from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.lines import Line2D
 
     colours = [f"C{i % 10}" for i in range(classes)]
     cmap = ListedColormap(colours)
     norm = BoundaryNorm(np.arange(-0.5, classes + 0.5), classes)
-    fig = _figure()
+    fig = _figure((_SIZE[0] + 1.4, _SIZE[1]))  # the legend's column to the right
+    fig.subplots_adjust(left=0.11, right=0.78, bottom=0.11, top=0.92)
     ax = fig.subplots()
     ax.contourf(xs, ys, regions, levels=np.arange(-0.5, classes + 0.5), cmap=cmap, norm=norm,
                 alpha=0.25)
@@ -48,7 +53,21 @@ def boundary_png(xs: np.ndarray, ys: np.ndarray, regions: np.ndarray, points: np
     ax.set_xlabel("x1")
     ax.set_ylabel("x2")
     ax.set_title(title)
-    return png(fig)
+    handles = [Line2D([], [], linestyle="none", marker="s", markersize=10, color=colour,
+                      alpha=0.45, markeredgecolor="k", markeredgewidth=0.3)
+               for colour in colours]
+    labels_ = [str(names[i]) if i < len(names) else f"class {i}" for i in range(classes)]
+    ax.legend(handles, labels_, title="class (region and points)", fontsize="small",
+              title_fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0),
+              borderaxespad=0.0, frameon=False)
+    return fig
+
+
+def boundary_png(xs: np.ndarray, ys: np.ndarray, regions: np.ndarray, points: np.ndarray,
+                 labels: np.ndarray, classes: int, title: str, names: Sequence[str] = ()
+                 ) -> bytes:
+    """`boundary_figure` as a PNG."""
+    return png(boundary_figure(xs, ys, regions, points, labels, classes, title, names))
 
 
 def fit_png(x: np.ndarray, truth: np.ndarray | None, pred: np.ndarray, train_x: np.ndarray,

@@ -26,8 +26,8 @@ from dltrain.data.spec import Data, DataSpec
 from dltrain.log import Logger
 from dltrain.models.autoencoder import AutoEncoder
 from dltrain.probes.tags import RECONSTRUCTION, tag
-from dltrain.train.hooks import NoHooks
-from dltrain.train.state import TrainState
+from dltrain.training.hooks import NoHooks
+from dltrain.training.state import TrainState
 
 SEED = 0  # of the prior samples: the same codes at every validation, so their images compare
 SHOWN = 16  # test inputs shown with their reconstructions

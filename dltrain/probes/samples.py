@@ -16,8 +16,8 @@ from dltrain.data.spec import DataSpec
 from dltrain.data.text import decode
 from dltrain.probes.context import ProbeContext, looking
 from dltrain.probes.tags import SAMPLES
-from dltrain.train.hooks import NoHooks
-from dltrain.train.state import TrainState
+from dltrain.training.hooks import NoHooks
+from dltrain.training.state import TrainState
 
 
 def refusal(spec: DataSpec) -> str | None:

@@ -45,7 +45,13 @@ class Row:
     jobs: tuple[Job, ...]
     objective: Stat | None
     metrics: dict[str, Stat | None]  # test/<metric> -> statistic over completed runs
-    wall_s: Stat | None
+    wall_s: Stat | None  # each run's own wall time (summary.json's wall_s)
+    startup_s: Stat | None = None  # what the first run of a process paid once before it
+
+    @property
+    def names(self) -> str:
+        """The runs' names (`name=`), each once, in run order; empty if none has one."""
+        return ", ".join(dict.fromkeys(n for j in self.jobs if (n := j.run_name)))
 
     @property
     def completed(self) -> int:
@@ -82,6 +88,18 @@ class Report:
         if self.mode is None or not self.rows or self.rows[0].objective is None:
             return None
         return self.rows[0]
+
+    @property
+    def named(self) -> bool:
+        """Whether the table has a name column: some run has a name, and `name` is not a
+        swept key (then it has its column already)."""
+        return "name" not in self.keys and any(j.run_name for j in self.jobs)
+
+    @property
+    def startup(self) -> bool:
+        """Whether some run paid a process's start-up (the first job of a sweep's process):
+        then the table shows it beside the runs' own wall times."""
+        return any(r.startup_s is not None and r.startup_s.mean > 0 for r in self.rows)
 
     @property
     def metric_columns(self) -> list[str]:
@@ -147,6 +165,7 @@ def aggregate(sweep_dir: Path, jobs: Sequence[Job], seed_keys: Sequence[str] = S
             metrics={m: Stat.of((j.summary.get("test") or {}).get(m[len("test/"):])
                                 for j in done) for m in metric_names},
             wall_s=Stat.of(j.summary.get("wall_s") for j in members),
+            startup_s=Stat.of(j.summary.get("startup_s") for j in members),
         ))
     metric, mode = _direction(jobs)
     if mode is not None:

@@ -49,6 +49,12 @@ class Job:
         ok = self.status == "completed" and isinstance(value, (int, float)) and math.isfinite(value)
         return float(value) if ok else None
 
+    @property
+    def run_name(self) -> str | None:
+        """The run's name (`name=lr-study`), from its summary or else its config."""
+        name = self.summary.get("name", self.config.get("name"))
+        return None if name is None else str(name)
+
     def value(self, key: str) -> Any:
         """The value of `key` in this run: the config's (typed, and there even when the key was
         not overridden), else the override's, else the option a config group chose."""

@@ -36,12 +36,19 @@ def objective_label(report: Report) -> str:
 
 
 def _columns(report: Report) -> list[str]:
-    return [*report.keys, objective_label(report), *report.metric_columns, "n", "status",
-            "wall s"]
+    return [*(["name"] if report.named else []), *report.keys, objective_label(report),
+            *report.metric_columns, "n", "status", "wall s",
+            *(["startup s"] if report.startup else [])]
+
+
+def _left(report: Report) -> int:
+    """How many of the first columns name a configuration (left-aligned)."""
+    return len(report.keys) + report.named
 
 
 def _cells(report: Report, row: Row) -> list[str]:
     return [
+        *([row.names] if report.named else []),
         *(cell(row.params[k]) for k in report.keys),
         "" if row.objective is None else str(row.objective),
         *("" if row.metrics.get(m) is None else str(row.metrics[m])
@@ -49,7 +56,15 @@ def _cells(report: Report, row: Row) -> list[str]:
         str(row.completed),
         row.status,
         "" if row.wall_s is None else fmt(row.wall_s.mean),
+        *([_startup(row)] if report.startup else []),
     ]
+
+
+def _startup(row: Row) -> str:
+    """A row's start-up time: blank where its runs paid none (they ran in a process that
+    had started already), so that the one run that did stands out."""
+    stat = row.startup_s
+    return "" if stat is None or stat.mean <= 0 else fmt(stat.mean)
 
 
 def _headline(report: Report) -> str:
@@ -61,6 +76,9 @@ def _headline(report: Report) -> str:
         text += f"; objective {report.metric} ({better})"
     if report.seeds:
         text += f"; mean ± std over {', '.join(report.seeds)}, n runs completed"
+    if report.startup:
+        text += ("; wall s is each run's own time, startup s what the first run of a process "
+                 "paid before it (imports)")
     return text
 
 
@@ -69,7 +87,7 @@ def rich_table(report: Report) -> Table:
     table = Table(title=f"sweep {report.sweep_dir}", caption=_headline(report),
                   header_style="bold")
     for i, name in enumerate(_columns(report)):
-        table.add_column(name, justify="left" if i < len(report.keys) or name == "status"
+        table.add_column(name, justify="left" if i < _left(report) or name == "status"
                          else "right")
     for row in report.rows:
         style = "bold green" if row is report.best else ("red" if row.completed < len(row.jobs)
@@ -95,7 +113,8 @@ def to_csv(report: Report) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     stats = ["objective", *report.metric_columns, "wall_s"]
-    writer.writerow(["rank", *report.keys, *(f"{s}_{p}" for s in stats for p in ("mean", "std")),
+    writer.writerow(["rank", *(["name"] if report.named else []), *report.keys,
+                     *(f"{s}_{p}" for s in stats for p in ("mean", "std")),
                      "n", "runs", "status", "metric", "mode", "dirs"])
     for rank, row in enumerate(report.rows, 1):
         values = [row.objective, *(row.metrics.get(m) for m in report.metric_columns), row.wall_s]
@@ -104,7 +123,8 @@ def to_csv(report: Report) -> str:
             numbers += ["", ""] if stat is None else [stat.mean, "" if stat.std is None
                                                       else stat.std]
         dirs = [j.name for j in row.jobs]
-        writer.writerow([rank, *(row.params[k] for k in report.keys), *numbers, row.completed,
+        writer.writerow([rank, *([row.names] if report.named else []),
+                         *(row.params[k] for k in report.keys), *numbers, row.completed,
                          len(row.jobs), row.status, report.metric or "", report.mode or "",
                          ";".join(dirs[:_LIST_CELLS]) + (";..." if len(dirs) > _LIST_CELLS
                                                         else "")])
@@ -116,14 +136,15 @@ def runs_csv(report: Report) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     keys = [*report.keys, *report.seeds]
-    writer.writerow(["dir", *keys, "status", "objective", *report.metric_columns, "wall_s",
-                     "error"])
+    writer.writerow(["dir", "name", *keys, "status", "objective", *report.metric_columns,
+                     "wall_s", "startup_s", "error"])
     for job in report.jobs:
         test = job.summary.get("test") or {}
-        writer.writerow([job.name, *(job.value(k) for k in keys), job.status,
+        writer.writerow([job.name, job.run_name or "", *(job.value(k) for k in keys), job.status,
                          "" if job.objective is None else job.objective,
                          *(test.get(m[len("test/"):], "") for m in report.metric_columns),
-                         job.summary.get("wall_s", ""), _first_line(job.summary.get("error"))])
+                         job.summary.get("wall_s", ""), job.summary.get("startup_s", ""),
+                         _first_line(job.summary.get("error"))])
     return out.getvalue()
 
 
@@ -161,7 +182,7 @@ def to_markdown(report: Report, plots: Sequence[tuple[str, str]] = (),
         fixed = " ".join(f"{k}={v}" for k, v in report.fixed.items())
         lines += ["", f"Same in every run: `{fixed}`"]
     lines += ["", "| " + " | ".join(_md_escape(c) for c in columns) + " |",
-              "|" + "|".join("---" if i < len(report.keys) or name == "status" else "--:"
+              "|" + "|".join("---" if i < _left(report) or name == "status" else "--:"
                              for i, name in enumerate(columns)) + "|"]
     for row in report.rows:
         cells = [_md_escape(c) for c in _cells(report, row)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,13 +23,14 @@ from dltrain.io import write_json
 from dltrain.job import build_job, describe_job
 from dltrain.log import Logger, Loggers, NullLogger
 from dltrain.log.console import LineLogger
+from dltrain.log.curves import CURVES_FILE, CurvesLogger
 from dltrain.probes.build import build_probes
 from dltrain.results import option_label, progress, run_options, with_baseline
 from dltrain.rundir import file_loggers, write_config
 from dltrain.runtime import seed_everything
-from dltrain.train.checkpoint import Checkpoints, checkpoint_meta, rng_state
-from dltrain.train.hooks import NO_HOOKS, Hooks
-from dltrain.train.state import Job, TrainState
+from dltrain.training.checkpoint import Checkpoints, checkpoint_meta, rng_state
+from dltrain.training.hooks import NO_HOOKS, Hooks
+from dltrain.training.state import Job, TrainState
 from dltrain.vectorised.model import Unstackable, check_layers
 from dltrain.vectorised.optim import Layout, StackedOptimizer
 
@@ -150,12 +152,17 @@ def open_members(members: Sequence[Member], index_of: int) -> None:
     for i, m in enumerate(members):
         m.run_dir.mkdir(parents=True, exist_ok=True)
         write_config(m.cfg, m.run_dir, False)
-        lines = LineLogger(m.run_dir / "train.log", int(m.config["trainer"]["max_epochs"]))
+        lines = LineLogger(m.run_dir / "train.log", int(m.config["trainer"]["max_epochs"]),
+                           m.job.total_steps)
         lines.line(describe_job(m.job, params, option_label(m.config["model"])))
         lines.line(f"run directory: {m.run_dir}")
         lines.line(f"trained by the vectorised launcher as member {i + 1} of a stack of "
                    f"{len(members)}" + (f" (stack {index_of})" if index_of else ""))
-        m.logger = Loggers([lines, *file_loggers(m.config, m.run_dir)])
+        # curves.png at the member's end (a stack validates all members at once: one picture
+        # each at every validation would multiply the drawing time by the stack's size)
+        curves = CurvesLogger(m.run_dir / CURVES_FILE, m.job.settings.monitor,
+                              m.config.get("name") or m.run_dir.name, min_interval_s=math.inf)
+        m.logger = Loggers([lines, curves, *file_loggers(m.config, m.run_dir)])
         meta = checkpoint_meta(m.config, m.job.spec.to_dict(), m.job.data)
         m.checkpoints = Checkpoints(m.job.parts, meta, m.run_dir / "checkpoints")
         m.hooks = build_probes(m.config, m.job, m.logger, m.run_dir, True)
@@ -166,6 +173,8 @@ def member_summary(m: Member, params: int, device: torch.device, test: dict[str,
     """summary.json of a member: the keys its own run writes, plus where in the stack it was."""
     summary: dict[str, Any] = {"status": m.status, "options": run_options(m.config),
                                "task": m.job.spec.task, "params": params, "device": str(device)}
+    if m.config.get("name") is not None:  # as dltrain.rundir.Record writes it
+        summary["name"] = str(m.config["name"])
     if m.job.data.facts:  # what the reader of the user's own files decided, and why
         summary["data"] = m.job.data.facts
     if m.status in ("completed", "interrupted"):
@@ -181,10 +190,10 @@ def member_summary(m: Member, params: int, device: torch.device, test: dict[str,
 
 
 def close_member(m: Member, summary: dict[str, Any]) -> None:
-    """Its HParams record, its loggers closed and its summary.json, as its run ends."""
+    """Its HParams record, its summary.json and its loggers closed, as its run ends."""
     try:
         m.logger.log_hparams(flat_hparams(m.config), summary["status"])
     except Exception as err:  # never at the cost of summary.json
         log.warning(f"no HParams record: {type(err).__name__}: {err}")
-    m.logger.close()
     write_json(m.run_dir / "summary.json", summary)
+    m.logger.close()  # after summary.json: a sink may carry it (MLflow)

@@ -298,7 +298,7 @@ class StackedModel:
                  splits: Sequence[Split], which: Sequence[int], task: str, batch_size: int,
                  scale: TargetScale | None = None) -> list[dict[str, float]]:
         """Every member's mean loss and metrics on its split (`splits[which[i]]`), scored as
-        dltrain.train.loop.evaluate scores one model: the same batches, the same sums.
+        dltrain.training.loop.evaluate scores one model: the same batches, the same sums.
         `scale` (member_scale) puts regression metrics back in the data's own units."""
         self.template.eval()
         template, loss_fn = self.template, self.loss

@@ -6,7 +6,7 @@ ShuffledBatches gives (`order(epoch)` from its seed) and draws the same dropout 
 copy of the random stream its run would draw them from). One forward, one backward and one
 optimiser step then train every member at once; validation, the best weights, early
 stopping and divergence are each member's own, decided at the points where its own run
-decides them (dltrain.train.loop.fit), so that a member ends as its run alone ends, to float
+decides them (dltrain.training.loop.fit), so that a member ends as its run alone ends, to float
 rounding.
 
 Each member's run directory receives what its run would write, through dltrain's own writers:
@@ -38,8 +38,9 @@ from dltrain.log.console import fmt
 from dltrain.models.summary import layer_table
 from dltrain.optim import penalised_weights, steps_per_batch
 from dltrain.results import RunResult
+from dltrain.rundir import start_up
 from dltrain.runtime import deterministic, environment, flush_denormals, resolve_device
-from dltrain.train.decisions import (
+from dltrain.training.decisions import (
     divergence,
     end_epoch,
     finished,
@@ -48,10 +49,10 @@ from dltrain.train.decisions import (
     val_record,
     validation_due,
 )
-from dltrain.train.hooks import NO_HOOKS
-from dltrain.train.loop import Window, first_nonfinite_layer
-from dltrain.train.signals import StopRequest
-from dltrain.train.state import Settings, TrainState
+from dltrain.training.hooks import NO_HOOKS
+from dltrain.training.loop import Window, first_nonfinite_layer
+from dltrain.training.signals import StopRequest
+from dltrain.training.state import Settings, TrainState
 from dltrain.vectorised.data import StackedData, batch_slices, epoch_orders, member_scale
 from dltrain.vectorised.members import (
     Member,
@@ -71,7 +72,7 @@ log = logging.getLogger("dltrain")
 
 
 class _Stack:
-    """The training of the stack: the loop of dltrain.train.loop.fit, for every member."""
+    """The training of the stack: the loop of dltrain.training.loop.fit, for every member."""
 
     def __init__(self, members: list[Member], data: list[Data], which: list[int],
                  device: torch.device, stop: StopRequest, save_every_s: float = 60.0) -> None:
@@ -335,6 +336,7 @@ def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path | str],
     their content is what each run alone would have written by then.
     Raises Unstackable, before anything is written, if they cannot train as one stack.
     """
+    startup = start_up()  # outside wall_s, as a run alone has it (summary.json's startup_s)
     started = time.perf_counter()
     stop = stop or StopRequest()
     first = cfgs[0]
@@ -377,7 +379,7 @@ def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path | str],
     results = []
     for i, m in enumerate(members):
         summary = member_summary(m, params, device, tests[i], len(members), i)
-        close_member(m, {**summary, "wall_s": wall, "env": env})
+        close_member(m, {**summary, "startup_s": startup, "wall_s": wall, "env": env})
         results.append(RunResult.of(summary))
     return results
 

@@ -22,7 +22,7 @@ from dltrain.data import images as images_module
 from dltrain.data.images import find_layout, split_layout
 from dltrain.errors import ConfigError
 from dltrain.targets import plain
-from dltrain.train.checkpoint import load_checkpoint
+from dltrain.training.checkpoint import load_checkpoint
 from tests.conftest import run_cli
 
 KINDS = ("bright", "dark", "striped")

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from dltrain.run import run
-from dltrain.train.checkpoint import load_checkpoint
+from dltrain.training.checkpoint import load_checkpoint
 from tests.data.files import fake_mnist
 
 

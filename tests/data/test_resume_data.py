@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dltrain.run import run
-from dltrain.train.checkpoint import load_checkpoint
+from dltrain.training.checkpoint import load_checkpoint
 from tests.data.files import fake_mnist
 from tests.data.test_text import english
 from tests.train.test_resume import StopAfterSteps

@@ -192,7 +192,7 @@ def bigram_perplexity(train: torch.Tensor, test: torch.Tensor, vocab_size: int) 
 
 def test_a_bigram_model_reaches_the_counted_bigram_perplexity(make_cfg, tmp_path):
     from dltrain.run import run
-    from dltrain.train.checkpoint import load_checkpoint
+    from dltrain.training.checkpoint import load_checkpoint
 
     path = write(tmp_path, english(12000))
     cfg = make_cfg("data=text", f"data.path={path}", "data.block_size=32", "data.batch_size=32",

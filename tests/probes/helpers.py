@@ -12,7 +12,7 @@ from dltrain.cli import conf_dir
 from dltrain.data import build_data
 from dltrain.losses import build_loss, loss_spec
 from dltrain.models import build_model
-from dltrain.train.checkpoint import load_checkpoint
+from dltrain.training.checkpoint import load_checkpoint
 
 
 def probe_options(name: str, **changed) -> dict:

@@ -12,7 +12,7 @@ from dltrain.config import PROBES, looks_into_training, plain, validate
 from dltrain.errors import ConfigError
 from dltrain.probes.build import TABLE, chosen
 from dltrain.run import run
-from dltrain.train.hooks import NO_HOOKS
+from dltrain.training.hooks import NO_HOOKS
 from tests.probes.helpers import last_weights
 
 

@@ -11,8 +11,8 @@ from dltrain.log import NullLogger
 from dltrain.probes.context import ProbeContext
 from dltrain.probes.gradients import Gradients, parameter_layers
 from dltrain.run import run
-from dltrain.train.checkpoint import load_checkpoint
-from dltrain.train.state import TrainState
+from dltrain.training.checkpoint import load_checkpoint
+from dltrain.training.state import TrainState
 from tests.probes.helpers import events, probe_options, rebuilt, scalars_at
 
 RUN = ["data=moons", "model.depth=2", "model.width=16", "optim=sgd", "optim.lr=0.1",

@@ -12,7 +12,7 @@ from dltrain.log import NullLogger
 from dltrain.probes.context import ProbeContext
 from dltrain.probes.landscape import Landscape, filter_normalised_direction
 from dltrain.run import run
-from dltrain.train.checkpoint import load_checkpoint
+from dltrain.training.checkpoint import load_checkpoint
 from tests.probes.helpers import events, last_weights, probe_options, rebuilt
 
 RUN = ["data=moons", "model.depth=2", "model.width=16", "probe=[landscape]",

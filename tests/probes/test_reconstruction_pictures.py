@@ -15,7 +15,7 @@ from dltrain.probes.reconstruction import (
     reconstruction_picture,
     samples_picture,
 )
-from dltrain.train.state import TrainState
+from dltrain.training.state import TrainState
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

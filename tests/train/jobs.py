@@ -6,7 +6,7 @@ import torch
 
 from dltrain.data.batches import Batches
 from dltrain.data.spec import Data, DataSpec, Split
-from dltrain.train.state import Job, Parts, Settings
+from dltrain.training.state import Job, Parts, Settings
 
 
 def loop_job(parts: Parts, batches: Batches, val: Split, task: str, settings: Settings,

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from dltrain.errors import ConfigError
-from dltrain.train import checkpoint
-from dltrain.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from dltrain.training import checkpoint
+from dltrain.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 
 def test_round_trip_of_plain_data(tmp_path):

@@ -10,9 +10,9 @@ from dltrain.data.batches import ShuffledBatches
 from dltrain.data.spec import Split
 from dltrain.errors import DivergedError
 from dltrain.log import NullLogger
-from dltrain.train.loop import evaluate, fit
-from dltrain.train.signals import StopRequest
-from dltrain.train.state import Parts, Settings, TrainState
+from dltrain.training.loop import evaluate, fit
+from dltrain.training.signals import StopRequest
+from dltrain.training.state import Parts, Settings, TrainState
 from tests.train.jobs import loop_job
 
 CPU = torch.device("cpu")

@@ -9,8 +9,8 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from dltrain.run import evaluate_run, run
-from dltrain.train.checkpoint import load_checkpoint
-from dltrain.train.signals import StopRequest
+from dltrain.training.checkpoint import load_checkpoint
+from dltrain.training.signals import StopRequest
 
 OVERRIDES = ["data=moons", "reg=[dropout]", "sched=cosine", "trainer.deterministic=true",
              "trainer.max_epochs=3", "logger=none", "trainer.log_every=10"]

@@ -5,7 +5,7 @@ import torch
 
 from dltrain.errors import ConfigError
 from dltrain.runtime import resolve_device
-from dltrain.train.signals import StopRequest
+from dltrain.training.signals import StopRequest
 
 
 def test_first_signal_requests_a_stop_and_a_second_sigint_stops_at_once():

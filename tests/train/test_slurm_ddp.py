@@ -5,7 +5,7 @@ from unittest import mock
 
 import pytest
 
-from dltrain.train.distributed import from_env
+from dltrain.training.distributed import from_env
 
 
 def test_a_slurm_task_becomes_a_ddp_rank():

@@ -19,8 +19,8 @@ import torch
 from dltrain.data.spec import Data
 from dltrain.errors import ConfigError
 from dltrain.io import atomic_write
-from dltrain.train.distributed import SINGLE, Dist
-from dltrain.train.state import Parts, TrainState
+from dltrain.training.distributed import SINGLE, Dist
+from dltrain.training.state import Parts, TrainState
 
 FORMAT = 1
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from dltrain.train.state import TrainState
+from dltrain.training.state import TrainState
 
 
 class Hooks(Protocol):

@@ -14,10 +14,10 @@ from dltrain.config import written
 from dltrain.data.spec import Data, DataSpec, TargetScale
 from dltrain.errors import ConfigError
 from dltrain.runtime import derived_seed
-from dltrain.train.checkpoint import load_checkpoint, set_rng_state
-from dltrain.train.decisions import finished as budget_spent
-from dltrain.train.distributed import SINGLE, Dist
-from dltrain.train.state import Parts, Settings, TrainState
+from dltrain.training.checkpoint import load_checkpoint, set_rng_state
+from dltrain.training.decisions import finished as budget_spent
+from dltrain.training.distributed import SINGLE, Dist
+from dltrain.training.state import Parts, Settings, TrainState
 
 
 def resume_payload(run_dir: Path, resume: bool, policy: str) -> dict[str, Any] | None:

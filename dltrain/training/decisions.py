@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dltrain.train.state import Settings, TrainState
+from dltrain.training.state import Settings, TrainState
 
 
 def end_epoch(state: TrainState, batches_per_epoch: int) -> None:

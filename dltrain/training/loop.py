@@ -1,7 +1,7 @@
 """fit() and evaluate(): the training loop, readable top to bottom.
 
-fit() takes the step function that dltrain.train.steps picks for the run (plain,
-accumulating, L-BFGS, skip-non-finite) and asks dltrain.train.decisions what each point of
+fit() takes the step function that dltrain.training.steps picks for the run (plain,
+accumulating, L-BFGS, skip-non-finite) and asks dltrain.training.decisions what each point of
 training means (epoch end, validation due, best, early stop), as the vectorised stack does.
 
 The step loop does no host synchronisation: per-step losses stay on the device in a short
@@ -30,7 +30,7 @@ from dltrain.errors import DivergedError
 from dltrain.log import Logger
 from dltrain.losses import MetricTotals
 from dltrain.optim import steps_per_batch
-from dltrain.train.decisions import (
+from dltrain.training.decisions import (
     divergence,
     end_epoch,
     finished,
@@ -38,12 +38,12 @@ from dltrain.train.decisions import (
     val_record,
     validation_due,
 )
-from dltrain.train.decisions import first_nonfinite as first_nonfinite_loss
-from dltrain.train.distributed import SINGLE, Dist
-from dltrain.train.hooks import NO_HOOKS, Hooks
-from dltrain.train.signals import StopRequest
-from dltrain.train.state import Job, Parts, TrainState
-from dltrain.train.steps import autocast, micro_batches, pick_step
+from dltrain.training.decisions import first_nonfinite as first_nonfinite_loss
+from dltrain.training.distributed import SINGLE, Dist
+from dltrain.training.hooks import NO_HOOKS, Hooks
+from dltrain.training.signals import StopRequest
+from dltrain.training.state import Job, Parts, TrainState
+from dltrain.training.steps import autocast, micro_batches, pick_step
 
 
 @torch.inference_mode()

@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import torch
 
 from dltrain.optim import penalised_weights
-from dltrain.train.distributed import Dist
-from dltrain.train.state import Parts, Settings
+from dltrain.training.distributed import Dist
+from dltrain.training.state import Parts, Settings
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 Step = Callable[[Sequence[Batch]], "torch.Tensor | None"]
