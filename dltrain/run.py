@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from rich import get_console
 
 from dltrain.config import plain, validate
+from dltrain.data import build_data
 from dltrain.errors import ConfigError
 from dltrain.evaluate import evaluate_run, flops, test_best
 from dltrain.job import build_job, describe_job
@@ -63,9 +64,7 @@ def run(cfg: DictConfig, run_dir: Path | str | None, resume: bool = False,
         if d.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             write_config(cfg, run_dir, resume)
-        startup_s = start_up()  # before the run's clock starts: wall_s is the run's own
         record = Record(config, run_dir, d.is_main, d.world)
-        record.summary["startup_s"] = startup_s
         stop = stop or StopRequest()
         with record.ending(resume), stop.on_signals():  # a SIGTERM while loading ends cleanly
             _train(config, record, resume, stop, d, device)
@@ -80,7 +79,11 @@ def _train(config: dict[str, Any], record: Record, resume: bool, stop: StopReque
     seed_everything(int(trainer["seed"]))
     with deterministic(bool(trainer["deterministic"])):
         payload = resume_payload(run_dir, resume, str(trainer["resume"]))
-        job = build_job(config, device, d=d)
+        data = build_data(config["data"], device)  # bad data is refused before the imports
+        # what only a process's first run pays (torch.optim's first optimiser imports
+        # torch._dynamo): out of wall_s, so that a sweep's first job compares with the others
+        record.set_aside(start_up())
+        job = build_job(config, device, d=d, data=data)
         record.summary["task"] = job.spec.task
         if job.data.facts:  # what the reader of the user's own files decided, and why
             record.summary["data"] = job.data.facts

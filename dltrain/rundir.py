@@ -68,9 +68,10 @@ def refused(config: Mapping[str, Any], run_dir: Path | str | None, err: ConfigEr
 def start_up() -> float:
     """Seconds spent on what only the first run of a process pays, the imports that every run
     makes lazily: torch.optim's first optimiser imports torch._dynamo (2 s and more), the
-    first curves.png matplotlib (against ~0 s once imported). Paid before a run's clock
-    starts, so that wall_s is the run's own and a sweep's first job compares with the
-    others; summary.json's startup_s says what it cost."""
+    first curves.png matplotlib (against ~0 s once imported). Paid once the data is read
+    (a run refused for its data pays nothing) and set aside from the run's clock
+    (Record.set_aside), so that wall_s is the run's own and a sweep's first job compares with
+    the others; summary.json's startup_s says what it cost."""
     started = time.perf_counter()
     import matplotlib.backends.backend_agg  # (what savefig of a Figure loads)
     import matplotlib.figure  # noqa: F401
@@ -83,6 +84,11 @@ class Record:
     """A run's account of itself: summary.json's content as the run goes, its loggers, and
     how it ended. `ending()` turns whatever stops the run into a status; `close()` writes the
     HParams record and summary.json (on the main process) and gives the result."""
+
+    def set_aside(self, seconds: float) -> None:
+        """Time that is not the run's own (start_up's imports): out of wall_s, as startup_s."""
+        self.started += seconds
+        self.summary["startup_s"] = seconds
 
     def __init__(self, config: Mapping[str, Any], run_dir: Path, is_main: bool = True,
                  world: int = 1) -> None:

@@ -86,6 +86,7 @@ SCHEDULES: dict[str, Callable[[int, int, float, dict], float]] = {
     "exponential": lambda s, T, lr, c: lr * (c["gamma"] or 0.01 ** (1 / T)) ** s,
     "step": lambda s, T, lr, c: lr * c["gamma"] ** (s // (c["step_size"] or T // 3)),
     "warmup_cosine": _warmup_cosine,
+    "auto": _warmup_cosine,  # the default: warmup_cosine under a first-order optimiser
     "onecycle": _onecycle,
 }
 

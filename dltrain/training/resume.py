@@ -50,7 +50,7 @@ def check_statistics(payload: Mapping[str, Any], data: Data) -> None:
     scale, and predict regression targets in other units."""
     saved = {k: v for k, v in (payload.get("norm") or {}).items() if k != "target"}
     if saved.get("mean") is not None and data.norm.get("mean") is not None \
-            and not _same(saved, data.norm):
+            and not same_statistics(saved, data.norm):
         raise ConfigError(f"The checkpoint's inputs were normalised with other statistics "
                           f"({_stats(saved)}) than the data this config builds "
                           f"({_stats(data.norm)}); use the run's own training data.")
@@ -64,14 +64,14 @@ def check_target_scale(payload: Mapping[str, Any], scale: TargetScale | None) ->
     now = scale.to_dict() if scale is not None else None
     if saved is None and now is None:
         return
-    if saved is not None and now is not None and _same(saved, now):
+    if saved is not None and now is not None and same_statistics(saved, now):
         return
     raise ConfigError(f"The checkpoint's regression targets were standardised with other "
                       f"statistics ({_stats(saved)}) than the data this config builds "
                       f"({_stats(now)}); use the run's own training data.")
 
 
-def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+def same_statistics(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     """The same statistics up to float rounding: apart by less than 1e-5 of a std, where a
     difference would show in the metrics (a mean near zero has no relative precision)."""
     std = np.asarray(b["std"], dtype=np.float64)

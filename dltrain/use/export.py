@@ -24,7 +24,7 @@ import math
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,7 +98,8 @@ def rebuilt_test(run: LoadedRun) -> Samples:
     import torch
 
     from dltrain.data import build_data
-    from dltrain.use.loaded import _broadcast, pixel_scale
+    from dltrain.training.resume import same_statistics
+    from dltrain.use.loaded import per_feature, pixel_scale
 
     cfg = dict(run.config["data"])
     if "download" in cfg:
@@ -107,25 +108,18 @@ def rebuilt_test(run: LoadedRun) -> Samples:
     if tuple(data.spec.input_shape) != tuple(run.spec.input_shape):
         raise ConfigError(f"its inputs are now {tuple(data.spec.input_shape)}, not "
                           f"{tuple(run.spec.input_shape)}")
-    if not _same_stats(data.norm, run.norm):
+    normalised = bool(data.norm.get("mean"))
+    if normalised != bool(run.norm.get("mean")) or (
+            normalised and not same_statistics(run.norm, data.norm)):
         raise ConfigError("its statistics differ from the run's: the data changed since")
     x = data.test.x[:N_SAMPLES]
     if len(x) < EXAMPLE_BATCH:
         raise ConfigError(f"its test split holds {len(x)} sample(s)")
     if data.norm.get("mean"):
         spec = run.spec
-        x = (x * _broadcast(data.norm["std"], spec) + _broadcast(data.norm["mean"], spec)) \
+        x = (x * per_feature(data.norm["std"], spec) + per_feature(data.norm["mean"], spec)) \
             * pixel_scale(data.facts)
     return Samples(x.contiguous(), f"{len(x)} test samples of the run's data")
-
-
-def _same_stats(now: Mapping[str, Any], saved: Mapping[str, Any]) -> bool:
-    """The same input normalisation up to float rounding."""
-    if bool(now.get("mean")) != bool(saved.get("mean")):
-        return False
-    return all(np.allclose(np.asarray(now[k], dtype=np.float64),
-                           np.asarray(saved[k], dtype=np.float64), rtol=1e-5, atol=1e-7)
-               for k in ("mean", "std") if now.get(k))
 
 
 def drawn(run: LoadedRun, seed: int = 0) -> torch.Tensor:
@@ -133,7 +127,7 @@ def drawn(run: LoadedRun, seed: int = 0) -> torch.Tensor:
     the units of the stored data (times the pixel scale); token ids for a language model."""
     import torch
 
-    from dltrain.use.loaded import _broadcast, pixel_scale
+    from dltrain.use.loaded import per_feature, pixel_scale
 
     gen = torch.Generator().manual_seed(seed)
     spec = run.spec
@@ -143,7 +137,7 @@ def drawn(run: LoadedRun, seed: int = 0) -> torch.Tensor:
     noise = torch.randn((N_SAMPLES, *spec.input_shape), generator=gen)
     if not run.norm.get("mean"):
         return noise
-    x = _broadcast(run.norm["mean"], spec) + _broadcast(run.norm["std"], spec) * noise
+    x = per_feature(run.norm["mean"], spec) + per_feature(run.norm["std"], spec) * noise
     return x * pixel_scale(run.facts)
 
 

@@ -94,7 +94,7 @@ def load_run(run_dir: Path | str, device: str = "cpu") -> LoadedRun:
                      target_scale=TargetScale.from_dict(target) if target else None)
 
 
-def _broadcast(values: list[float], spec: DataSpec) -> torch.Tensor:
+def per_feature(values: list[float], spec: DataSpec) -> torch.Tensor:
     """Per-feature (vectors) or per-channel (images, signals) statistics, shaped to broadcast
     against a batch (N, *input_shape)."""
     t = torch.tensor(values, dtype=torch.float32)
@@ -125,8 +125,8 @@ class InUnits(nn.Module):
         self.input_shape = tuple(spec.input_shape)
         self.target_shape = tuple(spec.target_shape)
         self.normalises = bool(norm.get("mean"))
-        mean = _broadcast(norm["mean"], spec) if self.normalises else torch.zeros(1)
-        std = _broadcast(norm["std"], spec) if self.normalises else torch.ones(1)
+        mean = per_feature(norm["mean"], spec) if self.normalises else torch.zeros(1)
+        std = per_feature(norm["std"], spec) if self.normalises else torch.ones(1)
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
         self.register_buffer("scale", torch.tensor(float(scale)))

@@ -47,7 +47,7 @@ def test_smoke_run_writes_the_run_directory_of_the_contract(tmp_path):
 
     start = plugin_data_pb2.HParamsPluginData.FromString(
         hparams["_hparams_/session_start_info"]).session_start_info
-    assert start.hparams["optim.lr"].number_value == pytest.approx(0.001)
+    assert start.hparams["optim.lr"].number_value == pytest.approx(0.003)
     assert start.hparams["model.name"].string_value == "mlp"
     end = plugin_data_pb2.HParamsPluginData.FromString(
         hparams["_hparams_/session_end_info"]).session_end_info

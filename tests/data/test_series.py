@@ -129,7 +129,9 @@ def test_cli_a_sine_series_is_forecast_better_than_the_naive_forecast(tmp_path, 
         tmp_path / "s.csv", index=False)
     overrides = {"mlp": ["optim.lr=0.003"],
                  "cnn": ["model.channels=[16]", "optim.lr=0.003"],
-                 "transformer": ["model.depth=1", "model.width=32", "optim.lr=0.003"]}[model]
+                 # 60 steps that warm up and anneal (sched=auto): the transformer wants a larger
+                 # peak rate (RMSE 0.33 at 0.01 against 0.62 at 0.003; naive 0.51)
+                 "transformer": ["model.depth=1", "model.width=32", "optim.lr=0.01"]}[model]
     done = run_cli("data=series", "data.path=s.csv", "data.columns=[value]", "data.window=24",
                    "data.horizon=4", f"model={model}", *overrides, "trainer=smoke",
                    "trainer.max_steps=60", "logger=none", cwd=tmp_path)
