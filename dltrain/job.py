@@ -36,6 +36,12 @@ def batch_size(data_cfg: Mapping[str, Any], data: Data) -> int:
     return len(data.train) if size == "full" else int(size)
 
 
+def job_data(cfg: Mapping[str, Any], device: torch.device) -> Data:
+    """The data a job of `cfg` trains on (build_job reads it itself when not handed it): a
+    caller that must know the data is good before anything else is paid reads it first."""
+    return build_data(plain(cfg)["data"], device)
+
+
 def build_job(cfg: Mapping[str, Any], device: torch.device,
               with_optimizer: bool = True, d: Dist = SINGLE, data: Data | None = None) -> Job:
     """Data, model, loss, optimiser and schedule, in that order, from the config.

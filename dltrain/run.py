@@ -18,10 +18,9 @@ from omegaconf import DictConfig
 from rich import get_console
 
 from dltrain.config import plain, validate
-from dltrain.data import build_data
 from dltrain.errors import ConfigError
 from dltrain.evaluate import evaluate_run, flops, test_best
-from dltrain.job import build_job, describe_job
+from dltrain.job import build_job, describe_job, job_data
 from dltrain.log import Loggers, NullLogger
 from dltrain.log.console import ConsoleLogger
 from dltrain.log.curves import CURVES_FILE, CurvesLogger
@@ -79,7 +78,7 @@ def _train(config: dict[str, Any], record: Record, resume: bool, stop: StopReque
     seed_everything(int(trainer["seed"]))
     with deterministic(bool(trainer["deterministic"])):
         payload = resume_payload(run_dir, resume, str(trainer["resume"]))
-        data = build_data(config["data"], device)  # bad data is refused before the imports
+        data = job_data(config, device)  # bad data is refused before the imports below
         # what only a process's first run pays (torch.optim's first optimiser imports
         # torch._dynamo): out of wall_s, so that a sweep's first job compares with the others
         record.set_aside(start_up())
