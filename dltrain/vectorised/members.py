@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from dltrain.io import write_json
 from dltrain.job import build_job, describe_job
 from dltrain.log import Logger, Loggers, NullLogger
 from dltrain.log.console import LineLogger
-from dltrain.log.curves import CURVES_FILE, CurvesLogger
+from dltrain.log.curves import CURVES_FILE, Canvas, CurvesLogger
 from dltrain.probes.build import build_probes
 from dltrain.results import option_label, progress, run_options, with_baseline
 from dltrain.rundir import file_loggers, write_config
@@ -149,6 +148,7 @@ def open_members(members: Sequence[Member], index_of: int) -> None:
     before the stack trains; a direct call gets the config it was given, as `run` does."""
     first = members[0]
     params = sum(p.numel() for p in first.job.parts.model.parameters())
+    canvas = Canvas()
     for i, m in enumerate(members):
         m.run_dir.mkdir(parents=True, exist_ok=True)
         write_config(m.cfg, m.run_dir, False)
@@ -158,10 +158,10 @@ def open_members(members: Sequence[Member], index_of: int) -> None:
         lines.line(f"run directory: {m.run_dir}")
         lines.line(f"trained by the vectorised launcher as member {i + 1} of a stack of "
                    f"{len(members)}" + (f" (stack {index_of})" if index_of else ""))
-        # curves.png at the member's end (a stack validates all members at once: one picture
-        # each at every validation would multiply the drawing time by the stack's size)
+        # curves.png at the member's end only, all drawn on one figure (CurvesLogger says why)
         curves = CurvesLogger(m.run_dir / CURVES_FILE, m.job.settings.monitor,
-                              m.config.get("name") or m.run_dir.name, min_interval_s=math.inf)
+                              m.config.get("name") or m.run_dir.name, at_validations=False,
+                              canvas=canvas)
         m.logger = Loggers([lines, curves, *file_loggers(m.config, m.run_dir)])
         meta = checkpoint_meta(m.config, m.job.spec.to_dict(), m.job.data)
         m.checkpoints = Checkpoints(m.job.parts, meta, m.run_dir / "checkpoints")

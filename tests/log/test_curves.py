@@ -12,9 +12,11 @@ from PIL import Image
 
 from dltrain.log.curves import (
     META_KEY,
+    Canvas,
     CurvesLogger,
     History,
     curves_figure,
+    curves_png,
     second_metric,
 )
 
@@ -111,6 +113,42 @@ def test_drawn_at_validations_at_most_every_interval_and_always_at_the_end(tmp_p
     late.close()  # the end draws what came in since
     assert drawn(tmp_path / "late.png")["train/loss"] == 2
     assert drawn(tmp_path / "late.png")["val/loss"] == 2
+
+
+def test_a_stack_member_draws_at_its_end_only(tmp_path):
+    """A vectorised stack's members (at_validations=False): no picture at any validation, the
+    first one included, one at the end."""
+    path = tmp_path / "curves.png"
+    sink = CurvesLogger(path, "val/accuracy", at_validations=False, canvas=Canvas())
+    for step in (5, 10):
+        sink.log_metrics(train_point(step), step)
+        sink.log_metrics(val_point(step), step)
+    assert not path.exists()
+    sink.close()
+    assert drawn(path) == {"train/loss": 2, "train/lr": 2, "val/loss": 2, "val/accuracy": 2}
+
+
+def history_of(steps: int, spread: bool) -> History:
+    history = History()
+    for step in range(1, steps + 1):
+        point = train_point(step) if spread else {"train/loss": 1 + 0.01 * step, "train/lr": 0.1}
+        history.add(point, step)
+        if step % 3 == 0:
+            history.add(val_point(step), step)
+    return history
+
+
+def test_a_canvas_drawn_again_gives_the_picture_a_fresh_figure_gives():
+    """The canvas redraws one figure for member after member: what an earlier member drew
+    (its lines, legend, log scales, limits, title) must not show in the next picture."""
+    canvas = Canvas()
+    first, second = history_of(40, spread=True), history_of(12, spread=False)
+    canvas.png(first, "val/accuracy", "first")
+    assert canvas.png(second, "val/accuracy", "second") == curves_png(second, "val/accuracy",
+                                                                     "second")
+    only_loss = History()  # other panels: a figure of its own
+    only_loss.add({"val/loss": 1.0, "train/lr": 0.1}, 1)
+    assert canvas.png(only_loss, "val/loss") == curves_png(only_loss, "val/loss")
 
 
 def test_the_interval_grows_with_what_a_drawing_costs(tmp_path):
