@@ -43,6 +43,7 @@ from dltrain.rules import (
     off,
     pair,
     path_or_pair,
+    seed,
     suggest,
     text,
     url,
@@ -73,6 +74,7 @@ INITS = ("default", "lecun", "xavier", "kaiming", "orthogonal", "normal")
 POOLINGS = ("max", "avg", "none")  # model=cnn: the pooling after each conv block
 READOUTS = ("mean", "cls")  # model=transformer: the tokens' mean or a class token
 NORMS = ("layer", "none")  # model=transformer
+CELLS = ("lstm", "gru", "rnn")  # model=rnn: nn.LSTM, nn.GRU, nn.RNN (Elman, tanh)
 TASKS = ("classification", "regression", "language_model", "reconstruction")
 # What trainer.monitor can name: the validation loss or a metric of some task
 # (losses.METRICS); whether the run's task measures it is checked when the job is built.
@@ -159,7 +161,7 @@ RULES: tuple[Rule, ...] = (
     Rule("data.val_fraction", number(0, 1, lo_open=True)),
     Rule("data.test_fraction", number(0, 1, lo_open=True)),
     Rule("data.noise", number(0), PER_DRAW),
-    Rule("data.seed", integer(0), PER_DRAW),
+    Rule("data.seed", seed, PER_DRAW),
     Rule("data.root", text()),
     Rule("data.path", text(optional=True)),
     # data=table: the user's own table (dltrain/data/table.py)
@@ -193,6 +195,8 @@ RULES: tuple[Rule, ...] = (
     Rule("data.periods", number(0, lo_open=True)),  # data=sine
     Rule("data.coefficients", numbers),  # data=poly
     Rule("data.x_range", interval),  # data=poly
+    Rule("data.length", integer(2)),  # data=adding: steps of a sequence; sine_series: of the series
+    Rule("data.frequencies", numbers),  # data=sine_series: cycles per step of each component
     Rule("data.augment", augmentation, alone=alone_unless(
         off, "data augmentation (reg=[augment]) draws per batch: it runs alone")),
     Rule("data.augment.crop", integer(0)),
@@ -221,6 +225,11 @@ RULES: tuple[Rule, ...] = (
     Rule("model.norm", choice(NORMS)),
     Rule("model.latent", integer(1, optional=True)),
     Rule("model.variational", boolean),
+    # model=rnn (dltrain/models/rnn.py)
+    Rule("model.cell", choice(CELLS)),
+    Rule("model.hidden_size", integer(1)),
+    Rule("model.layers", integer(1)),
+    Rule("model.bidirectional", boolean),
     Rule("optim.lr", number(0, lo_open=True), PER_MEMBER),
     Rule("optim.weight_decay", number(0), PER_MEMBER),
     Rule("optim.momentum", number(0, 1), PER_MEMBER),
@@ -265,7 +274,7 @@ RULES: tuple[Rule, ...] = (
     Rule("trainer.channels_last", auto_or_boolean, SHARED, alone_unless(
         lambda v: v is not True, "trainer.channels_last=true: the channels-last layout runs "
         "alone")),
-    Rule("trainer.seed", integer(0), PER_MEMBER),
+    Rule("trainer.seed", seed, PER_MEMBER),
     Rule("trainer.deterministic", boolean, SHARED),
     Rule("trainer.log_every", integer(1), SHARED),
     Rule("trainer.val_every", integer(1), SHARED),
@@ -300,7 +309,7 @@ RULES: tuple[Rule, ...] = (
     Rule("probe.landscape.span", number(0, lo_open=True)),
     Rule("probe.landscape.points", integer(2)),
     Rule("probe.landscape.line", interval),
-    Rule("probe.landscape.seed", integer(0)),
+    Rule("probe.landscape.seed", seed),
     Rule("probe.boundary.images", boolean),
     Rule("probe.fit.images", boolean),
     Rule("probe.boundary.resolution", integer(2)),
@@ -309,7 +318,7 @@ RULES: tuple[Rule, ...] = (
     Rule("probe.samples.length", integer(1)),
     Rule("probe.samples.prompt", integer(1)),
     Rule("probe.samples.temperature", number(0, lo_open=True)),
-    Rule("probe.samples.seed", integer(0)),
+    Rule("probe.samples.seed", seed),
     Rule("logger.tensorboard.flush_secs", number(0)),
     Rule("logger.mlflow.experiment", experiment_name),
     Rule("logger.mlflow.flush_secs", number(0)),

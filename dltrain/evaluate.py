@@ -16,9 +16,10 @@ from dltrain.log import Logger
 from dltrain.perf import peak_tflops, training_flops_per_sample, utilisation
 from dltrain.results import with_baseline
 from dltrain.runtime import resolve_device, seed_everything
-from dltrain.training.checkpoint import load_checkpoint
+from dltrain.training.best_pair import settle_best
+from dltrain.training.checkpoint import WEIGHTS, load_checkpoint
 from dltrain.training.loop import autocast, evaluate
-from dltrain.training.resume import check_statistics, load_weights
+from dltrain.training.resume import check_finite, check_statistics, load_weights
 from dltrain.training.state import Job
 
 log = logging.getLogger("dltrain")
@@ -26,10 +27,14 @@ log = logging.getLogger("dltrain")
 
 def test_best(job: Job, run_dir: Path, logger: Logger, step: int) -> dict[str, float]:
     """Score the best weights (else the last) on the test split, into the logs; the data's
-    baseline for the test split (a series' naive_rmse) beside the model's metrics."""
-    best = run_dir / "checkpoints" / "best.pt"
-    if best.exists():
-        job.parts.model.load_state_dict(load_checkpoint(best)["model"])
+    baseline for the test split (a series' naive_rmse) beside the model's metrics. best.pt
+    is checked against last.pt first (best_pair.settle_best): the weights scored are those
+    of the best step that summary.json names."""
+    best = settle_best(run_dir / "checkpoints")
+    if best is not None and best.name == "best.pt":  # else the last weights: the model's own
+        weights = load_checkpoint(best, WEIGHTS)["model"]
+        check_finite(job.parts.model, weights, str(best))
+        job.parts.model.load_state_dict(weights)
     amp = autocast(job.device, job.settings.precision)
     test = with_baseline(evaluate(job.parts, job.data.test, job.spec.task,
                                   job.settings.eval_batch_size, amp,
@@ -58,12 +63,11 @@ def evaluate_run(cfg: DictConfig, run_dir: Path | str) -> dict[str, Any]:
     config = plain(cfg)
     device = resolve_device(config["trainer"]["device"])
     checkpoints = run_dir / "checkpoints"
-    path = checkpoints / "best.pt" if (checkpoints / "best.pt").exists() else \
-        checkpoints / "last.pt"
-    payload = load_checkpoint(path)
+    path = settle_best(checkpoints) or checkpoints / "last.pt"  # best.pt as last.pt says
+    payload = load_checkpoint(path, WEIGHTS)
     seed_everything(int(config["trainer"]["seed"]))
     job = build_job(config, device, with_optimizer=False)
-    load_weights(job.parts.model, payload, config["model"])
+    load_weights(job.parts.model, payload, config["model"], str(path))
     check_statistics(payload, job.data)  # the inputs and units it trained on
     amp = autocast(device, job.settings.precision)
     batch, scale, facts = job.settings.eval_batch_size, job.data.target_scale, job.data.facts

@@ -18,11 +18,13 @@ import torch
 from dltrain.config import plain
 from dltrain.data import Data, build_data
 from dltrain.data.batches import train_batches
+from dltrain.data.memory import out_of_memory_refused
 from dltrain.data.spec import Split
 from dltrain.data.tasks import with_task
 from dltrain.errors import ConfigError
 from dltrain.losses import METRICS, build_loss, loss_spec
 from dltrain.models import build_model
+from dltrain.models.footprint import check_activations, check_parameters, model_label
 from dltrain.optim import build_optimizer, build_scheduler, penalties
 from dltrain.training.distributed import SINGLE, Dist
 from dltrain.training.state import Job, Parts, Settings
@@ -57,13 +59,25 @@ def build_job(cfg: Mapping[str, Any], device: torch.device,
     trainer = c["trainer"]
     data = with_task(build_data(c["data"], device) if data is None else data, c["task"])
     spec = loss_spec(c["loss"], data.spec)
-    model = build_model(c["model"], c["init"], spec).to(device)
-    if sync_batchnorm(trainer["sync_batchnorm"], device, model, d):  # before the optimiser
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     size = batch_size(c["data"], data)
     settings = Settings.from_cfg(trainer, spec.task, size)
     check_monitor(settings, spec.task)
+    # the batches draw nothing from the global random state: made before the model, so that
+    # what their sizes rule out is refused before the model costs anything
     batches = train_batches(data, size, int(trainer["seed"]), d.shard)
+    # what training needs is checked where there is training (not for evaluation)
+    fits = None
+    if with_optimizer:
+        check_accumulate(settings.accumulate, len(batches), batches.batch_size, spec.name)
+        fits = check_parameters(c["model"], spec, c["optim"], device)
+    with out_of_memory_refused(f"Building {model_label(c['model'])}",
+                               "use a smaller model"):
+        model = build_model(c["model"], c["init"], spec).to(device)
+    if fits is not None:
+        check_activations(model, c["model"], spec, fits, batches.batch_size // d.shard.count,
+                          device, settings.precision)
+    if sync_batchnorm(trainer["sync_batchnorm"], device, model, d):  # before the optimiser
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     total_steps = settings.total_steps(len(batches))
     if channels_last(trainer["channels_last"], device, model):
         # conv kernels on GPUs run fastest on NHWC; the data is laid out once
@@ -71,7 +85,9 @@ def build_job(cfg: Mapping[str, Any], device: torch.device,
         for split in (data.train, data.val, data.test):
             if isinstance(split, Split) and split.x.ndim == 4:
                 split.x = split.x.contiguous(memory_format=torch.channels_last)
-    optimizer = build_optimizer(c["optim"], model) if with_optimizer else None
+    with out_of_memory_refused(f"The optimiser of {model_label(c['model'])}",
+                               "use a smaller model"):
+        optimizer = build_optimizer(c["optim"], model) if with_optimizer else None
     forward: Any = model
     if d.active:
         from torch.nn.parallel import DistributedDataParallel
@@ -89,6 +105,17 @@ def build_job(cfg: Mapping[str, Any], device: torch.device,
         penalties=penalties(c["penalty"]),
     )
     return Job(data, spec, parts, settings, batches, total_steps, device)
+
+
+def check_accumulate(accumulate: int, batches: int, batch: int, data_name: str) -> None:
+    """Refuse trainer.accumulate larger than an epoch's batches: no optimiser step could be
+    taken (the loop would end at once, reported as a divergence)."""
+    if accumulate > batches:
+        raise ConfigError(
+            f"trainer.accumulate={accumulate} takes {accumulate} batches for one optimiser "
+            f"step, but an epoch of data={data_name} has only {batches} batch"
+            f"{'es' if batches != 1 else ''} of {batch}; use trainer.accumulate={batches} or "
+            "less, or a smaller data.batch_size.")
 
 
 def check_monitor(settings: Settings, task: str) -> None:

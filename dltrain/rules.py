@@ -93,6 +93,18 @@ def integer(lo: int, optional: bool = False) -> Check:
     return check
 
 
+# The largest seed: numpy's global seed and the generators a run derives take 32 bits, so a
+# larger one is refused by the config rather than by numpy halfway into a run.
+SEED_MAX = 2**32 - 1
+
+
+def seed(v: Any) -> str | None:
+    """trainer.seed, data.seed and the probes' seeds: a whole number of 32 bits."""
+    if _is_int(v) and 0 <= v <= SEED_MAX:
+        return None
+    return f"must be a whole number >= 0 and <= {SEED_MAX} (2**32 - 1: a seed has 32 bits)"
+
+
 def _interval(lo: float, hi: float, lo_open: bool, hi_open: bool) -> str:
     """An interval as a message writes it: "in [0, 1)", "> 0", ">= 0"."""
     if hi == math.inf:

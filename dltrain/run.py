@@ -10,6 +10,7 @@ interrupted run where it stopped.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,14 @@ from dltrain.config import plain, validate
 from dltrain.errors import ConfigError
 from dltrain.evaluate import evaluate_run, flops, test_best
 from dltrain.job import build_job, describe_job, job_data
+from dltrain.lock import RunLock, take
 from dltrain.log import Loggers, NullLogger
 from dltrain.log.console import ConsoleLogger
 from dltrain.log.curves import CURVES_FILE, CurvesLogger
 from dltrain.models.summary import layer_table
+from dltrain.outdir import check_new_run, check_writable, run_marks
 from dltrain.probes.build import build_probes
-from dltrain.results import RunResult, option_label, progress, with_baseline
+from dltrain.results import RunResult, option_label, progress, run_options, with_baseline
 from dltrain.rundir import Record, file_loggers, refused, start_up, write_config
 from dltrain.runtime import deterministic, resolve_device, seed_everything
 from dltrain.training.checkpoint import Checkpoints, checkpoint_meta, rank_save
@@ -42,15 +45,30 @@ log = logging.getLogger("dltrain")
 
 
 def run(cfg: DictConfig, run_dir: Path | str | None, resume: bool = False,
-        stop: StopRequest | None = None) -> RunResult:
+        stop: StopRequest | None = None, restart: bool = False) -> RunResult:
     """Train the composed config `cfg`, writing everything into `run_dir`.
 
     With `resume`, continue from `run_dir/checkpoints/last.pt`: same directory, same
-    TensorBoard run, same step counter, the same data order and random numbers.
+    TensorBoard run, same step counter, the same data order and random numbers. With
+    `restart`, start the run already in `run_dir` again from `cfg` (it left no checkpoint).
+    Without either (or trainer.resume=auto), a directory that holds a run is refused; a
+    directory another process holds (RUN_DIR/.lock) is refused; nothing is written then.
 
     Under torchrun (`trainer=ddp`) every rank calls this; rank 0's `run_dir` is the one
     directory of the job (other ranks may pass None) and rank 0 alone writes into it.
+
+    `stop` (by default the one `dltrain` installed for the command, StopRequest.current) is
+    read between the phases before training and after every step; its handlers stay
+    installed until summary.json is written and the exit code chosen. A second Ctrl-C stops
+    at once only where the run's record writes that end down (Record.ending).
     """
+    stop = stop or StopRequest.current()
+    with stop.on_signals(second_stops=False):
+        return _run(cfg, run_dir, resume, stop, restart)
+
+
+def _run(cfg: DictConfig, run_dir: Path | str | None, resume: bool, stop: StopRequest,
+         restart: bool) -> RunResult:
     try:
         validate(cfg)
         config = plain(cfg)
@@ -60,14 +78,54 @@ def run(cfg: DictConfig, run_dir: Path | str | None, resume: bool = False,
         return refused(cfg, run_dir, err)
     with process_group(d, device):
         run_dir = Path(d.broadcast(None if run_dir is None else str(run_dir)))
-        if d.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            write_config(cfg, run_dir, resume)
-        record = Record(config, run_dir, d.is_main, d.world)
-        stop = stop or StopRequest()
-        with record.ending(resume), stop.on_signals():  # a SIGTERM while loading ends cleanly
-            _train(config, record, resume, stop, d, device)
-        return record.close(stop.signal)
+        claim = _claim(run_dir, config, resume or restart) if d.is_main else None
+        refusal = d.broadcast(claim if isinstance(claim, str) else None)
+        if refusal is not None:  # not this run's directory to write: nothing is written there
+            return RunResult.of({"status": "failed", "error": refusal,
+                                 "options": run_options(config)}, bad_input=True)
+        with claim if isinstance(claim, RunLock) else nullcontext():  # released on any exit
+            if d.is_main:
+                write_config(cfg, run_dir, False)  # a continued run's: once it continues
+            record = Record(config, run_dir, d.is_main, d.world)
+            _guard(record, cfg, resume, restart)
+            with record.ending(resume), stop.at_once():
+                _train(config, record, resume, stop, d, device)
+            return record.close(stop.signal)  # the status is decided: a signal is only noted
+
+
+def _claim(run_dir: Path, config: dict[str, Any], continuing: bool) -> RunLock | str:
+    """Rank 0 takes the run directory before anything is written into it: a folder that can
+    be written, locked for this process, holding no run unless this one continues it
+    (`continuing`, or trainer.resume=auto), its checkpoints/ and tb/ writable. Returns the
+    lock, or the sentence of the refusal."""
+    try:
+        check_writable(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = take(run_dir)
+    except ConfigError as err:
+        return str(err)
+    try:
+        check_new_run(run_dir, continuing or config["trainer"]["resume"] == "auto")
+        for folder in ("checkpoints", "tb"):  # not found out after training
+            check_writable(run_dir / folder, "The run's folder")
+    except ConfigError as err:
+        lock.release()
+        return str(err)
+    return lock
+
+
+def _guard(record: Record, cfg: DictConfig, resume: bool, restart: bool) -> None:
+    """Whether this run continues (or starts again) the run already in its directory, whose
+    summary and config then stand until training restarts (Record.guard)."""
+    run_dir = record.run_dir
+    auto = cfg.trainer.resume == "auto"
+    if resume or (auto and (run_dir / "checkpoints" / "last.pt").exists()):
+        record.guard(cfg)
+    elif restart or (auto and run_marks(run_dir)):
+        record.guard(cfg, restart=True)
+        if record.is_main:
+            log.info(f"{run_dir} has no checkpoint: the run starts again from its config "
+                     f"({run_dir / '.hydra' / 'config.yaml'}).")
 
 
 def _train(config: dict[str, Any], record: Record, resume: bool, stop: StopRequest, d: Dist,
@@ -76,9 +134,15 @@ def _train(config: dict[str, Any], record: Record, resume: bool, stop: StopReque
     if trainer["threads"]:
         torch.set_num_threads(int(trainer["threads"]))
     seed_everything(int(trainer["seed"]))
+
+    def check() -> None:  # a stop requested so far ends the run here (Stopped), on every rank
+        stop.check(d.any(stop.requested, device))
+
     with deterministic(bool(trainer["deterministic"])):
+        check()
         payload = resume_payload(run_dir, resume, str(trainer["resume"]))
         data = job_data(config, device)  # bad data is refused before the imports below
+        check()
         # what only a process's first run pays (torch.optim's first optimiser imports
         # torch._dynamo): out of wall_s, so that a sweep's first job compares with the others
         record.set_aside(start_up())
@@ -89,6 +153,7 @@ def _train(config: dict[str, Any], record: Record, resume: bool, stop: StopReque
         fork_rng(int(trainer["seed"]), d)
         state = restore(job.parts, job.data, job.spec, payload, config, d) \
             if payload else TrainState()
+        check()
         done = finished(state, job.settings) if payload else None
         if done and resume:
             raise ConfigError(f"This run is finished ({done}); to train on, raise the budget, "
@@ -97,6 +162,7 @@ def _train(config: dict[str, Any], record: Record, resume: bool, stop: StopReque
             log.info(f"{run_dir} is already finished ({done}).")
             record.keep = True
             return
+        record.begin()  # training (re)starts: from here on the directory's record is this run's
         params = sum(p.numel() for p in job.parts.model.parameters())
         record.summary.update(params=params, device=str(device))
         if d.is_main:
@@ -115,13 +181,20 @@ def _train(config: dict[str, Any], record: Record, resume: bool, stop: StopReque
         save = Checkpoints(job.parts, meta, run_dir / "checkpoints", d) if d.is_main \
             else rank_save(d)
         hooks = build_probes(config, job, logger, run_dir, d.is_main)
-        status = "interrupted" if stop.requested else fit(job, state, logger, save, stop, d,
-                                                          hooks)
+        stopped = d.any(stop.requested, device)  # before fit: ranks agree, as they do in it
+        status = "interrupted" if stopped else fit(job, state, logger, save, stop, d, hooks)
         record.summary.update(progress(state, job.settings), status=status)
         record.summary["val"] = with_baseline(record.summary["val"], job.data.facts, "val")
         record.summary.update(_throughput(job, config, record.summary, state, d))
         if status == "completed" and d.is_main:
             record.summary["test"] = test_best(job, run_dir, logger, state.step)
+        # A signal once training is over (the final validation, the test) lets the run end
+        # completed, exit 0: its checkpoints are written, the test is one pass over the test
+        # split, and a run stopped there would be neither complete nor resumable (a resume
+        # finds nothing left to train). A second Ctrl-C still stops it at once (interrupted).
+        if status == "completed" and stop.requested and d.is_main:
+            log.warning(f"{stop.signal} came after training had finished: the run was "
+                        "completed (validated and tested), nothing was cut short")
 
 
 def _throughput(job: Job, config: dict[str, Any], summary: dict[str, Any], state: TrainState,

@@ -4,6 +4,7 @@ files (metrics.jsonl, tb/), and summary.json — written whatever the end was.""
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 import traceback
 from collections.abc import Iterator, Mapping
@@ -15,14 +16,17 @@ from omegaconf import DictConfig, OmegaConf
 from rich import get_console
 
 from dltrain.config import chosen_loggers
+from dltrain.data.memory import ran_out
 from dltrain.errors import ConfigError, DivergedError
 from dltrain.hparams import flat_hparams, session_group
-from dltrain.io import write_json
+from dltrain.io import NoSpaceError, write_json
 from dltrain.log import Logger
 from dltrain.log.console import results_table
 from dltrain.log.jsonl import JsonlLogger
+from dltrain.outdir import run_marks
 from dltrain.results import RunResult, run_options
 from dltrain.runtime import environment
+from dltrain.training.signals import Stopped
 
 log = logging.getLogger("dltrain")
 
@@ -60,9 +64,21 @@ def refused(config: Mapping[str, Any], run_dir: Path | str | None, err: ConfigEr
             ) -> RunResult:
     """A run that could not start: its summary says why (where there is a directory)."""
     summary = {"status": "failed", "error": str(err), "options": run_options(config)}
-    if run_dir is not None and (Path(run_dir) / ".hydra").exists():
+    # never over the summary of a run that trained there (a resume refused for its config)
+    if run_dir is not None and (Path(run_dir) / ".hydra").exists() and not run_marks(run_dir):
         write_json(Path(run_dir) / "summary.json", summary)
     return RunResult.of(summary, bad_input=True)
+
+
+def interrupted_note(run_dir: Path, signal: str | None = None) -> str:
+    """What an interrupted run says: where its checkpoint is and how to continue, or, if it
+    stopped before its first checkpoint, that a resume starts it again."""
+    stopped = f"interrupted by {signal}" if signal else "interrupted"
+    if (run_dir / "checkpoints" / "last.pt").exists():
+        return (f"{stopped}; checkpoint saved in {run_dir / 'checkpoints'}; continue with: "
+                f"dltrain resume {run_dir}")
+    return (f"{stopped} before the first checkpoint (none saved); dltrain resume {run_dir} "
+            "starts the run again from its config")
 
 
 def start_up() -> float:
@@ -102,6 +118,31 @@ class Record:
         self.logger: Logger | None = None  # once the run got as far as logging
         self.bad_input = False
         self.keep = False  # the directory's own summary.json stands (finished, or refused)
+        self.pending: DictConfig | None = None  # set by guard(): the run is not yet continued
+        self.restart = False
+
+    @property
+    def guarded(self) -> bool:
+        """Whether the run already in the directory stands until training restarts."""
+        return self.pending is not None
+
+    def guard(self, cfg: DictConfig, restart: bool = False) -> None:
+        """This run continues the run already in the directory (a resume, trainer.resume=auto
+        finding its checkpoint) or, with `restart`, starts it again (it left no checkpoint): its
+        summary.json and .hydra/config.yaml stand until training restarts (`begin`), so that a
+        resume refused or failing before then leaves the run as it was."""
+        self.pending, self.restart = cfg, restart
+
+    def begin(self) -> None:
+        """Training (re)starts: from here on the directory's record is this run's. A continued
+        run's config, overrides included, replaces the old; a restarted run's earlier metrics
+        and events go (the same config and seed log them again)."""
+        if self.pending is not None and self.is_main:
+            write_config(self.pending, self.run_dir, True)
+            if self.restart:
+                (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
+                shutil.rmtree(self.run_dir / "tb", ignore_errors=True)
+        self.pending = None
 
     @contextmanager
     def ending(self, resume: bool) -> Iterator[None]:
@@ -111,16 +152,32 @@ class Record:
         except ConfigError as err:
             self.summary.update(status="failed", error=str(err))
             self.bad_input = True
-            self.keep = self.keep or resume  # a refused resume leaves the run's summary as it was
+            self.keep = self.keep or self.guarded  # a refused resume leaves the run as it was
         except DivergedError as err:
             self.summary.update(status="diverged", error=str(err))
             log.error(str(err))
+        except Stopped as err:  # a stop requested before training began: nothing to save
+            self.summary.update(status="interrupted", error=f"stopped by {err} before training")
+            self.keep = self.keep or self.guarded
         except KeyboardInterrupt:
             self.summary.update(status="interrupted",
                                 error="stopped at once by a second interrupt")
+            self.keep = self.keep or self.guarded
+        except NoSpaceError as err:  # a full device: its sentence says all, what is kept too
+            self.summary.update(status="failed", error=str(err))
+            log.error(str(err))
+            self.keep = self.keep or self.guarded
         except Exception as err:  # recorded, not hidden: the run's end is always written down
-            self.summary.update(status="failed", error=f"{type(err).__name__}: {err}")
-            log.error("training failed:\n%s", traceback.format_exc())
+            phrase = ran_out(err)
+            if phrase:  # an allocation that failed while training: what ran out, no traceback
+                sentence = (f"Training stopped: {phrase}; use a smaller data.batch_size or "
+                            "model.")
+                self.summary.update(status="failed", error=sentence)
+                log.error(sentence)
+            else:
+                self.summary.update(status="failed", error=f"{type(err).__name__}: {err}")
+                log.error("training failed:\n%s", traceback.format_exc())
+            self.keep = self.keep or self.guarded  # a resume that failed before it continued
 
     def close(self, signal: str | None = None) -> RunResult:
         if self.logger is not None:
@@ -131,15 +188,17 @@ class Record:
         if not self.keep and self.is_main:
             self.summary["wall_s"] = round(time.perf_counter() - self.started, 3)
             self.summary["env"] = environment()
-            write_json(self.run_dir / "summary.json", self.summary)
+            try:
+                write_json(self.run_dir / "summary.json", self.summary)
+            except NoSpaceError as err:  # said, not a traceback; and the run did not end well
+                log.error(f"{err}; summary.json was not written")
+                self.summary.update(status="failed", error=str(err))
         if self.logger is not None:  # after summary.json: a sink may carry it (MLflow)
             self.logger.close()
-        if self.keep and not self.bad_input:  # a finished run asked to go on: nothing to do
-            return RunResult.read(self.run_dir)
+        if self.keep and not self.bad_input and "error" not in self.summary:
+            return RunResult.read(self.run_dir)  # a finished run asked to go on: nothing to do
         if self.summary["status"] == "interrupted" and self.is_main:
-            log.warning(f"interrupted by {signal or 'SIGINT'}; checkpoint saved in "
-                        f"{self.run_dir / 'checkpoints'}; continue with: dltrain resume "
-                        f"{self.run_dir}")
+            log.warning(interrupted_note(self.run_dir, signal or "SIGINT"))
         if not self.bad_input and self.is_main:
             get_console().print(results_table(self.summary))
         return RunResult.of(self.summary, self.bad_input)

@@ -10,7 +10,8 @@ SIGINTs a moment apart, or SIGKILL), then `dltrain resume RUN_DIR` until the run
 (at most three resumes), and compares the final checkpoints/last.pt and best.pt with the
 reference's, tensor by tensor (torch.equal), and the test metrics of summary.json. Besides,
 every process's exit code must agree with the summary.json it left (0 completed, 130
-interrupted, 1 failed or diverged; a SIGKILLed process leaves what it had).
+interrupted, 1 failed or diverged; a SIGKILLed process leaves what it had). A command stopped
+before its run began (exit 130, no run folder yet) is given again.
 
 A trial is
   exact      completed, every tensor and test metric equal to the reference's;
@@ -149,6 +150,13 @@ def trial(config: Config, ref: Reference, run_dir: Path, rng: random.Random) -> 
     _, err = proc.communicate()
     code = proc.returncode
     story = f"{how} at {at:.2f} s -> exit {code}"
+    if code == 130 and not (run_dir / ".hydra").is_dir():
+        # stopped before its run began (imports, the config check): no folder, nothing to
+        # resume; the command is simply given again, as a user would
+        again = subprocess.run(command(config, run_dir), capture_output=True, text=True,
+                               check=False)
+        story += f" before the run began; again -> exit {again.returncode}"
+        code, err, how = again.returncode, again.stderr, "again"
     if not agrees(code, run_dir, how == "SIGKILL"):
         return "lost", f"{story}, but summary.json says {summary(run_dir).get('status')}"
     if "Traceback" in err:

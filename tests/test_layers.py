@@ -14,10 +14,11 @@ from tests.test_imports import import_graph
 
 # Layer by layer, bottom up; a module is named by its longest prefix here.
 LAYERS: list[tuple[str, ...]] = [
-    # 0: torch-free facts: errors, files, config rules, results, hyperparameters, tags
+    # 0: torch-free facts: errors, files, config rules, results, hyperparameters, tags, where
+    # a run may be written and its directory's lock
     ("dltrain", "dltrain.errors", "dltrain.io", "dltrain.rules", "dltrain.config",
      "dltrain.results", "dltrain.hparams", "dltrain.overrides", "dltrain.probes.tags",
-     "dltrain.targets"),
+     "dltrain.targets", "dltrain.outdir", "dltrain.lock"),
     # 1: the building blocks, each on its own: data, models, losses, optimisers, the machine
     ("dltrain.data", "dltrain.models", "dltrain.losses", "dltrain.optim", "dltrain.runtime",
      "dltrain.perf", "dltrain.log"),

@@ -15,6 +15,7 @@ report), predict.py and export.py (a finished run put to use: dltrain.use does t
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -25,7 +26,8 @@ from dltrain.cli.predict import predict
 from dltrain.cli.preflight import explain, preflight
 from dltrain.cli.runs import evaluate, load_run_config, report, resume
 from dltrain.errors import ConfigError
-from dltrain.results import EXIT_BAD_INPUT
+from dltrain.results import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+from dltrain.training.signals import StopRequest, signal_at
 
 __all__ = ["CONFIG_NAME", "VERBS", "conf_dir", "defaults", "evaluate", "explain",
            "groups", "list_options", "load_run_config", "main", "preflight", "report", "resume"]
@@ -41,8 +43,37 @@ VERBS: dict[str, Callable[[list[str]], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of the `dltrain` console script."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Entry point of the `dltrain` console script.
+
+    From its first instruction a SIGINT or SIGTERM ends the command in exit 130 without a
+    traceback: before a run it stops at once, inside one the run stops cleanly and writes
+    summary.json (dltrain/training/signals.py). Without `argv` main() is the process's entry
+    point (the console script, `python -m dltrain`): its handlers stay until the process
+    ends, so that a signal in the interpreter's own exit cannot turn the chosen exit code into
+    143. Called with `argv` (from Python), it gives the caller's handlers back.
+    """
+    stop, previous = StopRequest(), {}
+    try:
+        previous = stop.install()
+        signal_at("start")
+        code = _command(list(sys.argv[1:] if argv is None else argv), stop)
+    except KeyboardInterrupt:  # before a run, or a second Ctrl-C: stopped at once
+        print(f"dltrain: interrupted by {stop.signal or 'SIGINT'}", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    finally:
+        stop.settle()  # the exit code is chosen: a signal from here on is only noted
+        if argv is not None:
+            stop.restore(previous)
+        else:  # the process's own exit: Python's finalisation puts back the default
+            # handlers (a SIGTERM there would end it with 143 after summary.json said
+            # otherwise) but keeps an ignored signal ignored
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_IGN)
+    sys.exit(code)
+
+
+def _command(argv: list[str], stop: StopRequest) -> int:
+    """Run a verb or train; the exit code."""
     # `data._target_=mymodule.load`, `model._target_=mymodule.MyNet`: a module of the current
     # folder is found as `python` finds it (a console script's path starts at its bin/ instead)
     if "" not in sys.path and os.getcwd() not in sys.path:
@@ -55,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             from dltrain.cli.app import train  # Hydra's app: loaded when it trains
 
-            code = train(argv)
+            code = train(argv, stop)
     except ConfigError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -64,5 +95,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     except BrokenPipeError:  # `dltrain list | head`: the reader left, which is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0
-    sys.exit(code)
+    return code
 

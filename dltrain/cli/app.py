@@ -10,16 +10,18 @@ import sys
 
 # The task is pickled to a launcher's workers (joblib, SLURM): unpickling it there imports
 # this module, and so dltrain.sweep, which registers the resolvers that name run directories.
-import dltrain.sweep  # noqa: F401
+import dltrain.sweep
 from dltrain.cli.options import help_groups
 from dltrain.cli.preflight import compose_checked, preflight
 from dltrain.cli.sources import Sources, hydra_context, sources, without_config_name
 from dltrain.errors import ConfigError
 from dltrain.results import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+from dltrain.training.signals import StopRequest, signal_at
 
 
-def train(argv: list[str]) -> int:
-    """Hand the arguments to the Hydra app after a preflight; return the worst exit code."""
+def train(argv: list[str], stop: StopRequest | None = None) -> int:
+    """Hand the arguments to the Hydra app after a preflight; return the worst exit code.
+    `stop`: the command's StopRequest (dltrain.cli.main installs it), handed to each run."""
     import hydra
     from hydra._internal.utils import get_args_parser
 
@@ -30,15 +32,17 @@ def train(argv: list[str]) -> int:
         return 0
     just_asking = args.help or args.hydra_help or args.info or args.shell_completion
     if not just_asking:
-        preflight(list(args.overrides), bool(args.multirun), src)
+        # --cfg prints the config and trains nothing: no output folder to check
+        preflight(list(args.overrides), bool(args.multirun), src, output=not args.cfg)
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # one of torchrun's processes
             if args.multirun:
                 raise ConfigError("torchrun starts one data-parallel run, not a sweep; drop -m "
                                   "(sweep data-parallel runs with a cluster launcher instead).")
             if int(os.environ.get("RANK", "0")) != 0:
-                return _worker(list(args.overrides), src)
+                return _worker(list(args.overrides), src, stop or StopRequest())
+        signal_at("preflight")
 
-    task = TrainTask()
+    task = TrainTask(stop)
     codes: list[int] = []  # exits of Hydra itself and of the sweep's report
     src.register()
     # Hydra adds -cd DIR to its search path itself; the primary config is given here (a
@@ -52,6 +56,8 @@ def train(argv: list[str]) -> int:
         app()
     except SystemExit as stop:  # Hydra's own exits, and a sweep's report naming failures
         codes.append(0 if stop.code is None else stop.code if isinstance(stop.code, int) else 1)
+        if codes[-1] == EXIT_INTERRUPTED:  # Hydra skips a stopped sweep's report: write it
+            dltrain.sweep.report_interrupted_sweep(d for d, _, _ in task.outcomes)
     finally:
         sys.argv = saved
     return max([*codes, task.report_failures()], default=0)
@@ -105,16 +111,25 @@ class TrainTask:
     call hands its result.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, stop: StopRequest | None = None) -> None:
         self.outcomes: list[tuple[str, int, str]] = []  # (run dir, exit code, status: error)
+        self.stop = stop or StopRequest()
 
     def __call__(self, cfg) -> float | None:
-        from hydra.core.hydra_config import HydraConfig
+        # From the task's first instruction the run directory exists (Hydra's job made it):
+        # a signal, even a second Ctrl-C, is a stop request, which run() reads before it loads
+        # anything and ends in a summary.json with status interrupted. A sweep's job after a
+        # signal stops there.
+        with self.stop.on_signals(second_stops=False):
+            from hydra.core.hydra_config import HydraConfig
 
-        from dltrain.run import run  # torch is imported here, after the config is known good
+            from dltrain.run import run  # torch is imported here, after the config is good
 
-        run_dir = HydraConfig.get().runtime.output_dir
-        return self.finish(run_dir, run(cfg, run_dir))
+            run_dir = HydraConfig.get().runtime.output_dir
+            signal_at("task")
+            result = run(cfg, run_dir, stop=self.stop)
+            signal_at("ended")
+            return self.finish(run_dir, result)
 
     def finish(self, run_dir: str, result) -> float | None:
         """Account for a run that ended (`result`: a dltrain.results.RunResult). Called
@@ -142,7 +157,7 @@ class TrainTask:
         return max((code for _, code, _ in self.outcomes), default=0)
 
 
-def _worker(overrides: list[str], src: Sources) -> int:
+def _worker(overrides: list[str], src: Sources, stop: StopRequest) -> int:
     """A data-parallel rank other than 0: the same config, composed without Hydra's run
     directory or logging (rank 0 owns the one directory of the job and tells the others)."""
     from hydra import compose
@@ -151,4 +166,4 @@ def _worker(overrides: list[str], src: Sources) -> int:
 
     with hydra_context(src):
         cfg = compose(src.primary, overrides=overrides)
-    return run(cfg, None).exit_code
+    return run(cfg, None, stop=stop).exit_code

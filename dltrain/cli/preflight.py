@@ -4,6 +4,7 @@ importing torch."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -158,8 +159,61 @@ def checked_keys(cfg, src: Sources, keys: OptionKeys, choices=None) -> None:
     check_keys(content, choices, keys, lambda group: options.get(group, []))
 
 
-def preflight(overrides: list[str], multirun: bool, root: Path | Sources | None = None
-              ) -> None:
+def _output_folder(cfg, sweep: bool) -> tuple[str, object]:
+    """Hydra's output folder for this command, `(key, value)`: hydra.sweep.dir for a sweep,
+    hydra.run.dir for one run, resolved as Hydra will resolve it (relative to the current
+    folder); the value is None where it cannot be resolved before Hydra runs (Hydra then says
+    what is wrong)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    import dltrain.sweep  # noqa: F401  (the resolvers that name Hydra's output folders)
+
+    key = "hydra.sweep.dir" if sweep else "hydra.run.dir"
+    holder = HydraConfig.instance()
+    before = holder.cfg
+    holder.set_config(cfg)  # for ${hydra:...} in a user's folder name
+    try:
+        return key, OmegaConf.select(cfg, key, throw_on_missing=True)
+    except (OmegaConfBaseException, ValueError):
+        return key, None
+    finally:
+        holder.cfg = before
+
+
+def check_output(key: str, value: object, continuing: bool) -> None:
+    """Before Hydra creates its output folder and writes .hydra/ there: refuse an empty one (the
+    current folder), one that cannot be written, and one that holds a run that this command
+    does not continue (`continuing`: trainer.resume=auto), or whose run another process
+    holds. A sweep is refused whole when its folder holds a run in any job's directory:
+    Hydra writes each job's .hydra/ over the old one's before the job could refuse, and which
+    job lands in which directory only the sweeper knows."""
+    from dltrain.lock import check_free
+    from dltrain.outdir import check_new_run, check_not_empty, check_writable, run_marks
+
+    if value is None:  # not known before Hydra runs: Hydra says what is wrong with it
+        return
+    check_not_empty(value, key)
+    path = Path(str(value))
+    if key == "hydra.run.dir":
+        check_writable(path)
+        check_new_run(path, continuing)
+        check_free(path)
+        return
+    check_writable(path, "The sweep directory")
+    if continuing or not path.is_dir():
+        return
+    taken = [p.name for p in sorted(path.iterdir()) if p.is_dir() and run_marks(p)]
+    if taken:
+        more = f" and {len(taken) - 1} more" if len(taken) > 1 else ""
+        raise ConfigError(f"{path} already holds the runs of a sweep ({taken[0]}{more}), whose "
+                          "configs a new sweep would overwrite: give it another "
+                          "hydra.sweep.dir, or continue those runs with trainer.resume=auto.")
+
+
+def preflight(overrides: list[str], multirun: bool, root: Path | Sources | None = None,
+              output: bool = True) -> None:
     """Compose the config for every value the overrides take, and validate each one.
 
     A sweep can come from the command line (`-m a=1,2`) or from the config itself
@@ -167,7 +221,8 @@ def preflight(overrides: list[str], multirun: bool, root: Path | Sources | None 
     hydra.sweeper.params); both are checked, intervals at their ends. Raises ConfigError with
     one sentence for the first problem found. `root` is the config tree (Sources: conf/ and
     a -cd folder; a Path: that folder alone), conf/ by default. Every config's keys are
-    checked too (keys.check_keys): a key that nothing reads is refused.
+    checked too (keys.check_keys): a key that nothing reads is refused. With `output`, Hydra's
+    output folder is checked last (check_output); dltrain.train checks its own.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
@@ -203,7 +258,10 @@ def preflight(overrides: list[str], multirun: bool, root: Path | Sources | None 
         base = checked(fixed, True)
         choices = OmegaConf.to_container(base.hydra.runtime.choices)
         sweeper = base.hydra.sweeper
-        if multirun or base.hydra.mode == RunMode.MULTIRUN:
+        sweep = multirun or base.hydra.mode == RunMode.MULTIRUN
+        folder = _output_folder(base, sweep)
+        continuing = OmegaConf.select(base, "trainer.resume") == "auto"
+        if sweep:
             direction = sweeper.get("direction")
             if direction is not None and not isinstance(direction, str):
                 raise ConfigError("hydra.sweeper.direction must be maximize or minimize: dltrain "
@@ -240,3 +298,5 @@ def preflight(overrides: list[str], multirun: bool, root: Path | Sources | None 
                 if config is not None:  # the same group choices as the first variant's
                     checked_keys(config, src, keys, choices)
             validate(config if config is not None else checked(variant))
+    if output and os.environ.get("RANK", "0") == "0":  # torchrun's rank 0 owns the directory
+        check_output(*folder, continuing)

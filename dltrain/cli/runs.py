@@ -3,6 +3,7 @@ directory and KEY=VALUE overrides of its own config) and `dltrain report SWEEP_D
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,8 +67,22 @@ def _run_dir(args: Sequence[str], verb: str) -> Path:
     return run_dir
 
 
+def starts_again(run_dir: Path) -> bool:
+    """Whether `dltrain resume` starts the run again from its config: it left no checkpoint
+    (stopped or failed before its first one) and did not complete. A completed run whose
+    checkpoints were removed is not trained again over its record: that resume is refused."""
+    if any((run_dir / "checkpoints").glob("*.pt")):
+        return False
+    try:
+        status = json.loads((run_dir / "summary.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        status = None
+    return status != "completed"
+
+
 def resume(args: list[str]) -> int:
-    """`dltrain resume RUN_DIR [KEY=VALUE ...]`: continue a run in place."""
+    """`dltrain resume RUN_DIR [KEY=VALUE ...]`: continue a run in place, or start it again
+    from its own config if it left no checkpoint to continue from."""
     run_dir = _run_dir(args, "resume")
     cfg = load_run_config(run_dir, args[1:])
     validate(cfg)
@@ -75,7 +90,8 @@ def resume(args: list[str]) -> int:
         _log_to(run_dir)
     from dltrain.run import run
 
-    result = run(cfg, run_dir, resume=True)
+    again = starts_again(run_dir)  # run() says so in the log
+    result = run(cfg, run_dir, resume=not again, restart=again)
     if result.exit_code == EXIT_BAD_INPUT:
         raise ConfigError(result.summary.get("error", "the run could not be resumed"))
     return result.exit_code

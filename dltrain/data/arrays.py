@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from dltrain.data.augment import build_augment
+from dltrain.data.checks import constant, input_file
 from dltrain.data.owned import (
     Samples,
     assemble,
@@ -107,6 +108,7 @@ class Ref:
 
 def _file(value: Any, setting: str) -> Path:
     path = Path(str(value)).expanduser()
+    input_file(path, setting, value)  # a folder, a device, a file that may not be read
     if not path.is_file():
         raise ConfigError(f"{setting}={value}: no such file ({path.resolve()}).")
     if path.suffix.lower() not in FORMATS:
@@ -331,6 +333,7 @@ def _streamed(cfg: Mapping[str, Any], device: torch.device | str, pool: Raw,
         outputs, target_shape = math.prod(sample), sample if len(sample) > 1 else ()
     y_host[train] = t_ids.numpy()
     mean, std = channel_stats(x, train, 1.0, ROWS_A_CHUNK)
+    constant(std, pool.where)
 
     def placed(values: np.ndarray, labels: torch.Tensor) -> Split:
         inputs = torch.as_tensor(np.asarray(values, dtype=np.float32))

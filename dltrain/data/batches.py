@@ -184,10 +184,16 @@ class StreamedBatches:
         rows = self.split.index[order[:len(self) * b]].reshape(len(self), b)[start:]
         rows = rows[:, self.shard.rows]  # (batches, B // count): the workers load this shard
         workers = self.split.workers
+        # A DataLoader's iterator draws its workers' base seed from `generator`, else from
+        # torch's global stream, which dropout draws from and a checkpoint saves: each epoch's
+        # loader would shift the masks, and a resume (one loader more or less than the
+        # uninterrupted run, at another moment) would not be exact. Its own generator, from
+        # (seed, epoch) alone, leaves the global stream to the model.
         return torch.utils.data.DataLoader(
             _HostBatches(self.split.x, self.split.y, rows), batch_size=None, shuffle=False,
             num_workers=workers, pin_memory=self.device.type == "cuda",
-            prefetch_factor=4 if workers else None)
+            prefetch_factor=4 if workers else None,
+            generator=torch.Generator().manual_seed(derived_seed("loader", self.seed, epoch)))
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """The batches of `epoch`, from batch number `start` on."""

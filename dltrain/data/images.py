@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from dltrain.data.augment import build_augment
+from dltrain.data.checks import constant, finite, input_folder
 from dltrain.data.owned import carve, subsample
 from dltrain.data.prepare import standardise
 from dltrain.data.spec import Data, DataSpec, Split
@@ -149,6 +150,7 @@ def find_layout(root_setting: str) -> Layout:
     if not root.is_dir():
         raise ConfigError(f"data.root={root_setting} is a file; data=images reads a folder "
                           f"of class folders ({_WHERE}).")
+    input_folder(root, "data.root", root_setting, "data=images reads a folder")  # listable
     top = {f.name: f for f in _folders(root)}
     split = [name for name in SPLITS if name in top]
     if split and "train" not in top:
@@ -211,6 +213,8 @@ def _each(fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
 
 
 def _unreadable(path: Path, err: Exception) -> ConfigError:
+    if isinstance(err, PermissionError):
+        return ConfigError(f"{path} cannot be read: permission denied.")
     return ConfigError(f"{path} is not a readable image ({type(err).__name__}: {err}); "
                        "replace it or remove it.")
 
@@ -286,6 +290,8 @@ def decode(path: Path, pixels: Pixels) -> np.ndarray:
             array = np.asarray(img, dtype=pixels.dtype)
     except (OSError, ValueError, SyntaxError) as err:  # a truncated or corrupt file
         raise _unreadable(path, err) from None
+    if pixels.deep:  # floating-point pixels may be NaN or infinite: named here, per file
+        finite(array[None], str(path), "pixels")
     if array.ndim == 2:  # grey: one channel, replicated when colour was asked for
         return np.broadcast_to(array, (pixels.channels, *array.shape))
     return array.transpose(2, 0, 1)
@@ -347,6 +353,7 @@ class ImageFolder:
 
         x_train = place(train)
         mean, std = standardise(x_train, "image")
+        constant(std, f"data.root={root_setting} ({len(train.paths):,} training images)")
         splits = [Split(x_train.sub_(mean).div_(std), torch.from_numpy(train.labels).to(device))]
         splits += [Split(place(s).sub_(mean).div_(std), torch.from_numpy(s.labels).to(device))
                    for s in (val, test)]

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from dltrain.data.augment import build_augment
+from dltrain.data.checks import constant, finite
 from dltrain.data.prepare import n_validation
 from dltrain.data.spec import Data, DataSpec, Split, TargetScale
 from dltrain.errors import ConfigError
@@ -326,6 +327,21 @@ def standardised_targets(parts: list[np.ndarray], where: str
     return [_standardise(t, mean, std) for t in tensors], TargetScale(mean, std)
 
 
+def _check_inputs(xs: list[torch.Tensor], mean: torch.Tensor, std: torch.Tensor,
+                  wheres: list[str]) -> None:
+    """Refuse NaN or infinite inputs (a table's `inf` cells, a user function's arrays: the
+    readers of arrays and series refuse or drop theirs before, as data.missing says), naming
+    the split's file; warn about training inputs that are one constant. The training split's
+    statistics show a non-finite value at no cost; the held-out splits are scanned."""
+    scan = [not (bool(torch.isfinite(mean).all()) and bool(torch.isfinite(std).all())),
+            True, True]
+    for x, where, part, needed in zip(xs, wheres, ("training", "validation", "test"), scan,
+                                      strict=True):
+        if needed:
+            finite(x, f"{where} ({part} split)", "inputs")
+    constant(std, wheres[0])
+
+
 def assemble(cfg: Mapping[str, Any], device: torch.device | str, pool: Samples, *, kind: str,
              task: str, why: str, val: Samples | None = None, test: Samples | None = None,
              chronological: bool = False, facts: dict | None = None) -> Data:
@@ -376,7 +392,10 @@ def assemble(cfg: Mapping[str, Any], device: torch.device | str, pool: Samples, 
                              kind) for x, _ in parts]
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{where}: the inputs are not numeric ({err}).") from None
-    mean, std = _statistics(xs[0], kind)
+    with np.errstate(invalid="ignore", over="ignore"):  # an infinity is refused just below
+        mean, std = _statistics(xs[0], kind)
+    _check_inputs(xs, mean, std, [s.where if s is not None else pool.where
+                                  for s in (pool, val, test)])
     xs = [_standardise(x, mean, std) for x in xs]
 
     spec = DataSpec(

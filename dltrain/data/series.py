@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dltrain.data.checks import input_file
 from dltrain.data.owned import Samples, assemble
 from dltrain.data.spec import Data
 from dltrain.data.table import READERS, read_frame
@@ -69,6 +70,7 @@ def read_series(value: Any, setting: str, columns: Any) -> Series:
         raise ConfigError("data=series needs data.path=FILE: a CSV, TSV or Parquet file "
                           "(data.columns) or a 1-D / 2-D .npy.")
     path = Path(str(value)).expanduser()
+    input_file(path, setting, value)  # a folder, a device, a file that may not be read
     if not path.is_file():
         raise ConfigError(f"{setting}={value}: no such file ({path.resolve()}).")
     suffix = path.suffix.lower()

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from dltrain.data.checks import input_file
 from dltrain.data.owned import (
     ColumnInputs,
     Samples,
@@ -57,6 +58,7 @@ def read_frame(path: str | Path, key: str = "data.path") -> pd.DataFrame:
     if suffix not in READERS:
         raise ConfigError(f"{key}={path}: a table must be .csv, .tsv or .parquet "
                           f"(not '{suffix or 'no extension'}').")
+    input_file(path, key, path)  # a folder, a device, a file that may not be read
     if not path.is_file():
         raise ConfigError(f"{key}={path}: there is no such file.")
     try:

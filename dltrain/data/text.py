@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from dltrain.data.augment import build_augment
+from dltrain.data.checks import input_file, input_folder
 from dltrain.data.download import Remote, obtain
 from dltrain.data.spec import Data, DataSpec, Split
 from dltrain.errors import ConfigError
@@ -32,6 +33,7 @@ UNKNOWN = "\ufffd"  # the replacement character stands for id 0, every unseen ch
 def read_text(path: Path) -> str:
     """The text of a UTF-8 file (a byte-order mark is dropped); ConfigError if it is not one."""
     path = Path(path)
+    input_file(path, "data.path", path)  # a folder, a device, a file that may not be read
     if not path.is_file():
         raise ConfigError(f"data.path={path}: there is no such file.")
     content = path.read_bytes()
@@ -108,6 +110,8 @@ class TextFile:
         # Only a preset with a canonical copy (conf/data/tiny_shakespeare.yaml) has root,
         # download and mirror; data=text, which has none, stopped above.
         root = Path(str(cfg["root"])).expanduser()
+        input_folder(root, "data.root", cfg["root"],
+                     f"data={name} keeps {self.remote.name} in a folder")
         if not (root / self.remote.name).is_file():
             obtain([self.remote], root, what=f"data={name}", download=bool(cfg["download"]),
                    mirror=cfg["mirror"])

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from dltrain.data.augment import build_augment
+from dltrain.data.checks import constant, finite, input_folder, readable
 from dltrain.data.download import Remote, obtain
 from dltrain.data.prepare import channel_stats, n_validation, pool_index, standardise
 from dltrain.data.spec import Data, DataSpec, HostSplit, Split
@@ -96,6 +97,7 @@ def read_idx(path: Path, ndim: int, mmap: bool = False) -> np.ndarray:
     are loaded when a batch touches them. A gzipped one is always decompressed into memory.
     """
     path = Path(path)
+    readable(path, str(path))
     with path.open("rb") as f:
         start = f.read(4 + 4 * ndim)
     if start[:2] == _GZIP_MAGIC:
@@ -115,6 +117,8 @@ def read_idx(path: Path, ndim: int, mmap: bool = False) -> np.ndarray:
             array = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=dims)
         else:
             array = np.fromfile(path, dtype=dtype, offset=offset).reshape(dims)
+    # a float file may hold NaN or infinities: named here, not at step 1 by the first layer
+    finite(array, str(path), "pixels" if ndim == 3 else "labels")
     # Pixels are bytes, endianness is moot for them; anything wider is made native.
     return array if dtype.itemsize == 1 else array.astype(dtype.newbyteorder("="))
 
@@ -155,6 +159,8 @@ class IdxFiles:
 
     def load(self, cfg: Mapping[str, Any], name: str, mmap: bool) -> RawImages:
         root = Path(str(cfg["root"])).expanduser()
+        input_folder(root, "data.root", cfg["root"], f"data={name} reads its files from a "
+                     f"folder (data.root=FOLDER holding them, or FOLDER/{self.folder}/raw/)")
         raw = root / self.folder / "raw"
         paths = {stem: self.find(root, stem) for stem in IDX_FILES}
         missing = [stem for stem, p in paths.items() if p is None]
@@ -276,9 +282,14 @@ class CifarFiles:
 
     def load(self, cfg: Mapping[str, Any], name: str, mmap: bool) -> RawImages:
         root = Path(str(cfg["root"])).expanduser()
+        input_folder(root, "data.root", cfg["root"], f"data={name} reads its files from a "
+                     f"folder (data.root=FOLDER holding {CIFAR_DIR}/ or "
+                     f"{self.archive.name})")
         folder = root / CIFAR_DIR
         names = (*CIFAR_TRAIN, CIFAR_TEST)
         if all((folder / n).is_file() for n in names):
+            for n in names:
+                readable(folder / n, str(folder / n))
             contents = {n: (folder / n).read_bytes() for n in names}
             where = {n: str(folder / n) for n in names}
         else:
@@ -287,6 +298,7 @@ class CifarFiles:
                 obtain([self.archive], root, what=f"data={name}", download=bool(cfg["download"]),
                        mirror=cfg["mirror"],
                        elsewhere=f" (or {', '.join(names)} in {folder.resolve()})")
+            readable(archive, str(archive))
             contents = _archive_members(archive, names)
             where = {n: f"{archive}:{CIFAR_DIR}/{n}" for n in names}
         batches = {n: _cifar_batch(unpickle_arrays(contents[n], where[n]), where[n])
@@ -350,6 +362,7 @@ class ImageFiles:
             train = HostSplit(raw.x_train, raw.y_train, train_idx, PIXEL_SCALE,
                               tuple(mean.flatten().tolist()), tuple(std.flatten().tolist()),
                               str(device), int(cfg["workers"]))
+        constant(std, f"data={name} ({len(train_idx):,} training images)")
         val = Split((pixels(raw.x_train[val_idx]) - mean) / std, labels(raw.y_train[val_idx]))
         test = Split((pixels(raw.x_test) - mean) / std, labels(raw.y_test))
         spec = DataSpec(name=name, task="classification", kind="image",

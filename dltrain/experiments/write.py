@@ -14,6 +14,7 @@ from dltrain.experiments.init_study import init_study
 from dltrain.experiments.optimizers import optimizers
 from dltrain.experiments.readers import Run
 from dltrain.experiments.resnet_vs_plain import resnet_vs_plain
+from dltrain.experiments.rnn_memory import rnn_memory
 from dltrain.experiments.section import Section
 from dltrain.hparams import SEED_KEYS
 from dltrain.io import atomic_write
@@ -26,6 +27,7 @@ EXPERIMENTS: dict[str, Callable[[Sequence[Run], Sequence[str]], Section]] = {
     "bias_variance": bias_variance,
     "optimizers": optimizers,
     "resnet_vs_plain": resnet_vs_plain,
+    "rnn_memory": rnn_memory,
 }
 
 

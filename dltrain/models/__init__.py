@@ -18,6 +18,7 @@ from dltrain.config import plain
 from dltrain.data.spec import DataSpec
 from dltrain.errors import ConfigError
 from dltrain.models.init import apply_init
+from dltrain.models.rnn import init_recurrent
 from dltrain.targets import call_target
 
 # The encoder–decoder form of each family that has one, by the family's `_target_`.
@@ -37,6 +38,7 @@ def build_model(model_cfg: Mapping[str, Any], init_cfg: Mapping[str, Any], spec:
     # from the layer's fans, or keeps PyTorch's.
     std = float(init_cfg["std"]) if scheme == "normal" else None
     apply_init(model, scheme, std)
+    init_recurrent(model, scheme, std)  # nn.LSTM, nn.GRU, nn.RNN: per gate
     return model
 
 

@@ -8,7 +8,8 @@ the optimiser has just applied, still in `.grad`.
 
 Tags: `probe/gradients/<layer>/norm`, `probe/gradients/<layer>/update_ratio` (scalars),
 `probe/gradients/total_norm`, and histograms `probe/gradients/<layer>`, `probe/weights/<layer>`,
-where <layer> is the path of the module that holds the parameters.
+where <layer> is the path of the module that holds the parameters. A recurrent net adds the
+gradient reaching each time step, ||dL/dh_t|| against t (probes/state_gradients.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dltrain.probes import state_gradients
 from dltrain.probes.context import ProbeContext, layer_of, sample_values
 from dltrain.probes.tags import GRADIENTS, WEIGHTS, tag
 from dltrain.training.hooks import NoHooks
@@ -85,6 +87,7 @@ class Gradients(NoHooks):
                             for p, g in zip(ps, flat[i:i + len(ps)], strict=True)]
             i += len(ps)
         self._log(grads, {}, state.step)
+        self._log_states(state.step)
         self._remember(state.step)
 
     def step(self, state: TrainState) -> None:
@@ -94,6 +97,7 @@ class Gradients(NoHooks):
             grads = {layer: g for layer, g in grads.items() if g}
             ratios = update_ratios(self.before, self.layers) if self.before else {}
             self._log(grads, ratios, state.step)
+            self._log_states(state.step)
             self.before = None
         self._remember(state.step)
 
@@ -102,6 +106,17 @@ class Gradients(NoHooks):
         if self.ctx.due(step + 1, self.every):
             self.before = {layer: [p.detach().clone() for p in ps]
                            for layer, ps in self.layers.items()}
+
+    def _log_states(self, step: int) -> None:
+        """A recurrent net's ||dL/dh_t|| against t (probes/state_gradients.py): scalars and a
+        picture; nothing for a model without time steps."""
+        norms = state_gradients.state_gradients(self.ctx.model, self.ctx.criterion,
+                                                self.ctx.probe_batch("train"))
+        if norms is None:
+            return
+        self.ctx.logger.log_metrics(state_gradients.scalars(norms), step)
+        self.ctx.logger.log_image(state_gradients.STATE, state_gradients.picture(norms, step),
+                                  step)
 
     def _log(self, grads: dict[str, list[torch.Tensor]], ratios: dict[str, float],
              step: int) -> None:

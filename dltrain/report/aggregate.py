@@ -179,5 +179,7 @@ def aggregate(sweep_dir: Path, jobs: Sequence[Job], seed_keys: Sequence[str] = S
 
 
 def exit_code(report: Report) -> int:
-    """What the sweep exits with: 0 if every run completed, 130 if one was interrupted, else 1."""
-    return max((EXIT_CODES.get(j.status, EXIT_FAILED) for j in report.jobs), default=0)
+    """What the sweep exits with: 0 if every run completed, 130 if one was interrupted, else 1.
+    A job that never started does not count: what stopped the sweep before it has its code."""
+    return max((EXIT_CODES.get(j.status, EXIT_FAILED) for j in report.jobs if j.started),
+               default=0)

@@ -1,7 +1,9 @@
-"""Reading a sweep: one `Job` per run directory, from the files Hydra and dltrain.run leave.
+"""Reading a sweep: one `Job` per run directory, from the files Hydra and dltrain.run leave,
+and one per job of the sweep's plan that never started.
 
-A job directory holds `.hydra/overrides.yaml`, `.hydra/config.yaml` and `summary.json`; nothing
-else is read, so the report needs neither torch nor Hydra.
+A job directory holds `.hydra/overrides.yaml`, `.hydra/config.yaml` and `summary.json`; the
+sweep directory holds `jobs.yaml`, the jobs its sweeper planned (dltrain.sweep writes it when
+the sweep starts). Nothing else is read, so the report needs neither torch nor Hydra.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import yaml
 from dltrain.config import find
 from dltrain.errors import ConfigError
 from dltrain.results import PLAIN_SUFFIX
+
+PLAN_FILE = "jobs.yaml"  # in a sweep's directory: the overrides of each job, by number
+NOT_STARTED = "not started"
 
 
 def parse_value(text: str) -> Any:
@@ -38,9 +43,12 @@ class Job:
     overrides: dict[str, str]  # key -> value, as given on the command line or by the sweeper
     config: dict[str, Any] = field(default_factory=dict)  # .hydra/config.yaml
     summary: dict[str, Any] = field(default_factory=dict)  # summary.json; {} if never written
+    started: bool = True  # False: a job of the sweep's plan that has no directory
 
     @property
     def status(self) -> str:
+        if not self.started:
+            return NOT_STARTED
         return str(self.summary.get("status", "unfinished"))
 
     @property
@@ -62,10 +70,25 @@ class Job:
         if found and not isinstance(value, Mapping):
             return value
         if key in self.overrides:
-            return parse_value(self.overrides[key])
+            return parse_value(self.overrides[key]) if self.started else \
+                _planned_value(self.overrides[key])
         if found and "name" in value:  # a config group left at its default: its option's name
             return value["name"]
         return None
+
+
+def _planned_value(text: str) -> Any:
+    """An override's value where no config says it typed (a job that never started): a list
+    or a mapping as the config would hold it (`model.hidden=[8]` is [8], as in the jobs that
+    ran), else as parse_value reads it."""
+    value = parse_value(text)
+    if isinstance(value, str):
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError:
+            return value
+        return loaded if isinstance(loaded, (list, dict)) else value
+    return value
 
 
 def _key(override: str) -> tuple[str, str]:
@@ -127,5 +150,49 @@ def find_jobs(sweep_dir: Path) -> list[Path]:
     return sorted(jobs, key=lambda p: _natural(p.name))
 
 
+def planned_jobs(sweep_dir: Path) -> list[list[str]] | None:
+    """The overrides of every job the sweep's sweeper planned, by job number (jobs.yaml);
+    None when the sweep did not write one (a search that draws its trials as it goes)."""
+    path = Path(sweep_dir) / PLAN_FILE
+    if not path.is_file():
+        return None
+    plan = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(plan, list):
+        return None
+    return [[str(o) for o in job] for job in plan if isinstance(job, list)]
+
+
+def not_started(plan: list[list[str]], jobs: list[Job]) -> list[Job]:
+    """The jobs of `plan` that no job directory stands for, named by their number (#3).
+
+    A directory stands for the planned job with the same overrides (Hydra writes a job's own
+    list, as its sweeper made it, to .hydra/overrides.yaml); each directory answers for one
+    planned job, so a plan that runs the same overrides twice needs two directories."""
+    ran: dict[tuple[str, ...], int] = {}
+    for job in jobs:
+        key = tuple(f"{k}={v}" for k, v in job.overrides.items())
+        ran[key] = ran.get(key, 0) + 1
+    missing = []
+    for num, overrides in enumerate(plan):
+        key = tuple(f"{k}={v}" for k, v in (_key(o) for o in overrides))
+        if ran.get(key, 0):
+            ran[key] -= 1
+        else:
+            missing.append(Job(f"#{num}", dict(_key(o) for o in overrides), started=False))
+    return missing
+
+
 def read_sweep(sweep_dir: Path) -> list[Job]:
-    return [read_job(p) for p in find_jobs(sweep_dir)]
+    """The sweep's jobs in job-number order: those with a directory, and those of its plan
+    that never started."""
+    plan = planned_jobs(sweep_dir)
+    try:
+        jobs = [read_job(p) for p in find_jobs(sweep_dir)]
+    except ConfigError:
+        if not plan:
+            raise
+        jobs = []  # stopped before its first job had a directory: all of it is to come
+    if not plan:
+        return jobs
+    return sorted(jobs + not_started(plan, jobs), key=lambda j: _natural(
+        j.name if j.started else j.name.removeprefix("#")))

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from dltrain.log.console import fmt
 from dltrain.report.aggregate import Report, Row
+from dltrain.report.jobs import NOT_STARTED, Job
 
 SEARCH_KEYS = ("hparams_search",)  # start a search: not part of the command that reruns a result
 _LIST_CELLS = 10  # names of runs listed in one cell of report.csv
@@ -69,7 +70,9 @@ def _startup(row: Row) -> str:
 
 def _headline(report: Report) -> str:
     runs, configs = len(report.jobs), len(report.rows)
-    text = f"{runs} run{'s' * (runs != 1)}, {configs} configuration{'s' * (configs != 1)}"
+    waiting = sum(not j.started for j in report.jobs)
+    text = (f"{runs} run{'s' * (runs != 1)}{f' ({waiting} not started)' if waiting else ''}, "
+            f"{configs} configuration{'s' * (configs != 1)}")
     if report.metric:
         better = {"max": "higher is better", "min": "lower is better"}.get(
             report.mode or "", "runs disagree on the objective: not ranked")
@@ -101,11 +104,33 @@ def _first_line(text: Any) -> str:
     return lines[0] if lines else ""
 
 
+def _progress(job: Job) -> str:
+    """How far a run went, from its summary: 'at step 12 (epoch 1)'."""
+    steps, epochs = job.summary.get("steps"), job.summary.get("epochs")
+    if steps is None:
+        return "before its first step"
+    return f"at step {steps}" + (f" (epoch {epochs})" if epochs is not None else "")
+
+
+def _why(report: Report, job: Job) -> str:
+    """What became of a run that did not complete, in a few words."""
+    error = _first_line(job.summary.get("error"))
+    if not job.started:
+        swept = [f"{k}={job.overrides[k]}" for k in (*report.keys, *report.seeds)
+                 if k in job.overrides]
+        return f"the sweep stopped before it ({' '.join(swept) or 'its own overrides'})"
+    if not job.summary:
+        return "no summary.json: the run did not finish"
+    if job.status == "interrupted":
+        return (f"stopped {_progress(job)}; continue it with dltrain resume "
+                f"{report.sweep_dir / job.name}")
+    return error or f"ended {_progress(job)}"
+
+
 def failure_lines(report: Report) -> list[str]:
-    """One line per run that did not complete: its directory, how it ended and why."""
-    return [f"{job.name}: {job.status}: "
-            f"{_first_line(job.summary.get('error')) or 'no summary.json: the run did not finish'}"
-            for job in report.failures]
+    """One line per run that did not complete: its directory (#N for a job of the sweep that
+    never started), how it ended and why (an interrupted run: how far it went)."""
+    return [f"{job.name}: {job.status}: {_why(report, job)}" for job in report.failures]
 
 
 def to_csv(report: Report) -> str:
@@ -224,9 +249,10 @@ def print_report(report: Report, console: Console, notes: Sequence[str] = ()) ->
     best = best_config(report)
     if best is not None:
         console.print(f"best: {best['command']}", highlight=False, markup=False, soft_wrap=True)
-    for line in failure_lines(report):
-        console.print(f"failed: {line}", style="red", highlight=False, markup=False,
-                      soft_wrap=True)
+    for job, line in zip(report.failures, failure_lines(report), strict=True):
+        kind = "failed" if job.status not in ("interrupted", NOT_STARTED) else "stopped"
+        console.print(f"{kind}: {line}", style="red" if kind == "failed" else "yellow",
+                      highlight=False, markup=False, soft_wrap=True)
     for line in notes:
         console.print(f"report: {line}", style="yellow", highlight=False, markup=False)
     console.print(f"report: {report.sweep_dir / 'report.md'}", highlight=False, markup=False)

@@ -199,7 +199,10 @@ def fit(job: Job, state: TrainState, logger: Logger, save: Callable[[TrainState,
         validating = validation_due(state, settings)
         if (stopping or validating) and last_x is not None:
             window = log_window(window, state, parts, logger, last_x, d)
-        if stopping:
+        # a stop at the budget's last step is not an interruption: nothing is left to train,
+        # so the final validation runs and the run completes (stopped there, it could never
+        # be resumed, its budget being spent, nor validated and tested)
+        if stopping and not finished(state, settings):
             stop.requested = True
             save(state, False)
             return "interrupted"

@@ -3,7 +3,8 @@ state back (model, optimiser, schedule, scaler, random streams) where the checkp
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,24 +15,32 @@ from dltrain.config import written
 from dltrain.data.spec import Data, DataSpec, TargetScale
 from dltrain.errors import ConfigError
 from dltrain.runtime import derived_seed
-from dltrain.training.checkpoint import load_checkpoint, set_rng_state
+from dltrain.training.best_pair import settle_best
+from dltrain.training.checkpoint import RESUMABLE, load_checkpoint, set_rng_state
 from dltrain.training.decisions import finished as budget_spent
 from dltrain.training.distributed import SINGLE, Dist
 from dltrain.training.state import Parts, Settings, TrainState
 
 
 def resume_payload(run_dir: Path, resume: bool, policy: str) -> dict[str, Any] | None:
-    """The checkpoint to continue from: asked for, or found by trainer.resume=auto (`policy`)."""
+    """The checkpoint to continue from: asked for, or found by trainer.resume=auto (`policy`);
+    checked (dltrain.training.checkpoint), and its best.pt brought in line with it
+    (best_pair.settle_best) before anything trains on."""
     last = run_dir / "checkpoints" / "last.pt"
     if resume or (policy == "auto" and last.exists()):
-        return load_checkpoint(last)
+        payload = load_checkpoint(last, RESUMABLE)
+        settle_best(last.parent, payload)
+        return payload
     return None
 
 
 def load_weights(model: torch.nn.Module, payload: dict[str, Any],
-                 model_cfg: Mapping[str, Any]) -> None:
+                 model_cfg: Mapping[str, Any], source: str = "The checkpoint") -> None:
     """The checkpoint's weights into `model`, built from `model_cfg`; a model whose shapes
-    differ is refused naming the model keys that changed from the run's own config."""
+    differ is refused naming the model keys that changed from the run's own config, and
+    weights that are not finite naming the first such tensor (`source`: the checkpoint's
+    name in that sentence)."""
+    check_finite(model, payload["model"], source)
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as err:
@@ -42,6 +51,22 @@ def load_weights(model: torch.nn.Module, payload: dict[str, Any],
         why = ", ".join(changed) if changed else str(err).splitlines()[0]
         raise ConfigError(f"The checkpoint's weights do not fit the model this config builds "
                           f"({why}); keep the run's model settings.") from None
+
+
+def check_finite(model: torch.nn.Module, weights: Mapping[str, torch.Tensor], source: str
+                 ) -> None:
+    """Refuse weights with NaN or infinity in a parameter, or NaN in a buffer: nothing can be
+    trained on or scored with them. A run never saves such weights (its checkpoints follow
+    finite losses only), so they come from a damaged or hand-made file. A buffer may hold
+    infinity by design (an attention mask of -inf), a parameter may not."""
+    params = {name for name, _ in model.named_parameters()}
+    for name, t in weights.items():
+        if not (t.is_floating_point() or t.is_complex()) or not t.numel():
+            continue
+        bad = not bool(torch.isfinite(t).all()) if name in params else bool(torch.isnan(t).any())
+        if bad:
+            raise ConfigError(f"{source} holds non-finite weights (NaN or infinity in {name}); "
+                              "they cannot be trained on or evaluated.")
 
 
 def check_statistics(payload: Mapping[str, Any], data: Data) -> None:
@@ -100,21 +125,39 @@ def restore(parts: Parts, data: Data, spec: DataSpec, payload: dict[str, Any],
                           f"({saved_spec.name} {saved_spec.input_shape} -> {spec.name} "
                           f"{spec.input_shape}); resume with the run's own data settings.")
     check_statistics(payload, data)
-    load_weights(parts.model, payload, config["model"])
+    load_weights(parts.model, payload, config["model"], "checkpoints/last.pt")  # a resume's
     assert parts.optimizer is not None
-    parts.optimizer.load_state_dict(payload["optimizer"])
-    if parts.scheduler is not None and payload.get("scheduler") is not None:
-        parts.scheduler.load_state_dict(payload["scheduler"])
-    if parts.scaler is not None and payload.get("scaler") is not None:
-        parts.scaler.load_state_dict(payload["scaler"])
+    # the entries below passed load_checkpoint's check of their kind; what they hold inside
+    # is the objects' own business, and a mismatch there is a sentence too, not a traceback
+    with _refusing("optimiser state", "the run's own optim settings"):
+        parts.optimizer.load_state_dict(payload["optimizer"])
+    with _refusing("schedule state", "the run's own sched settings"):
+        if parts.scheduler is not None and payload.get("scheduler") is not None:
+            parts.scheduler.load_state_dict(payload["scheduler"])
+    with _refusing("gradient scaler state", "the run's own trainer.precision"):
+        if parts.scaler is not None and payload.get("scaler") is not None:
+            parts.scaler.load_state_dict(payload["scaler"])
     state = TrainState.from_dict(payload["state"])
     ranks = payload.get("rng_ranks") or []
-    if len(ranks) == d.world:
-        set_rng_state(ranks[d.rank])
-    else:  # saved by another number of processes: rank 0's stream, forked from this step
-        set_rng_state(payload["rng"])
-        fork_rng(int(config["trainer"]["seed"]), d, state.step)
+    with _refusing("random states", "a checkpoint that dltrain wrote"):
+        if len(ranks) == d.world:
+            set_rng_state(ranks[d.rank])
+        else:  # saved by another number of processes: rank 0's stream, forked from this step
+            set_rng_state(payload["rng"])
+            fork_rng(int(config["trainer"]["seed"]), d, state.step)
     return state
+
+
+@contextmanager
+def _refusing(what: str, instead: str) -> Iterator[None]:
+    """A checkpoint's `what` that its object cannot take, as one sentence (ConfigError)."""
+    try:
+        yield
+    except torch.OutOfMemoryError:  # a RuntimeError, but the machine's, not the file's
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
+        raise ConfigError(f"The checkpoint's {what} cannot be restored in this run "
+                          f"({type(err).__name__}); resume with {instead}.") from None
 
 
 def fork_rng(seed: int, d: Dist, step: int = 0) -> None:

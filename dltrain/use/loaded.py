@@ -22,6 +22,7 @@ from dltrain.data.spec import DataSpec, TargetScale
 from dltrain.errors import ConfigError
 from dltrain.models import build_model
 from dltrain.runtime import resolve_device
+from dltrain.training.best_pair import settle_best
 from dltrain.training.checkpoint import load_checkpoint
 from dltrain.training.resume import load_weights
 
@@ -74,8 +75,8 @@ def load_run(run_dir: Path | str, device: str = "cpu") -> LoadedRun:
     """Rebuild the run in `run_dir` on `device` (auto|cpu|cuda|cuda:N|mps) from its best
     checkpoint (else its last)."""
     run_dir = Path(run_dir)
-    path = run_checkpoint(run_dir)
-    payload = load_checkpoint(path)
+    path = settle_best(run_checkpoint(run_dir).parent) or run_checkpoint(run_dir)
+    payload = load_checkpoint(path, ("model",))  # config and spec: said below
     config = payload.get("config") or {}
     if "model" not in config or "spec" not in payload:
         raise ConfigError(f"{path} does not say how its model was built (no config or spec); "
@@ -83,7 +84,7 @@ def load_run(run_dir: Path | str, device: str = "cpu") -> LoadedRun:
     spec = DataSpec.from_dict(payload["spec"])
     where = resolve_device(device)
     model = build_model(config["model"], config["init"], spec)
-    load_weights(model, payload, config["model"])
+    load_weights(model, payload, config["model"], str(path))
     norm = dict(payload.get("norm") or {})
     target = norm.pop("target", None)
     summary_path = run_dir / "summary.json"

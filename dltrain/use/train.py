@@ -17,7 +17,11 @@ What it does, and the decisions taken (issue 20):
   under the current directory — unless `run_dir` is given. It holds what a CLI run's holds:
   .hydra/config.yaml, hydra.yaml and overrides.yaml written as Hydra's run_job writes them (so
   `dltrain resume`, `dltrain eval`, `dltrain.load` and the report read it as any run), the log
-  file named by the job's logging config (RUN_DIR/train.log) and what `run()` writes.
+  file named by the job's logging config (RUN_DIR/train.log) and what `run()` writes. The
+  directory is checked first, as the command's preflight checks Hydra's (issue 21): an empty
+  `run_dir`, one that cannot be written, one that holds a run (unless trainer.resume=auto
+  continues it) or one another process holds (RUN_DIR/.lock) is refused before anything is
+  written there.
 - How the run ended decides what the caller gets: completed, diverged or failed (an error
   inside training) is returned, its status and `summary["error"]` saying what happened — a loop
   over settings goes on, as a sweep does; a run refused once started (bad input found while
@@ -94,11 +98,12 @@ def train(*overrides: str, run_dir: str | os.PathLike | None = None,
     lines = [str(o) for o in overrides]
     src = sources(None if config_dir is None else str(config_dir), config_name)
     _one_run(lines)
-    preflight(lines, False, src)
+    preflight(lines, False, src, output=False)  # the output folder is checked below
     with hydra_context(src):
         cfg = compose_checked(lines, src, with_hydra=True)
     _not_a_sweep(cfg)
     output_dir = _output_dir(cfg, run_dir)
+    _check_output(output_dir, cfg)
     with _hydra_job(cfg, output_dir, run_dir is not None) as (task_cfg, spec), \
             _run_logging(spec), _process_state():
         from dltrain.run import run  # torch is imported here, after the config is known good
@@ -107,8 +112,10 @@ def train(*overrides: str, run_dir: str | os.PathLike | None = None,
     if result.exit_code == EXIT_BAD_INPUT:
         raise ConfigError(result.summary.get("error", "the run could not start"))
     if result.status == "interrupted":
-        raise KeyboardInterrupt(f"interrupted; checkpoint and summary.json saved in "
-                                f"{output_dir}; continue with: dltrain resume {output_dir}")
+        from dltrain.rundir import interrupted_note
+
+        raise KeyboardInterrupt(f"{interrupted_note(output_dir)}; summary.json is in "
+                                f"{output_dir}")
     return TrainResult(result.status, output_dir, result.exit_code, result.summary)
 
 
@@ -143,8 +150,23 @@ def _output_dir(cfg, run_dir: str | os.PathLike | None) -> Path:
     resolves it for a CLI run (relative to the current directory)."""
     from omegaconf import OmegaConf
 
+    from dltrain.outdir import check_not_empty
+
     chosen = run_dir if run_dir is not None else OmegaConf.select(cfg, "hydra.run.dir")
+    check_not_empty(os.fspath(chosen), "run_dir" if run_dir is not None else "hydra.run.dir")
     return Path(os.path.abspath(os.fspath(chosen)))
+
+
+def _check_output(output_dir: Path, cfg) -> None:
+    """What the command's preflight checks of its output folder, before anything is written
+    there (_hydra_job writes .hydra/ over what it finds): writable, holding no run unless
+    trainer.resume=auto continues it, held by no other process."""
+    from dltrain.lock import check_free
+    from dltrain.outdir import check_new_run, check_writable
+
+    check_writable(output_dir)
+    check_new_run(output_dir, cfg.trainer.resume == "auto")
+    check_free(output_dir)
 
 
 @contextlib.contextmanager

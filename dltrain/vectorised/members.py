@@ -78,15 +78,19 @@ def build_members(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path], device: 
     which: list[int] = []
     for cfg, run_dir in zip(cfgs, run_dirs, strict=True):
         config = plain(cfg)
-        seed_everything(int(config["trainer"]["seed"]))
         key = _data_key(config)
         try:
+            seed_everything(int(config["trainer"]["seed"]))
             if key not in datasets:
                 datasets[key] = len(data)
                 data.append(build_data(config["data"], device))
             job = build_job(config, device, data=data[datasets[key]])
         except ConfigError as err:  # each job says so itself, when it runs alone
             raise Unstackable(f"building the stack failed ({err})") from None
+        except Exception as err:  # one member that cannot be built must not end the sweep:
+            # alone, the others train and it fails in its own run, with its own error
+            raise Unstackable(f"building {Path(run_dir).name} failed "
+                              f"({type(err).__name__}: {err})") from None
         rng = rng_state()
         generator = torch.Generator()
         generator.set_state(rng["torch"])

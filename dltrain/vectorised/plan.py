@@ -28,8 +28,10 @@ from dltrain.config import (
     looks_into_training,
     lookup,
     own_code,
+    validate,
     written,
 )
+from dltrain.errors import ConfigError
 from dltrain.rules import PER_DRAW, PER_MEMBER, off
 from dltrain.vectorised.optim import STACKED_OPTIMISERS
 
@@ -167,11 +169,18 @@ def plan(cfgs: Sequence[DictConfig], generated: Collection[str],
     """Group the jobs `cfgs` into stacks of at most `max_members`; say why the rest run alone.
 
     `device_types[i]` is where job i would train (cpu by default). Groups keep the order of
-    the jobs; a group of one runs alone.
+    the jobs; a group of one runs alone. A job whose config breaks a rule runs alone, where
+    its run refuses it in one sentence: one bad value of a sweep fails its own job, and the
+    others still stack.
     """
     result = Plan()
     groups: dict[str, list[int]] = {}
     for i, cfg in enumerate(cfgs):
+        try:
+            validate(cfg)
+        except ConfigError as err:
+            result.alone[i] = f"its config is refused ({err})"
+            continue
         why = alone_reason(cfg, device_types[i] if device_types else "cpu")
         if why is not None:
             result.alone[i] = why

@@ -182,15 +182,12 @@ class _Stack:
         return take
 
     def write(self, i: int, member: Member) -> None:
-        """Write member i's checkpoints that are not on disk yet."""
+        """Write member i's checkpoints that are not on disk yet: last.pt first, then best.pt,
+        the order of a run's own writes (a process killed between the two leaves a last.pt
+        that names a best step best.pt does not hold yet; when that step is last.pt's own,
+        dltrain.training.best_pair repairs best.pt from it)."""
         assert member.checkpoints is not None
         snap, layout = member.snapshot, self.model.layout
-        if member.best_state is not None:
-            _, best = member.checkpoints.compose(
-                member.best_state,
-                row_weights(member, layout, self.best[i], buffer_row(self.best_buffers, i)))
-            member.checkpoints.write(None, best)
-            member.best_state = None
         if snap is not None:
             parts = member.job.parts
             weights = row_weights(member, layout, snap.flat[i], buffer_row(snap.buffers, i))
@@ -200,6 +197,12 @@ class _Stack:
                 {**member.rng, "torch": snap.generator})
             member.checkpoints.write(last, None)
             member.snapshot = None
+        if member.best_state is not None:
+            _, best = member.checkpoints.compose(
+                member.best_state,
+                row_weights(member, layout, self.best[i], buffer_row(self.best_buffers, i)))
+            member.checkpoints.write(None, best)
+            member.best_state = None
 
     def flush(self, every_s: float = 0.0) -> None:
         """Write every member's pending checkpoints, if `every_s` seconds have passed since
@@ -338,7 +341,7 @@ def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path | str],
     """
     startup = start_up()  # outside wall_s, as a run alone has it (summary.json's startup_s)
     started = time.perf_counter()
-    stop = stop or StopRequest()
+    stop = stop or StopRequest.current()  # the command's own, installed by main()
     first = cfgs[0]
     try:
         for cfg in cfgs:

@@ -226,10 +226,16 @@ class VectorisedLauncher(Launcher):
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         finish = self.task_function.finish  # a TrainTask's (see _plan)
         returns = {}
+        stopped: SystemExit | None = None
         for i, result in zip(unit, results, strict=True):
-            returns[i] = self._member_job(configs[i], tasks[i][0],
-                                          _member(finish, tasks[i][1], result))
+            try:
+                returns[i] = self._member_job(configs[i], tasks[i][0],
+                                              _member(finish, tasks[i][1], result))
+            except SystemExit as stop:  # an interrupted member stops the sweep, once every
+                stopped = stop  # member of its stack is accounted for (they all stopped)
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        if stopped is not None:
+            raise stopped
         return returns
 
     def _member_job(self, sweep_config: DictConfig, task: DictConfig,

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 EXPERIMENTS = sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
 FIGURES = {"init_study": ["by_depth"], "overfitting": ["u_curve"], "double_descent": ["curve"],
            "bias_variance": ["decomposition", "fits"], "optimizers": ["curves"],
-           "resnet_vs_plain": ["depth"]}
+           "resnet_vs_plain": ["depth"], "rnn_memory": ["memory"]}
 RUN_ALL = """
 import json, sys
 from dltrain.cli import main
@@ -113,3 +113,24 @@ def test_the_numbers_behind_the_section(sweep):
         layers = {(r["family"], int(r["weight_layers"])) for r in table}
         assert layers == {("plain", 3), ("plain", 9), ("plain", 21),
                           ("residual", 6), ("residual", 18), ("residual", 42)}
+
+
+def test_the_rnn_memory_section_states_its_cells_and_lengths(sweeps):
+    """experiment=rnn_memory under trainer=smoke: one job per cell and length, the baseline
+    beside each, and the gradient reaching the first step fading with the length at step 0
+    (the same however long the run)."""
+    sweep = sweeps / "rnn_memory"
+    report = (sweep / "report.md").read_text()
+    table = rows(sweep)
+    assert [(r["cell"], int(r["length"])) for r in table] == [
+        (cell, length) for cell in ("rnn", "gru", "lstm") for length in (10, 50, 100, 200)]
+    for r in table:
+        assert float(r["baseline_mse"]) == pytest.approx(1 / 6, rel=0.1)
+        assert float(r["test_mse"]) > 0 and float(r["grad_first_step_at_0"]) >= 0
+    first = {(r["cell"], int(r["length"])): float(r["first_over_last_at_0"]) for r in table}
+    for cell in ("rnn", "gru", "lstm"):
+        assert first[(cell, 200)] < first[(cell, 50)] < first[(cell, 10)]
+        assert f"- {cell}: test mse " in report
+        assert f"- {cell}: the gradient reaching the first step" in report
+    jobs = [p for p in sweep.iterdir() if (p / "summary.json").is_file()]
+    assert len(jobs) == 12

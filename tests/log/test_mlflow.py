@@ -21,8 +21,8 @@ from dltrain.config import chosen_loggers, validate, written
 from dltrain.errors import ConfigError
 from dltrain.hparams import flat_hparams
 from dltrain.run import run
-from dltrain.training.signals import StopRequest
 from tests.conftest import run_cli
+from tests.train.test_resume import StopAfterSteps
 
 SMOKE = ("data=moons", "model.hidden=[8]", "trainer=smoke")  # 20 steps, logged every 5
 BOTH = "logger=[tensorboard,mlflow]"
@@ -189,9 +189,8 @@ def test_how_a_run_ended_is_its_mlflow_status_and_a_resume_continues_it(server, 
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "dltrain-tests")
     client = MlflowClient(server)
     diverged = run(make_cfg(*SMOKE, "optim=sgd", "optim.lr=1e12", BOTH), tmp_path / "diverged")
-    stop = StopRequest()
-    stop.request("SIGTERM")
-    interrupted = run(make_cfg(*SMOKE, BOTH), tmp_path / "interrupted", stop=stop)
+    # stopped mid-training (a stop before training ends the run before its loggers exist)
+    interrupted = run(make_cfg(*SMOKE, BOTH), tmp_path / "interrupted", stop=StopAfterSteps(3))
     assert (diverged.status, interrupted.status) == ("diverged", "interrupted")
     for name, status in (("diverged", "FAILED"), ("interrupted", "KILLED")):
         got = client.get_run(_run_id(tmp_path / name))

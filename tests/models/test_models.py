@@ -30,6 +30,7 @@ REFUSES = {
     "cnn": {"points", "regression", "tokens"},
     "resnet": {"tokens"},
     "transformer": set(),
+    "rnn": {"points", "regression"},
 }
 
 
