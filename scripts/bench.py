@@ -20,6 +20,7 @@ load average over the measurement.
     python scripts/bench.py --workloads sweep32  # 32 short jobs: basic vs vectorised launcher
     python scripts/bench.py --workloads table_load,table_train  # the user's own files
     python scripts/bench.py --workloads predict  # dltrain predict on a 100,000-row table
+    python scripts/bench.py --workloads char_lstm  # model=rnn: a 2-layer LSTM language model
     python scripts/bench.py --markdown docs/benchmarks.md   # also append the tables there
 
 `startup` times whole processes from start to exit, in turns: `dltrain --help`, `dltrain
@@ -99,6 +100,10 @@ WORKLOADS = {
                                       "model.width=128", "data.block_size=64",
                                       "data.batch_size=32"), steps=150,
                  notes="4 layers, d=128, block 64, batch 32, on 700 kB of English (pydoc topics)"),
+        Workload("char_lstm", ("data=text", "model=rnn", "model.cell=lstm", "model.layers=2",
+                               "model.hidden_size=256", "data.block_size=64",
+                               "data.batch_size=32"), steps=60,
+                 notes="LSTM, 2 layers of 256, block 64, batch 32, on the same text"),
         Workload("table_train", ("data=table", "data.target=label", "data.batch_size=128",
                                  "model=mlp"), steps=2000, fused_reference=True,
                  notes="data=table: 200,000 x 20 Parquet, MLP 20-256-256-2, batch 128"),

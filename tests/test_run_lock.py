@@ -64,6 +64,9 @@ class Holder:
         self.proc = subprocess.Popen([sys.executable, "-c", code, str(run_dir)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout.readline().strip() == "held"  # the lock is taken: no sleeping
+        self.says = (f"is in use by process {self.proc.pid} on {socket.gethostname()} (its "
+                     f"lock {run_dir / '.lock'}): wait until it ends, or write this run to "
+                     "another directory.")
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)

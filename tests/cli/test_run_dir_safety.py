@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import run_cli
+from tests.test_run_lock import Holder
 
 pytestmark = pytest.mark.e2e
 
@@ -71,24 +69,6 @@ def test_a_sweep_into_a_folder_whose_jobs_hold_runs_is_refused_whole(finished, t
         "new sweep would overwrite: give it another hydra.sweep.dir, or continue those runs "
         "with trainer.resume=auto.")
     assert files(sweep) == before
-
-
-class Holder:
-    """Another process that takes a directory's lock and holds it until killed."""
-
-    def __init__(self, run_dir: Path) -> None:
-        code = ("import sys, dltrain.lock as l; lock = l.take(sys.argv[1]); print('held', "
-                "flush=True); sys.stdin.read()")
-        self.proc = subprocess.Popen([sys.executable, "-c", code, str(run_dir)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout.readline().strip() == "held"  # the lock is taken: no sleeping
-        self.says = (f"is in use by process {self.proc.pid} on {socket.gethostname()} (its "
-                     f"lock {run_dir / '.lock'}): wait until it ends, or write this run to "
-                     "another directory.")
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
 
 
 def test_a_directory_held_by_another_process_is_refused_until_that_process_dies(done,

@@ -2,13 +2,10 @@
 an uninterrupted run, bit for bit, for augmented, streamed and random-window batches."""
 
 import pytest
-import torch
 
-from dltrain.run import run
-from dltrain.training.checkpoint import load_checkpoint
 from tests.data.files import fake_mnist
 from tests.data.test_text import english
-from tests.train.test_resume import StopAfterSteps
+from tests.train.test_resume import assert_resumes_exactly
 
 COMMON = ("trainer.device=cpu", "trainer.deterministic=true", "logger=none",
           "trainer.log_every=5", "trainer.max_epochs=2")
@@ -29,18 +26,4 @@ def cases(tmp_path):
 
 @pytest.mark.parametrize("kind", ["augmented", "streamed", "windows"])
 def test_interrupted_mid_epoch_then_resumed_equals_uninterrupted(make_cfg, tmp_path, kind):
-    cfg = make_cfg(*cases(tmp_path)[kind], *COMMON)
-    full = run(cfg, tmp_path / "full")
-    assert full.status == "completed", full.summary.get("error")
-    steps = full.summary["steps"]
-    first = run(cfg, tmp_path / "cut", stop=StopAfterSteps(steps // 2 + 3))  # mid epoch 1 or 2
-    assert first.status == "interrupted"
-    state = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["state"]
-    assert state["batch"] > 0  # really in the middle of an epoch
-    second = run(cfg, tmp_path / "cut", resume=True)
-    assert second.status == "completed" and second.summary["steps"] == steps
-    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")["model"]
-    b = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["model"]
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-    assert second.summary["test"] == full.summary["test"]
+    assert_resumes_exactly(make_cfg(*cases(tmp_path)[kind], *COMMON), tmp_path)

@@ -12,10 +12,8 @@ import torch
 
 from dltrain.data.batches import StreamedBatches
 from dltrain.data.spec import HostSplit
-from dltrain.run import run
-from dltrain.training.checkpoint import load_checkpoint
 from tests.data.files import fake_mnist
-from tests.train.test_resume import StopAfterSteps
+from tests.train.test_resume import assert_resumes_exactly
 
 COMMON = ("data=mnist", "data.in_memory=false", "data.batch_size=32", "model=mlp",
           "model.dropout=0.2", "model.width=32", "trainer.device=cpu",
@@ -27,20 +25,7 @@ COMMON = ("data=mnist", "data.in_memory=false", "data.batch_size=32", "model=mlp
 def test_streamed_with_dropout_stopped_mid_epoch_resumes_bit_exact(make_cfg, tmp_path, workers):
     fake_mnist(tmp_path / "mnist", n_train=320, n_test=40, gz=False)
     cfg = make_cfg(*COMMON, f"data.root={tmp_path / 'mnist'}", f"data.workers={workers}")
-    full = run(cfg, tmp_path / "full")
-    assert full.status == "completed", full.summary.get("error")
-    steps = full.summary["steps"]
-    first = run(cfg, tmp_path / "cut", stop=StopAfterSteps(steps // 2 + 3))  # mid epoch 2
-    assert first.status == "interrupted"
-    state = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["state"]
-    assert state["batch"] > 0 and state["step"] == steps // 2 + 3
-    second = run(cfg, tmp_path / "cut", resume=True)
-    assert second.status == "completed" and second.summary["steps"] == steps
-    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")["model"]
-    b = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["model"]
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-    assert second.summary["test"] == full.summary["test"]
+    assert_resumes_exactly(cfg, tmp_path)
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -32,6 +32,28 @@ class StopAfterSteps(StopRequest):
             self.handle.remove()
 
 
+def assert_resumes_exactly(cfg, tmp_path, mid_epoch: bool = True) -> None:
+    """A run stopped a few steps after its middle and resumed ends with the weights and test
+    metrics of the same run never stopped, bit for bit (`mid_epoch`: the stop fell inside an
+    epoch, which is what the data order must survive)."""
+    full = run(cfg, tmp_path / "full")
+    assert full.status == "completed", full.summary.get("error")
+    steps = full.summary["steps"]
+    first = run(cfg, tmp_path / "cut", stop=StopAfterSteps(steps // 2 + 3))
+    assert first.status == "interrupted"
+    state = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["state"]
+    assert state["step"] == steps // 2 + 3
+    if mid_epoch:
+        assert state["batch"] > 0
+    second = run(cfg, tmp_path / "cut", resume=True)
+    assert second.status == "completed" and second.summary["steps"] == steps
+    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")["model"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert second.summary["test"] == full.summary["test"]
+
+
 def weights(run_dir) -> dict[str, torch.Tensor]:
     return load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
 
