@@ -10,13 +10,26 @@ be answered in well under a second.
 from __future__ import annotations
 
 import importlib.util
-import re
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from dltrain.choices import (
+    ACTIVATIONS,
+    CELLS,
+    INITS,
+    LOGGERS,
+    MONITORS,
+    NORMS,
+    POOLINGS,
+    PRECISIONS,
+    PROBE_COMMON,
+    PROBES,
+    READOUTS,
+    TASKS,
+    chosen_loggers,
+)
 from dltrain.errors import ConfigError
 from dltrain.rules import (
     PER_DRAW,
@@ -33,6 +46,7 @@ from dltrain.rules import (
     choice,
     column_names,
     device,
+    experiment_name,
     image_channels,
     image_size,
     integer,
@@ -43,6 +57,7 @@ from dltrain.rules import (
     off,
     pair,
     path_or_pair,
+    run_name,
     seed,
     suggest,
     text,
@@ -51,91 +66,8 @@ from dltrain.rules import (
     written,
 )
 
-CONFIG_NAME = "train"
-
-
-def conf_dir() -> Path:
-    """The config tree: inside the installed package, else at the top of a source checkout."""
-    package = Path(__file__).resolve().parent  # dltrain/
-    for candidate in (package / "conf", package.parent / "conf"):
-        if (candidate / f"{CONFIG_NAME}.yaml").is_file():
-            return candidate
-    raise FileNotFoundError(f"dltrain's config tree (conf/{CONFIG_NAME}.yaml) is missing")
-
-
 # The checks are in dltrain.rules; `Rule`, `suggest` and `written` are also reached through
 # this module (`from dltrain.config import written`), where the rest of dltrain looks for them.
-
-# String choices live here (not next to the torch code) so validation needs no torch;
-# tests check that the torch-side tables cover exactly these names.
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "gelu", "silu", "identity")
-PRECISIONS = ("32", "bf16", "16")
-INITS = ("default", "lecun", "xavier", "kaiming", "orthogonal", "normal")
-POOLINGS = ("max", "avg", "none")  # model=cnn: the pooling after each conv block
-READOUTS = ("mean", "cls")  # model=transformer: the tokens' mean or a class token
-NORMS = ("layer", "none")  # model=transformer
-CELLS = ("lstm", "gru", "rnn")  # model=rnn: nn.LSTM, nn.GRU, nn.RNN (Elman, tanh)
-TASKS = ("classification", "regression", "language_model", "reconstruction")
-# What trainer.monitor can name: the validation loss or a metric of some task
-# (losses.METRICS); whether the run's task measures it is checked when the job is built.
-MONITORS = ("auto", "val/loss", "val/accuracy", "val/mse", "val/mae", "val/rmse", "val/r2",
-            "val/rel_l2", "val/max_error", "val/perplexity")
-# The probes, each with the options under which it looks only at the trained model, at a run's
-# end, and never into training (None: it always looks into training). A vectorised stack runs
-# such a probe for each of its members at the member's end; the others need a loop of their own.
-PROBES: dict[str, dict[str, Any] | None] = {
-    "activations": None,
-    "gradients": None,
-    "landscape": None,
-    "boundary": None,
-    "fit": {"images": False},
-    "samples": None,
-}
-PROBE_COMMON = ("every", "batch")  # keys of `probe` that all probes share
-# The loggers (conf/logger/, a list: logger=[tensorboard,mlflow]); each one's keys are under
-# logger.<name> and have their rules below. metrics.jsonl and summary.json are always written.
-LOGGERS = ("tensorboard", "mlflow")
-
-
-def chosen_loggers(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The loggers a config asks for, each with its keys: {"tensorboard": {"flush_secs": 10}}.
-
-    A run directory written before the logger group became a list holds `logger.name`
-    (tensorboard or none); `dltrain resume` of such a run reads it as that one logger."""
-    node = cfg.get("logger") or {}
-    if isinstance(node.get("name"), str):  # the old single choice
-        return {} if node["name"] == "none" else {node["name"]: {}}
-    return {str(name): dict(keys or {}) for name, keys in node.items()}
-
-
-def experiment_name(v: Any) -> str | None:
-    """logger.mlflow.experiment: an MLflow experiment's name, or null."""
-    if v is None or (isinstance(v, str) and v.strip()):
-        return None
-    return "must be null or the name of an MLflow experiment"
-
-
-def looks_into_training(name: str, options: Mapping[str, Any]) -> bool:
-    """Whether probe `name` with `options` (its node under `probe`) looks during training, not
-    only at the trained model (see PROBES)."""
-    at_end = PROBES.get(name)
-    return at_end is None or any(options.get(k) != v for k, v in at_end.items())
-
-
-NAME_LIMIT = 80  # characters of a run's name (`name=`): it goes into directory names
-_RUN_NAME = re.compile(r"^[^\W_][\w.+=@-]*$")  # letters (any script), digits and . _ - + = @
-
-
-def run_name(v: Any) -> str | None:
-    """`name`: a run's name goes into its directory's name, so it must be one safe file name."""
-    if v is None or (isinstance(v, int) and not isinstance(v, bool)):
-        return None
-    if isinstance(v, str) and _RUN_NAME.match(v) and len(v) <= NAME_LIMIT:
-        return None
-    return (f"must be null or a name of at most {NAME_LIMIT} letters, digits and . _ - + = @ "
-            "that starts with a letter or digit (it becomes part of a directory's name: no '/', "
-            "spaces, quotes or the like)")
-
 
 def dotted_keys(cfg: Any, prefix: str = "") -> list[str]:
     """Every key of a nested config as a dotted path (`optim.lr`), interior nodes included."""

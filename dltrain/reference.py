@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from dltrain.config import CONFIG_NAME, RULES, conf_dir
+from dltrain.choices import CONFIG_NAME, conf_dir
+from dltrain.config import RULES
 from dltrain.rules import PER_DRAW, PER_MEMBER, Rule, written
 
 # The groups in the order train.yaml's defaults list picks them, then Hydra's groups that

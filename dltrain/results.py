@@ -93,7 +93,7 @@ def _builtin_target(group: str, name: str) -> str | None:
     """The `_target_` of dltrain's own option `group=name` (None: not one of dltrain's)."""
     import yaml
 
-    from dltrain.config import conf_dir
+    from dltrain.choices import conf_dir
 
     path = conf_dir() / group / f"{name}.yaml"
     if not path.is_file():

@@ -271,3 +271,25 @@ def path_or_pair(v: Any) -> str | None:
     if _is_list(v) and len(v) == 2 and all(isinstance(p, str) and p.strip() for p in v):
         return None
     return "must be null, a path, or a pair of paths [X.npy,Y.npy]"
+
+
+def experiment_name(v: Any) -> str | None:
+    """logger.mlflow.experiment: an MLflow experiment's name, or null."""
+    if v is None or (isinstance(v, str) and v.strip()):
+        return None
+    return "must be null or the name of an MLflow experiment"
+
+
+NAME_LIMIT = 80  # characters of a run's name (`name=`): it goes into directory names
+_RUN_NAME = re.compile(r"^[^\W_][\w.+=@-]*$")  # letters (any script), digits and . _ - + = @
+
+
+def run_name(v: Any) -> str | None:
+    """`name`: a run's name goes into its directory's name, so it must be one safe file name."""
+    if v is None or (isinstance(v, int) and not isinstance(v, bool)):
+        return None
+    if isinstance(v, str) and _RUN_NAME.match(v) and len(v) <= NAME_LIMIT:
+        return None
+    return (f"must be null or a name of at most {NAME_LIMIT} letters, digits and . _ - + = @ "
+            "that starts with a letter or digit (it becomes part of a directory's name: no '/', "
+            "spaces, quotes or the like)")

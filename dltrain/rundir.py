@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from rich import get_console
 
-from dltrain.config import chosen_loggers
+from dltrain.choices import chosen_loggers
 from dltrain.data.memory import ran_out
 from dltrain.errors import ConfigError, DivergedError
 from dltrain.hparams import flat_hparams, session_group

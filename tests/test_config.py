@@ -1,7 +1,8 @@
 import pytest
 
+from dltrain.choices import ACTIVATIONS, MONITORS, POOLINGS
 from dltrain.cli import list_options, preflight
-from dltrain.config import ACTIVATIONS, MONITORS, POOLINGS, dotted_keys, suggest, validate
+from dltrain.config import dotted_keys, suggest, validate
 from dltrain.errors import ConfigError
 
 

@@ -16,9 +16,9 @@ from tests.test_imports import import_graph
 LAYERS: list[tuple[str, ...]] = [
     # 0: torch-free facts: errors, files, config rules, results, hyperparameters, tags, where
     # a run may be written and its directory's lock
-    ("dltrain", "dltrain.errors", "dltrain.io", "dltrain.rules", "dltrain.config",
-     "dltrain.results", "dltrain.hparams", "dltrain.overrides", "dltrain.probes.tags",
-     "dltrain.targets", "dltrain.outdir", "dltrain.lock"),
+    ("dltrain", "dltrain.errors", "dltrain.io", "dltrain.rules", "dltrain.choices",
+     "dltrain.config", "dltrain.results", "dltrain.hparams", "dltrain.overrides",
+     "dltrain.probes.tags", "dltrain.targets", "dltrain.outdir", "dltrain.lock"),
     # 1: the building blocks, each on its own: data, models, losses, optimisers, the machine
     ("dltrain.data", "dltrain.models", "dltrain.losses", "dltrain.optim", "dltrain.runtime",
      "dltrain.perf", "dltrain.log"),
@@ -66,4 +66,4 @@ def test_no_module_imports_from_a_layer_above_its_own():
 def test_the_trainer_knows_no_model_data_set_or_config(module):
     deps = import_graph()[module]
     assert not {d for d in deps if d.startswith(("dltrain.models", "dltrain.config",
-                                                 "dltrain.job", "dltrain.cli"))}
+                                                 "dltrain.choices", "dltrain.job", "dltrain.cli"))}

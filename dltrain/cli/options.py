@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from dltrain.config import CONFIG_NAME, conf_dir
+from dltrain.choices import CONFIG_NAME, conf_dir
 
 __all__ = ["CONFIG_NAME", "conf_dir"]  # where they were first: the CLI's users import them
 

@@ -35,7 +35,8 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 
-from dltrain.config import chosen_loggers, written
+from dltrain.choices import chosen_loggers
+from dltrain.config import written
 from dltrain.errors import ConfigError
 from dltrain.hparams import flat_hparams
 from dltrain.io import write_json

@@ -10,7 +10,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from dltrain.config import PROBE_COMMON, chosen_loggers, suggest
+from dltrain.choices import PROBE_COMMON, chosen_loggers
+from dltrain.config import suggest
 from dltrain.data.spec import Data, DataSpec
 from dltrain.errors import ConfigError
 from dltrain.log import Logger

@@ -48,7 +48,7 @@ class Member:
     state: TrainState = field(default_factory=TrainState)
     logger: Logger = field(default_factory=NullLogger)
     checkpoints: Checkpoints | None = None
-    hooks: Hooks = NO_HOOKS  # its probes; a stack calls only their `end` (config.PROBES)
+    hooks: Hooks = NO_HOOKS  # its probes; a stack calls only their `end` (choices.PROBES)
     # Where it stood at its last validation (or stop): its run's last.pt, not yet written;
     # and its best validation so far (the weights are the stack's `best` row), if not written.
     snapshot: Snapshot | None = None

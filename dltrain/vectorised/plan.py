@@ -20,17 +20,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from dltrain.config import (
-    PROBE_COMMON,
-    PROBES,
-    RULES,
-    find,
-    looks_into_training,
-    lookup,
-    own_code,
-    validate,
-    written,
-)
+from dltrain.choices import PROBE_COMMON, PROBES, looks_into_training
+from dltrain.config import RULES, find, lookup, own_code, validate, written
 from dltrain.errors import ConfigError
 from dltrain.rules import PER_DRAW, PER_MEMBER, off
 from dltrain.vectorised.optim import STACKED_OPTIMISERS
@@ -107,7 +98,7 @@ def _leaves(node: Any, prefix: str) -> list[str]:
 def looking_probes(probe: dict[str, Any]) -> list[str]:
     """The probes of a config's `probe` node that look during training. A stack calls its
     members' probes once, at each member's end: only probes that look at the trained model
-    alone can stack (config.PROBES says which, with which options)."""
+    alone can stack (choices.PROBES says which, with which options)."""
     names = set(probe) - set(PROBE_COMMON)
     return sorted(n for n in names if looks_into_training(n, probe[n] or {}))
 

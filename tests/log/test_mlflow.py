@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from dltrain.config import chosen_loggers, validate, written
+from dltrain.choices import chosen_loggers
+from dltrain.config import validate, written
 from dltrain.errors import ConfigError
 from dltrain.hparams import flat_hparams
 from dltrain.run import run

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from dltrain.config import CELLS
+from dltrain.choices import CELLS
 from dltrain.data.spec import DataSpec
 from dltrain.errors import ConfigError
 from dltrain.models import build_model

@@ -8,7 +8,8 @@ import json
 import pytest
 import torch
 
-from dltrain.config import PROBES, looks_into_training, plain, validate
+from dltrain.choices import PROBES, looks_into_training
+from dltrain.config import plain, validate
 from dltrain.errors import ConfigError
 from dltrain.probes.build import TABLE, chosen
 from dltrain.run import run
@@ -23,7 +24,7 @@ def test_the_probe_table_and_the_config_name_the_same_probes(make_cfg):
 
 
 def test_a_probe_looks_only_at_the_end_with_its_own_options(make_cfg):
-    # the options config.PROBES names are the probe's own, and the defaults look into training
+    # the options choices.PROBES names are the probe's own, and the defaults look into training
     for name, at_end in PROBES.items():
         options = make_cfg(f"probe=[{name}]").probe[name]
         assert set(at_end or {}) <= set(options), name
