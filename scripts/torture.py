@@ -11,7 +11,7 @@ SIGINTs a moment apart, or SIGKILL), then `dltrain resume RUN_DIR` until the run
 reference's, tensor by tensor (torch.equal), and the test metrics of summary.json. Besides,
 every process's exit code must agree with the summary.json it left (0 completed, 130
 interrupted, 1 failed or diverged; a SIGKILLed process leaves what it had). A command stopped
-before its run began (exit 130, no run folder yet) is given again.
+before its run began (exit 130 or killed, no run folder yet) is given again.
 
 A trial is
   exact      completed, every tensor and test metric equal to the reference's;
@@ -150,7 +150,7 @@ def trial(config: Config, ref: Reference, run_dir: Path, rng: random.Random) -> 
     _, err = proc.communicate()
     code = proc.returncode
     story = f"{how} at {at:.2f} s -> exit {code}"
-    if code == 130 and not (run_dir / ".hydra").is_dir():
+    if (code == 130 or how == "SIGKILL") and not (run_dir / ".hydra").is_dir():
         # stopped before its run began (imports, the config check): no folder, nothing to
         # resume; the command is simply given again, as a user would
         again = subprocess.run(command(config, run_dir), capture_output=True, text=True,
