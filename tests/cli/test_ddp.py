@@ -120,3 +120,16 @@ def test_lbfgs_line_searches_in_step_across_processes(tmp_path, make_cfg):
     # the same search up to float rounding, which L-BFGS's 20 inner steps amplify a little
     assert summary["test"]["accuracy"] == pytest.approx(alone["test"]["accuracy"], abs=0.01)
     assert summary["test"]["loss"] == pytest.approx(alone["test"]["loss"], rel=0.05)
+
+
+def test_a_recurrent_net_trains_data_parallel(tmp_path):
+    """model=rnn under torchrun: nn.LSTM's flattened weights under DDP, the replicas equal at
+    the end."""
+    proc = torchrun("trainer=ddp", "data=adding", "data.length=10", "data.n_train=512",
+                    "model=rnn", "model.hidden_size=8", "trainer.max_epochs=1",
+                    "trainer.device=cpu", "logger=[]", f"hydra.run.dir={tmp_path / 'run'}",
+                    cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["world_size"] == 2
+    assert summary["replicas_in_sync"] is True

@@ -46,3 +46,19 @@ def test_a_series_forecast_runs_from_the_command_line(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = next(Path(tmp_path, "outputs", "runs").glob("*/summary.json")).read_text()
     assert '"naive_rmse"' in summary and '"rmse"' in summary
+
+
+def test_the_vectorised_launcher_runs_recurrent_jobs_alone_and_says_why(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", "hydra/launcher=vectorised", "data=adding", "data.length=10",
+                   "data.n_train=256", "model=rnn", "model.hidden_size=8", "trainer=smoke",
+                   "trainer.seed=0,1", "logger=[]", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+                   env=ONE_THREAD)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    said = proc.stdout + proc.stderr
+    assert "#0, #1 alone: model=rnn: not stacked (a recurrent net's loop over time has no " \
+           "stacked form)" in said
+    summaries = list(sweep.glob("*/summary.json"))
+    assert len(summaries) == 2
+    assert all('"completed"' in p.read_text() and '"vectorised"' not in p.read_text()
+               for p in summaries)

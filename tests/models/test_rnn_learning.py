@@ -99,3 +99,28 @@ def test_a_stopped_lstm_resumes_bit_for_bit(make_cfg, tmp_path):
     summaries = [json.loads((tmp_path / d / "summary.json").read_text())
                  for d in ("full", "resumed")]
     assert summaries[0]["test"] == summaries[1]["test"] and summaries[1]["steps"] == 27
+
+
+def test_a_character_lstm_writes_samples_and_lbfgs_trains_a_recurrent_net(make_cfg, tmp_path):
+    """What composes with the family: the samples probe on a character LSTM (text generated
+    from the validation prompt, at step 0 and after the validation), and L-BFGS on the
+    adding problem (full batch, its closure re-running the recurrence)."""
+    from tests.data.test_text import english
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(english(3000), encoding="utf-8")
+    lm = run(make(make_cfg, "data=text", f"data.path={corpus}", "data.block_size=32",
+                  "model.hidden_size=32", "probe=[samples]", "probe.samples.length=40",
+                  "trainer=smoke"), tmp_path / "lm")
+    assert lm.status == "completed", lm.summary.get("error")
+    samples = (tmp_path / "lm" / "samples.txt").read_text(encoding="utf-8")
+    steps = [line for line in samples.splitlines() if line.startswith("--- step ")]
+    assert steps == ["--- step 0", "--- step 7", "--- step 14"]  # 7 steps an epoch, 2 epochs
+    lbfgs = run(make(make_cfg, "data=adding", "data.length=10", "data.n_train=256",
+                     "model.hidden_size=16", "optim=lbfgs", "trainer.max_epochs=3",
+                     "sched=none"), tmp_path / "lbfgs")
+    assert lbfgs.status == "completed", lbfgs.summary.get("error")
+    losses = [json.loads(line)["train/loss"] for line in
+              (tmp_path / "lbfgs" / "metrics.jsonl").open() if "train/loss" in line]
+    assert losses and all(math.isfinite(v) for v in losses)
+    assert lbfgs.summary["test"]["mse"] < lbfgs.summary["test"]["baseline_mse"]
