@@ -11,18 +11,15 @@ numpy arrays, lists and strings and nothing else: a data file cannot run code.
 
 from __future__ import annotations
 
-import codecs
 import gzip
-import io
 import math
-import pickle
 import struct
 import tarfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,14 +29,8 @@ from dltrain.data.checks import constant, finite, input_folder, readable
 from dltrain.data.download import Remote, obtain
 from dltrain.data.prepare import channel_stats, n_validation, pool_index, standardise
 from dltrain.data.spec import Data, DataSpec, HostSplit, Split
+from dltrain.data.unpickle import unpickle_arrays
 from dltrain.errors import ConfigError
-
-try:  # numpy >= 2
-    from numpy._core import multiarray as _multiarray
-    from numpy._core import numeric as _numeric
-except ImportError:  # numpy 1.x
-    from numpy.core import multiarray as _multiarray  # type: ignore[no-redef]
-    from numpy.core import numeric as _numeric  # type: ignore[no-redef]
 
 PIXEL_SCALE = 255.0  # raw uint8 pixels -> [0, 1] before normalisation
 
@@ -194,47 +185,6 @@ class IdxFiles:
 CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_TEST = "test_batch"
-
-
-class _Refused(pickle.UnpicklingError):
-    pass
-
-
-class ArrayUnpickler(pickle.Unpickler):
-    """Unpickles plain data and numpy arrays only: every other global is refused.
-
-    A CIFAR batch is a dict of strings, lists and one uint8 array; building that array takes
-    numpy's reconstruction functions (and `_codecs.encode`, with which Python 3 writes bytes
-    at protocol 2), and nothing else a pickle could name is allowed.
-    """
-
-    ALLOWED: ClassVar[dict[tuple[str, str], Any]] = {
-        ("_codecs", "encode"): codecs.encode,
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("numpy.core.multiarray", "_reconstruct"): _multiarray._reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): _multiarray._reconstruct,
-        ("numpy.core.numeric", "_frombuffer"): _numeric._frombuffer,
-        ("numpy._core.numeric", "_frombuffer"): _numeric._frombuffer,
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return self.ALLOWED[(module, name)]
-        except KeyError:
-            raise _Refused(f"it names {module}.{name}") from None
-
-
-def unpickle_arrays(content: bytes, where: str) -> Any:
-    """The object pickled in `content` (Python 2 pickles included), if it is plain data."""
-    try:
-        return ArrayUnpickler(io.BytesIO(content), encoding="latin1").load()
-    except _Refused as err:
-        raise ConfigError(f"{where} holds more than arrays and plain data ({err}) and was not "
-                          "loaded: a data file must not run code.") from None
-    except Exception as err:  # any way a damaged pickle can fail
-        raise ConfigError(f"{where} is truncated or corrupt ({type(err).__name__}: {err}).") \
-            from None
 
 
 def _cifar_batch(obj: Any, where: str) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from dltrain.data import build_data
-from dltrain.data.vision import CIFAR_DIR, IDX_FILES, read_idx, unpickle_arrays
+from dltrain.data.unpickle import unpickle_arrays
+from dltrain.data.vision import CIFAR_DIR, IDX_FILES, read_idx
 from dltrain.errors import ConfigError
 from dltrain.targets import plain
 from tests.data.files import (
