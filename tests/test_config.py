@@ -1,7 +1,8 @@
 import pytest
 
 from dltrain.choices import ACTIVATIONS, MONITORS, POOLINGS
-from dltrain.cli import list_options, preflight
+from dltrain.cli import list_options
+from dltrain.cli.preflight import preflight
 from dltrain.config import dotted_keys, suggest, validate
 from dltrain.errors import ConfigError
 

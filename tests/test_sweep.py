@@ -10,7 +10,8 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf, read_write
 
-from dltrain.cli import CONFIG_NAME, conf_dir, explain, preflight
+from dltrain.cli import CONFIG_NAME, conf_dir
+from dltrain.cli.preflight import explain, preflight
 from dltrain.errors import ConfigError
 from dltrain.io import NAME_LIMIT, safe_name
 from dltrain.sweep import job_dir_name, sweeper_value

@@ -18,28 +18,43 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from importlib import import_module
+from typing import Any
 
-from dltrain.cli.export import export
-from dltrain.cli.listing import list_options
-from dltrain.cli.options import CONFIG_NAME, conf_dir, defaults, groups
-from dltrain.cli.predict import predict
-from dltrain.cli.preflight import explain, preflight
-from dltrain.cli.runs import evaluate, load_run_config, report, resume
-from dltrain.errors import ConfigError
-from dltrain.results import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from dltrain.training.signals import StopRequest, signal_at
 
-__all__ = ["CONFIG_NAME", "VERBS", "conf_dir", "defaults", "evaluate", "explain",
-           "groups", "list_options", "load_run_config", "main", "preflight", "report", "resume"]
+__all__ = ["CONFIG_NAME", "VERBS", "conf_dir", "defaults", "evaluate", "groups",
+           "list_options", "load_run_config", "main", "report", "resume"]
 
-VERBS: dict[str, Callable[[list[str]], int]] = {
-    "list": list_options,
-    "resume": resume,
-    "eval": evaluate,
-    "report": report,
-    "predict": predict,
-    "export": export,
+# The verbs, and the names this package offers, by the module that defines them: imported when
+# first used, once main() has installed its signal handlers. Importing them (OmegaConf, Hydra's
+# parser) takes about 0.1 s, in which a SIGTERM would otherwise end the process with 143.
+VERBS: dict[str, str] = {
+    "list": "dltrain.cli.listing:list_options",
+    "resume": "dltrain.cli.runs:resume",
+    "eval": "dltrain.cli.runs:evaluate",
+    "report": "dltrain.cli.runs:report",
+    "predict": "dltrain.cli.predict:predict",
+    "export": "dltrain.cli.export:export",
 }
+_NAMES = {"CONFIG_NAME": "dltrain.cli.options", "conf_dir": "dltrain.cli.options",
+          "defaults": "dltrain.cli.options", "groups": "dltrain.cli.options",
+          "evaluate": "dltrain.cli.runs", "load_run_config": "dltrain.cli.runs",
+          "report": "dltrain.cli.runs", "resume": "dltrain.cli.runs",
+          "list_options": "dltrain.cli.listing"}
+# (preflight and explain are dltrain.cli.preflight's: the submodule's name would hide them)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        return getattr(import_module(_NAMES[name]), name)
+    raise AttributeError(f"module 'dltrain.cli' has no attribute {name!r}")
+
+
+def verb(name: str) -> Callable[[list[str]], int]:
+    """The function of the verb `name` (a key of VERBS)."""
+    module, function = VERBS[name].split(":")
+    return getattr(import_module(module), function)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -59,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = _command(list(sys.argv[1:] if argv is None else argv), stop)
     except KeyboardInterrupt:  # before a run, or a second Ctrl-C: stopped at once
         print(f"dltrain: interrupted by {stop.signal or 'SIGINT'}", file=sys.stderr)
-        code = EXIT_INTERRUPTED
+        code = 130  # dltrain.results.EXIT_INTERRUPTED, not imported before the handlers
     finally:
         stop.settle()  # the exit code is chosen: a signal from here on is only noted
         if argv is not None:
@@ -74,6 +89,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _command(argv: list[str], stop: StopRequest) -> int:
     """Run a verb or train; the exit code."""
+    from dltrain.errors import ConfigError
+    from dltrain.results import EXIT_BAD_INPUT
+
     # `data._target_=mymodule.load`, `model._target_=mymodule.MyNet`: a module of the current
     # folder is found as `python` finds it (a console script's path starts at its bin/ instead)
     if "" not in sys.path and os.getcwd() not in sys.path:
@@ -82,7 +100,7 @@ def _command(argv: list[str], stop: StopRequest) -> int:
         argv = [argv[2], *argv[3:], *argv[:2]]  # dltrain -cd DIR list: the verb first
     try:
         if argv and argv[0] in VERBS:
-            code = VERBS[argv[0]](argv[1:])
+            code = verb(argv[0])(argv[1:])
         else:
             from dltrain.cli.app import train  # Hydra's app: loaded when it trains
 

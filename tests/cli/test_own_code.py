@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dltrain.cli import preflight
+from dltrain.cli.preflight import preflight
 from dltrain.cli.sources import sources
 from dltrain.errors import ConfigError
 from tests.conftest import run_cli
