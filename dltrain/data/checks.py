@@ -24,7 +24,7 @@ from dltrain.errors import ConfigError
 log = logging.getLogger("dltrain")
 
 # The smallest standard deviation standardisation divides by (prepare.standardise,
-# owned._statistics, prepare.channel_stats clamp to it): at or below it, an input is constant.
+# columns.statistics, prepare.channel_stats clamp to it): at or below it, an input is constant.
 MIN_STD = 1e-6
 _CHUNK = 1 << 22  # values scanned at a time in a file that is not read whole
 

@@ -19,6 +19,7 @@ import torch
 
 from dltrain.data.augment import build_augment
 from dltrain.data.checks import constant, finite
+from dltrain.data.columns import ColumnInputs, rows_of, standardise_in_place, statistics
 from dltrain.data.prepare import n_validation
 from dltrain.data.spec import Data, DataSpec, Split, TargetScale
 from dltrain.errors import ConfigError
@@ -29,61 +30,8 @@ __all__ = ["FEW_CLASSES", "ColumnInputs", "Samples", "assemble", "infer_task"]
 # data.task=auto (digits, ratings, categories coded as numbers); more is a count: regression.
 FEW_CLASSES = 20
 
-# Rows a block in the passes over a table (gather, sums, standardise): a block of a few dozen
-# float32 columns stays in the cache.
-_BLOCK_ROWS = 16384
-
 # How many samples of each shape the inputs must have, by kind (after the channel axis is added).
 _INPUT_AXES = {"vector": (2,), "signal": (2, 3), "image": (3, 4)}
-
-
-@dataclass(frozen=True)
-class ColumnInputs:
-    """(rows, columns) numeric inputs held as a table's own 1-D columns (ints or floats, as
-    read). assemble gathers each split's rows from them straight into row-major float32: no
-    float32 copy of the whole table is made first, which on a million rows (80 MB touched for
-    the first time) cost about as much as reading the file."""
-
-    columns: tuple[np.ndarray, ...]
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (len(self.columns[0]) if self.columns else 0, len(self.columns))
-
-    ndim = 2
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def rows(self, index: np.ndarray | None = None) -> np.ndarray:
-        """(len(index), columns) float32 of the rows `index` (every row where None): a block
-        of rows at a time, each column gathered into a small scratch (in the cache) that is
-        then written transposed into the rows: a column written straight into row-major
-        output would be a strided write per column, several times slower."""
-        n = len(self) if index is None else len(index)
-        out = np.empty((n, len(self.columns)), dtype=np.float32)
-        step = max(1, min(_BLOCK_ROWS, n))
-        scratch = np.empty((len(self.columns), step), dtype=np.result_type(*self.columns))
-        for start in range(0, n, step):
-            stop = min(start + step, n)
-            block = scratch[:, :stop - start]
-            for j, column in enumerate(self.columns):
-                if index is None:
-                    block[j] = column[start:stop]
-                elif column.dtype == block.dtype:
-                    np.take(column, index[start:stop], out=block[j])
-                else:
-                    block[j] = column[index[start:stop]]
-            out[start:stop] = block.T
-        return out
-
-
-def _rows(x: np.ndarray | ColumnInputs, index: np.ndarray | None) -> np.ndarray:
-    """A copy of the rows `index` of x (all of them where None): normalised in place later,
-    and what the caller handed in stays as it was."""
-    if isinstance(x, ColumnInputs):
-        return x.rows(index)
-    return x.copy() if index is None else x[index]
 
 
 @dataclass(frozen=True)
@@ -191,56 +139,6 @@ def _check(samples: Samples, kind: str) -> None:
                           f"read as {kind} samples.")
 
 
-def _column_sums(x: np.ndarray, shift: np.ndarray | None = None) -> np.ndarray:
-    """Per-column sums of x (rows, columns), of (x - shift) ** 2 where `shift` is given, in
-    float64, a block of rows at a time: no temporary the size of x, and a BLAS dot product
-    (ones @ block) per block rather than numpy's axis-0 reduction, which over a few columns
-    walks short rows (2-3x slower on a million rows, and float32 all the way)."""
-    step = min(_BLOCK_ROWS, len(x))
-    ones = np.ones(step, dtype=x.dtype)
-    scratch = np.empty((step, x.shape[1]), dtype=x.dtype) if shift is not None else None
-    total = np.zeros(x.shape[1], dtype=np.float64)
-    for start in range(0, len(x), step):
-        block = x[start:start + step]
-        if scratch is not None:
-            block = np.subtract(block, shift, out=scratch[:len(block)])
-            np.square(block, out=block)
-        total += ones[:len(block)] @ block
-    return total
-
-
-def _statistics(train: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """prepare.standardise's mean and std (per feature for vectors, per channel otherwise):
-    on a million rows this is most of assembling them."""
-    if kind == "vector" and train.ndim == 2 and len(train) > 1:
-        x = np.ascontiguousarray(train.numpy())
-        mean = (_column_sums(x) / len(x)).astype(x.dtype)
-        var = _column_sums(x, mean) / (len(x) - 1)  # unbiased, as torch.var
-        return (torch.from_numpy(mean[None]),
-                torch.from_numpy(np.sqrt(var).astype(x.dtype)[None]).clamp_min(1e-6))
-    dims = (0,) if kind == "vector" else tuple(d for d in range(train.ndim) if d != 1)
-    var_t, mean_t = torch.var_mean(train, dim=dims, keepdim=True)
-    return mean_t, var_t.sqrt().clamp_min(1e-6)
-
-
-def _standardise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """x = (x - mean) / std in place. A (rows, columns) table on the CPU goes through numpy a
-    block of rows at a time, each block subtracted and divided while it is in the cache (one
-    pass over memory, on one thread: torch's two broadcast ops over a million short rows were
-    5x slower on a busy machine); the same float32 operations, so the same values."""
-    if x.ndim != 2 or x.device.type != "cpu" or not x.is_contiguous() or x.dtype != mean.dtype:
-        return x.sub_(mean).div_(std)
-    a, m, s = x.numpy(), mean.numpy().reshape(-1), std.numpy().reshape(-1)
-    if a.shape[1] == 1:  # one column: a flat array and two scalars, no broadcast over rows
-        a, m, s = a.reshape(-1), m[0], s[0]
-    step = max(1, _BLOCK_ROWS * 32 // max(1, a.size // len(a)))
-    for start in range(0, len(a), step):
-        block = a[start:start + step]
-        np.subtract(block, m, out=block)
-        np.divide(block, s, out=block)
-    return x
-
-
 def _with_channels(x: torch.Tensor, kind: str) -> torch.Tensor:
     """(N, L) signals -> (N, 1, L) and (N, H, W) images -> (N, 1, H, W): one channel."""
     if (kind == "signal" and x.ndim == 2) or (kind == "image" and x.ndim == 3):
@@ -323,8 +221,8 @@ def standardised_targets(parts: list[np.ndarray], where: str
     tensors = [torch.from_numpy(a) for a in arrays]
     tensors = [t.unsqueeze(1) if t.ndim == 1 else t for t in tensors]
     kind = "vector" if tensors[0].ndim == 2 else "field"
-    mean, std = _statistics(tensors[0], kind)
-    return [_standardise(t, mean, std) for t in tensors], TargetScale(mean, std)
+    mean, std = statistics(tensors[0], kind)
+    return [standardise_in_place(t, mean, std) for t in tensors], TargetScale(mean, std)
 
 
 def _check_inputs(xs: list[torch.Tensor], mean: torch.Tensor, std: torch.Tensor,
@@ -368,11 +266,11 @@ def assemble(cfg: Mapping[str, Any], device: torch.device | str, pool: Samples, 
     train_idx = subsample(train_idx, cfg["n_train"], int(cfg["seed"]), pool.where)
     # copies (a gather of rows, or of a given split): normalised in place below, and what the
     # caller handed in stays as it was
-    parts = [(_rows(pool.x, train_idx), pool.y[train_idx]),
-             (_rows(val.x, None), val.y) if val is not None
-             else (_rows(pool.x, val_idx), pool.y[val_idx]),
-             (_rows(test.x, None), test.y) if test is not None
-             else (_rows(pool.x, test_idx), pool.y[test_idx])]
+    parts = [(rows_of(pool.x, train_idx), pool.y[train_idx]),
+             (rows_of(val.x, None), val.y) if val is not None
+             else (rows_of(pool.x, val_idx), pool.y[val_idx]),
+             (rows_of(test.x, None), test.y) if test is not None
+             else (rows_of(pool.x, test_idx), pool.y[test_idx])]
     where = " + ".join(s.where for s in given)
 
     target_scale = None
@@ -393,10 +291,10 @@ def assemble(cfg: Mapping[str, Any], device: torch.device | str, pool: Samples, 
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{where}: the inputs are not numeric ({err}).") from None
     with np.errstate(invalid="ignore", over="ignore"):  # an infinity is refused just below
-        mean, std = _statistics(xs[0], kind)
+        mean, std = statistics(xs[0], kind)
     _check_inputs(xs, mean, std, [s.where if s is not None else pool.where
                                   for s in (pool, val, test)])
-    xs = [_standardise(x, mean, std) for x in xs]
+    xs = [standardise_in_place(x, mean, std) for x in xs]
 
     spec = DataSpec(
         name=name, task=task, kind=kind, input_shape=tuple(xs[0].shape[1:]),

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dltrain.data import owned
+from dltrain.data import columns
 from dltrain.data.owned import ColumnInputs, Samples, assemble
 from dltrain.data.table import Columns, inputs_of, read_frame
 
@@ -31,7 +31,7 @@ def mixed_columns(n: int, seed: int = 0) -> tuple[np.ndarray, ...]:
 def small_blocks(monkeypatch):
     """Blocks of 7 rows: every gather, sum and standardisation crosses many block edges and
     ends on a partial block."""
-    monkeypatch.setattr(owned, "_BLOCK_ROWS", 7)
+    monkeypatch.setattr(columns, "_BLOCK_ROWS", 7)
 
 
 @pytest.mark.parametrize("blocks", ["default", "small"])
@@ -70,7 +70,7 @@ def test_statistics_are_accurate_far_from_zero(small_blocks):
     """Block sums in float64: a large offset no longer costs float32 digits of the std."""
     rng = np.random.default_rng(0)
     x = (1000 + 3 * rng.standard_normal((300_000, 3))).astype(np.float32)
-    mean, std = owned._statistics(torch.from_numpy(x), "vector")
+    mean, std = columns.statistics(torch.from_numpy(x), "vector")
     exact = x.astype(np.float64)
     assert np.allclose(mean.numpy()[0], exact.mean(axis=0), rtol=1e-7, atol=0)
     assert np.allclose(std.numpy()[0], exact.std(axis=0, ddof=1), rtol=1e-5, atol=0)
@@ -82,7 +82,7 @@ def test_standardise_is_torch_sub_then_div_to_the_bit(shape, small_blocks):
     x = torch.from_numpy(np.random.default_rng(0).standard_normal(shape).astype(np.float32))
     mean, std = x.mean(0, keepdim=True), x.std(0, keepdim=True)
     expected = x.clone().sub_(mean).div_(std)
-    result = owned._standardise(x, mean, std)
+    result = columns.standardise_in_place(x, mean, std)
     assert result is x  # in place
     assert torch.equal(result, expected)
 
