@@ -384,11 +384,14 @@ def startup(repeats: int) -> dict:
             "python -c 'import torch'": [sys.executable, "-c", "import torch"],
             "hand-written process, one step (glyphs MLP)": [sys.executable, "-c", ONE_STEP],
             "dltrain trainer=smoke (20 steps, validation, test, all files)":
-                [*dltrain, "trainer=smoke", f"hydra.run.dir={tmp}/smoke"],
+                [*dltrain, "trainer=smoke"],
         }
 
         def measure(what: str) -> float:
-            seconds = wall(commands[what], Path(tmp))
+            # a new run directory each time: dltrain refuses a new run into one that holds a run
+            cmd = [*commands[what], f"hydra.run.dir={tmp}/smoke-{time.time_ns()}"] \
+                if "trainer=smoke" in commands[what] else commands[what]
+            seconds = wall(cmd, Path(tmp))
             loads.append(os.getloadavg()[0])
             return seconds
 
