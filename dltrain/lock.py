@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import socket
 import time
@@ -22,6 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dltrain.errors import ConfigError
+
+try:  # POSIX; on Windows there is no flock: the file is written, but nothing is enforced
+    import fcntl
+except ImportError:  # pragma: no cover - not on the machines the tests run on
+    fcntl = None  # type: ignore[assignment]
 
 LOCK_FILE = ".lock"
 # A probe (held_by) holds a shared lock for microseconds: a taker that meets one tries again
@@ -53,7 +57,8 @@ class RunLock:
 def _holder(fd: int) -> str:
     """'process PID on HOST' from a lock file's content, as far as it was written."""
     try:
-        text = os.pread(fd, 256, 0).decode("utf-8", "replace").split()
+        os.lseek(fd, 0, os.SEEK_SET)  # (os.pread is POSIX only)
+        text = os.read(fd, 256).decode("utf-8", "replace").split()
     except OSError:
         text = []
     if len(text) >= 2 and text[0].isdigit():
@@ -79,7 +84,8 @@ def take(run_dir: Path | str) -> RunLock:
             raise ConfigError(f"Cannot write the lock {path}: {err.strerror}; the run directory "
                               "must be writable.") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
             if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                 os.close(fd)
@@ -99,7 +105,8 @@ def take(run_dir: Path | str) -> RunLock:
             os.close(fd)
             continue
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
         return RunLock(path, fd)
 
 
@@ -108,6 +115,8 @@ def held_by(run_dir: Path | str) -> str | None:
     HOST', or None. A check made before anything is written (the command's preflight); the
     lock itself is taken by the run."""
     path = Path(run_dir) / LOCK_FILE
+    if fcntl is None:
+        return None
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:  # no lock file (or none readable): nobody holds it
