@@ -115,7 +115,7 @@ def free_mb(folder: Path) -> int:
 
 
 def remove_stale_temporaries(folder: Path, names: Iterable[str]) -> list[Path]:
-    """Remove the temporaries of `names` (`.NAME.XXXXXXXX.tmp`) that atomic_write left in
+    """Remove the temporaries of `names` (`.NAME.<random tag>.tmp`) that atomic_write left in
     `folder` when its process was killed mid-write (SIGKILL gives no chance to clean up); a
     checkpoint's are as large as the checkpoint. Only a process that owns `folder` may call
     this (a run holds its directory's lock): another's write in progress would be lost. Files

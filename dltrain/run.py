@@ -88,7 +88,7 @@ def _run(cfg: DictConfig, run_dir: Path | str | None, resume: bool, stop: StopRe
                 write_config(cfg, run_dir, False)  # a continued run's: once it continues
             record = Record(config, run_dir, d.is_main, d.world)
             _guard(record, cfg, resume, restart)
-            with record.ending(resume), stop.at_once():
+            with record.ending(), stop.at_once():
                 _train(config, record, resume, stop, d, device)
             return record.close(stop.signal)  # the status is decided: a signal is only noted
 

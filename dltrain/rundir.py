@@ -145,7 +145,7 @@ class Record:
         self.pending = None
 
     @contextmanager
-    def ending(self, resume: bool) -> Iterator[None]:
+    def ending(self) -> Iterator[None]:
         """Record how the block ended: refused, diverged, interrupted at once, or failed."""
         try:
             yield

@@ -28,7 +28,6 @@ one can be pickled to a launcher's workers.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -36,8 +35,9 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
+from dltrain.training.faults import named
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-FAULT_ENV = "DLTRAIN_FAULT"  # dltrain/training/faults.py reads it too, for its own points
 
 
 class Stopped(Exception):
@@ -153,9 +153,9 @@ def signal_at(point: str) -> None:
     created the run directory; the run has not begun), `ended` (the run's summary.json is
     written and its exit code chosen; Hydra's job not yet over).
     """
-    kind, _, rest = os.environ.get(FAULT_ENV, "").partition(":")
-    name, _, names = rest.partition(":")
-    if kind != "signal-at" or name != point:
+    rest = named("signal-at")  # [POINT, SIGNALS]
+    if not rest or rest[0] != point:
         return
-    for each in (names or "SIGTERM").split("+"):
+    names = rest[1] if len(rest) > 1 and rest[1] else "SIGTERM"
+    for each in names.split("+"):
         signal.raise_signal(signal.Signals[each])  # its handler runs before this returns

@@ -115,24 +115,19 @@ def test_after_a_forced_stop_whatever_is_raised_is_the_interrupt():
 
 # --- a run, stopped at each moment ---------------------------------------------------------
 
-def test_a_signal_while_the_config_is_checked_ends_interrupted_with_a_summary(
-        make_cfg, tmp_path, monkeypatch):
-    monkeypatch.setattr(dltrain.run, "validate", raising("SIGTERM")(dltrain.run.validate))
-    monkeypatch.setattr(dltrain.run, "job_data", must_not_run)
+@pytest.mark.parametrize("phase, after, name", [("validate", "job_data", "SIGTERM"),
+                                               ("job_data", "build_job", "SIGINT")])
+def test_a_signal_before_training_ends_interrupted_with_a_summary_and_goes_no_further(
+        make_cfg, tmp_path, monkeypatch, phase, after, name):
+    """A signal while the config is checked, or while the data loads: the next phase never
+    runs, the run ends interrupted (130) with its summary, and no checkpoint."""
+    monkeypatch.setattr(dltrain.run, phase, raising(name)(getattr(dltrain.run, phase)))
+    monkeypatch.setattr(dltrain.run, after, must_not_run)
     result = run(make_cfg(*SMOKE), tmp_path)
     assert (result.status, result.exit_code) == ("interrupted", 130)
     assert summary(tmp_path)["status"] == "interrupted"
-    assert "SIGTERM" in summary(tmp_path)["error"]
+    assert name in summary(tmp_path)["error"]
     assert not (tmp_path / "checkpoints" / "last.pt").exists()
-
-
-def test_a_signal_while_the_data_loads_stops_before_the_model_is_built(
-        make_cfg, tmp_path, monkeypatch):
-    monkeypatch.setattr(dltrain.run, "job_data", raising("SIGINT")(dltrain.run.job_data))
-    monkeypatch.setattr(dltrain.run, "build_job", must_not_run)
-    result = run(make_cfg(*SMOKE), tmp_path)
-    assert (result.status, result.exit_code) == ("interrupted", 130)
-    assert summary(tmp_path)["status"] == "interrupted"
 
 
 def test_a_second_ctrl_c_during_a_checkpoint_write_keeps_the_previous_one(
@@ -238,3 +233,17 @@ def test_a_signal_as_the_summary_is_written_changes_nothing(
     assert (result.status, result.exit_code) == ("completed", 0)
     assert summary(tmp_path)["status"] == "completed"
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["state"]["step"] == 6
+
+
+def test_one_reader_of_dltrain_fault_for_kills_and_signals(monkeypatch):
+    from dltrain.training.faults import named
+
+    monkeypatch.setenv("DLTRAIN_FAULT", "signal-at:task:SIGINT+SIGINT")
+    assert named("signal-at") == ["task", "SIGINT+SIGINT"]
+    assert named("after-last-checkpoint") is None
+    monkeypatch.setenv("DLTRAIN_FAULT", "after-last-checkpoint:14")
+    assert named("after-last-checkpoint") == ["14"] and named("signal-at") is None
+    monkeypatch.setenv("DLTRAIN_FAULT", "after-last-checkpoint")
+    assert named("after-last-checkpoint") == []
+    monkeypatch.delenv("DLTRAIN_FAULT")
+    assert named("after-last-checkpoint") is None
