@@ -31,11 +31,12 @@ POOLINGS = ("max", "avg", "none")  # model=cnn: the pooling after each conv bloc
 READOUTS = ("mean", "cls")  # model=transformer: the tokens' mean or a class token
 NORMS = ("layer", "none")  # model=transformer
 CELLS = ("lstm", "gru", "rnn")  # model=rnn: nn.LSTM, nn.GRU, nn.RNN (Elman, tanh)
-TASKS = ("classification", "regression", "language_model", "reconstruction")
+TASKS = ("classification", "regression", "language_model", "reconstruction", "pinn",
+         "generation")
 # What trainer.monitor can name: the validation loss or a metric of some task
 # (losses.METRICS); whether the run's task measures it is checked when the job is built.
 MONITORS = ("auto", "val/loss", "val/accuracy", "val/mse", "val/mae", "val/rmse", "val/r2",
-            "val/rel_l2", "val/max_error", "val/perplexity")
+            "val/rel_l2", "val/max_error", "val/perplexity", "val/fid")
 # The probes, each with the options under which it looks only at the trained model, at a run's
 # end, and never into training (None: it always looks into training). A vectorised stack runs
 # such a probe for each of its members at the member's end; the others need a loop of their own.
@@ -46,6 +47,7 @@ PROBES: dict[str, dict[str, Any] | None] = {
     "boundary": None,
     "fit": {"images": False},
     "samples": None,
+    "field": None,  # operator data: input, truth, prediction, error of a few test samples
 }
 PROBE_COMMON = ("every", "batch")  # keys of `probe` that all probes share
 # The loggers (conf/logger/, a list: logger=[tensorboard,mlflow]); each one's keys are under

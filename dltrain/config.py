@@ -31,6 +31,9 @@ from dltrain.choices import (
     chosen_loggers,
 )
 from dltrain.errors import ConfigError
+from dltrain.generation.rules import GENERATION_RULES, generation_combination
+from dltrain.operator_rules import OPERATOR_RULES
+from dltrain.pinn.rules import PDE_RULES, pinn_combination
 from dltrain.rules import (
     PER_DRAW,
     PER_MEMBER,
@@ -85,8 +88,9 @@ def dotted_keys(cfg: Any, prefix: str = "") -> list[str]:
 RULES: tuple[Rule, ...] = (
     Rule("name", run_name),
     Rule("task", choice(TASKS, optional=True), alone=alone_unless(
-        lambda v: v != "reconstruction", "task=reconstruction: autoencoders and VAEs are not "
-        "stacked")),
+        lambda v: v not in ("reconstruction", "generation", "pinn"), "task={value}: "
+        "autoencoders, VAEs, generative models and physics-informed networks (whose loss "
+        "differentiates the network by its inputs) are not stacked")),
     Rule("data.batch_size", batch_size),
     Rule("data.n_train", integer(1, optional=True)),
     Rule("data.n_test", integer(1)),
@@ -162,6 +166,7 @@ RULES: tuple[Rule, ...] = (
     Rule("model.hidden_size", integer(1)),
     Rule("model.layers", integer(1)),
     Rule("model.bidirectional", boolean),
+    *OPERATOR_RULES,  # neural operators: data=darcy|burgers_operator, model=fno|deeponet
     Rule("optim.lr", number(0, lo_open=True), PER_MEMBER),
     Rule("optim.weight_decay", number(0), PER_MEMBER),
     Rule("optim.momentum", number(0, 1), PER_MEMBER),
@@ -254,6 +259,8 @@ RULES: tuple[Rule, ...] = (
     Rule("logger.tensorboard.flush_secs", number(0)),
     Rule("logger.mlflow.experiment", experiment_name),
     Rule("logger.mlflow.flush_secs", number(0)),
+    *PDE_RULES,  # task=pinn: pde=..., optim=adam_lbfgs
+    *GENERATION_RULES,  # task=generation: model=gan|diffusion, loss=wgan_gp, trainer.d_steps/fid_*
 )
 
 
@@ -328,7 +335,8 @@ def _loggers(cfg: dict[str, Any]) -> str | None:
 
 
 COMBINATIONS: tuple[Callable[[dict[str, Any]], str | None], ...] = (
-    _lbfgs, _one_clip, _nesterov, _probes, _loggers)
+    _lbfgs, _one_clip, _nesterov, _probes, _loggers, pinn_combination,
+    generation_combination)
 
 
 def plain(node: Mapping[str, Any]) -> dict[str, Any]:

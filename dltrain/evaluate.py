@@ -44,6 +44,26 @@ def test_best(job: Job, run_dir: Path, logger: Logger, step: int) -> dict[str, f
     return test
 
 
+def test_resolutions(job: Job, logger: Logger | None = None, step: int = 0
+                     ) -> dict[str, Any]:
+    """Operator data's test samples at other resolutions (data.test_resolution), scored by
+    the model as it stands (test_best has loaded the best weights): {"test_resolutions":
+    {"64x64": metrics, ...}}, logged as test@64x64/<metric>; {} for any other data."""
+    from dltrain.data.operators import OperatorData
+
+    data = job.data
+    if not isinstance(data, OperatorData) or not data.resolutions:
+        return {}
+    amp = autocast(job.device, job.settings.precision)
+    scored = {label: evaluate(job.parts, split, job.spec.task, job.settings.eval_batch_size,
+                              amp, scale=data.target_scale)
+              for label, split in data.resolutions.items()}
+    if logger is not None:
+        for label, metrics in scored.items():
+            logger.log_metrics({f"test@{label}/{k}": v for k, v in metrics.items()}, step)
+    return {"test_resolutions": scored}
+
+
 def flops(job: Job, samples_per_s: float | None) -> dict[str, Any]:
     """Training FLOPs per sample, TFLOP/s achieved and MFU (where the device's peak is known)."""
     try:
@@ -79,6 +99,7 @@ def evaluate_run(cfg: DictConfig, run_dir: Path | str) -> dict[str, Any]:
                                        scale=scale), facts, "test"),
         "val": with_baseline(evaluate(job.parts, job.data.val, job.spec.task, batch, amp,
                                       scale=scale), facts, "val"),
+        **test_resolutions(job),
     }
     write_json(run_dir / "eval.json", result)
     return result

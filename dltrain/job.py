@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from dltrain.adam_lbfgs import switch_step
 from dltrain.config import plain
 from dltrain.data import Data, build_data
 from dltrain.data.batches import train_batches
@@ -26,6 +27,9 @@ from dltrain.losses import METRICS, build_loss, loss_spec
 from dltrain.models import build_model
 from dltrain.models.footprint import check_activations, check_parameters, model_label
 from dltrain.optim import build_optimizer, build_scheduler, penalties
+from dltrain.pinn.loss import PinnLoss
+from dltrain.pinn.network import learned
+from dltrain.pinn.problem import PinnBatches, pinn_data, problem
 from dltrain.training.distributed import SINGLE, Dist
 from dltrain.training.state import Job, Parts, Settings
 
@@ -40,8 +44,12 @@ def batch_size(data_cfg: Mapping[str, Any], data: Data) -> int:
 
 def job_data(cfg: Mapping[str, Any], device: torch.device) -> Data:
     """The data a job of `cfg` trains on (build_job reads it itself when not handed it): a
-    caller that must know the data is good before anything else is paid reads it first."""
-    return build_data(plain(cfg)["data"], device)
+    caller that must know the data is good before anything else is paid reads it first.
+    A physics-informed job's data are its equation's points and reference solution."""
+    c = plain(cfg)
+    if c["task"] == "pinn":
+        return pinn_data(problem(c["pde"]), int(c["trainer"]["seed"]), device)
+    return build_data(c["data"], device)
 
 
 def build_job(cfg: Mapping[str, Any], device: torch.device,
@@ -57,14 +65,16 @@ def build_job(cfg: Mapping[str, Any], device: torch.device,
     """
     c = plain(cfg)
     trainer = c["trainer"]
-    data = with_task(build_data(c["data"], device) if data is None else data, c["task"])
+    data = with_task(job_data(c, device) if data is None else data, c["task"])
     spec = loss_spec(c["loss"], data.spec)
-    size = batch_size(c["data"], data)
+    pinn = problem(c["pde"]) if spec.task == "pinn" else None
+    size = len(data.train) if pinn else batch_size(c["data"], data)
     settings = Settings.from_cfg(trainer, spec.task, size)
     check_monitor(settings, spec.task)
     # the batches draw nothing from the global random state: made before the model, so that
     # what their sizes rule out is refused before the model costs anything
-    batches = train_batches(data, size, int(trainer["seed"]), d.shard)
+    batches = PinnBatches(pinn, data, int(trainer["seed"])) if pinn \
+        else train_batches(data, size, int(trainer["seed"]), d.shard)
     # what training needs is checked where there is training (not for evaluation)
     fits = None
     if with_optimizer:
@@ -87,7 +97,8 @@ def build_job(cfg: Mapping[str, Any], device: torch.device,
                 split.x = split.x.contiguous(memory_format=torch.channels_last)
     with out_of_memory_refused(f"The optimiser of {model_label(c['model'])}",
                                "use a smaller model"):
-        optimizer = build_optimizer(c["optim"], model) if with_optimizer else None
+        optimizer = build_optimizer(switch_step(c["optim"], total_steps), model) \
+            if with_optimizer else None
     forward: Any = model
     if d.active:
         from torch.nn.parallel import DistributedDataParallel
@@ -98,12 +109,16 @@ def build_job(cfg: Mapping[str, Any], device: torch.device,
         model=model,
         forward=torch.compile(forward) if compiles(trainer, total_steps) else forward,
         eval_forward=model if d.active else None,
-        loss=build_loss(c["loss"], spec).to(device),
+        loss=(PinnLoss(pinn, learned(model)) if pinn else build_loss(c["loss"], spec)).to(device),
         optimizer=optimizer,
         scheduler=build_scheduler(c["sched"], optimizer, total_steps) if optimizer else None,
         scaler=torch.amp.GradScaler(device.type) if settings.precision == "16" else None,
         penalties=penalties(c["penalty"]),
     )
+    if spec.task == "generation":  # scored on what it generates (the fid), not batch by batch
+        from dltrain.generation.score import build_scorer
+
+        parts.scorer = build_scorer(c, model, parts.loss, data, device)
     return Job(data, spec, parts, settings, batches, total_steps, device)
 
 

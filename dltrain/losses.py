@@ -36,7 +36,12 @@ METRICS: dict[str, tuple[str, ...]] = {
     "regression": ("mse", "mae", "rmse", "r2", "rel_l2", "max_error"),
     "language_model": ("perplexity",),
     "reconstruction": ("mse", "mae"),
+    # task=pinn: the network's field against the reference solution on the evaluation grid
+    "pinn": ("mse", "mae", "rmse", "r2", "rel_l2", "max_error"),
+    # task=generation: the Fréchet distance of generated samples' features (generation/score)
+    "generation": ("fid",),
 }
+VALUE_TASKS = ("regression", "pinn")  # metrics of values in the data's units
 MAXIMISED = frozenset({"accuracy", "r2"})  # every other metric, and every loss, is minimised
 
 
@@ -62,6 +67,25 @@ class BinaryLoss(nn.Module):
         return self.inner(out.squeeze(-1), y.to(out.dtype))
 
 
+def relative_l2(err: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """||err|| / ||truth|| of each sample (rows of (..., values) tensors); 0 for an exact
+    prediction of a zero target, inf for a wrong one."""
+    err_norm, truth_norm = err.norm(dim=-1), truth.norm(dim=-1)
+    zero = torch.where(err_norm == 0, 0.0, math.inf).to(err_norm.dtype)
+    return torch.where(truth_norm > 0, err_norm / truth_norm.clamp_min(1e-30), zero)
+
+
+class RelativeL2Loss(nn.Module):
+    """loss=rel_l2: ||pred − y|| / ||y|| of each sample, averaged over the batch (what operator
+    papers train with: every sample counts alike, however large its solution)."""
+
+    def forward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        err = (out - y).flatten(1)
+        # the norms in float32 at least (bf16 sums of squares lose the small errors)
+        err, y = err.float(), y.flatten(1).float()
+        return (err.norm(dim=1) / y.norm(dim=1).clamp_min(1e-12)).mean()
+
+
 class ReconstructionLoss(nn.Module):
     """A reconstruction's criterion: `inner(x̂, x)` for an autoencoder.
 
@@ -84,7 +108,7 @@ class ReconstructionLoss(nn.Module):
 
 
 _CLASS_LOSSES = ("auto", "cross_entropy", "bce")
-_VALUE_LOSSES = ("auto", "mse", "mae", "huber")
+_VALUE_LOSSES = ("auto", "mse", "mae", "huber", "rel_l2")
 
 
 def loss_spec(cfg: Mapping[str, Any], spec: DataSpec) -> DataSpec:
@@ -162,7 +186,10 @@ def with_inputs(loss: nn.Module) -> Callable[[Any, torch.Tensor, torch.Tensor], 
 def monitor_metric(task: str, monitor: str = "auto") -> tuple[str, str]:
     """(metric, mode) that picks the best checkpoint: `auto` is val accuracy or val loss."""
     if monitor == "auto":
-        monitor = "val/accuracy" if task == "classification" else "val/loss"
+        # a PINN's validation loss is the mse against the reference: its relative L2 error
+        # is the number papers report, and the one the best step is chosen by
+        monitor = {"classification": "val/accuracy", "pinn": "val/rel_l2",
+                   "generation": "val/fid"}.get(task, "val/loss")
     return monitor, ("max" if monitor.split("/")[-1] in MAXIMISED else "min")
 
 
@@ -228,7 +255,7 @@ class MetricTotals:
                 # one logit (a binary loss) predicts class 1 when positive
                 pred = (out.squeeze(-1) > 0).long() if out.shape[-1] == 1 else out.argmax(-1)
                 stats["correct"] = self._total(pred == y)
-        elif self.task == "regression":
+        elif self.task in VALUE_TASKS:
             stats.update(self._regression(out, y))
         else:
             err = out - y
@@ -256,10 +283,14 @@ class MetricTotals:
         peak = self._peak(size)
         self.peaks["max"] = torch.maximum(self.peaks["max"], peak) if "max" in self.peaks \
             else peak
-        return {"sq": self._total(err.square()), "abs": self._total(size),
+        sums = {"sq": self._total(err.square()), "abs": self._total(size),
                 "y_sq": self._total(truth.square()),
                 "shift_sum": self._per_output(shifted),
                 "shift_sq": self._per_output(shifted.square())}
+        lead = 1 if self.members is None else 2  # the axes before a sample's values
+        if y.ndim - lead >= 2:  # a field a sample: rel_l2 per sample, averaged (operator data)
+            sums["rel_sum"] = self._total(relative_l2(err.flatten(lead), truth.flatten(lead)))
+        return sums
 
     def _flat(self, named: dict[str, torch.Tensor]) -> tuple[list[tuple[str, int]], torch.Tensor]:
         """The tensors of `named` side by side in one float64 (K,) or (members, K) tensor, and
@@ -311,7 +342,7 @@ class MetricTotals:
             result["accuracy"] = values["correct"] / count
         elif self.task == "language_model":
             result["perplexity"] = math.exp(min(result["loss"], 50.0))
-        elif self.task == "regression":
+        elif self.task in VALUE_TASKS:
             result.update(_regression_metrics(values, count))
         else:
             result["mse"] = values["sq"] / count
@@ -356,5 +387,7 @@ def _regression_metrics(values: dict[str, Any], count: float) -> dict[str, float
         r2 = 1.0 if sq == 0 else 0.0
     y_sq = values["y_sq"]
     rel_l2 = math.sqrt(sq / y_sq) if y_sq > 0 else (0.0 if sq == 0 else math.inf)
+    if "rel_sum" in values:  # fields: each sample's relative error, averaged over samples
+        rel_l2 = values["rel_sum"] / samples
     return {"mse": mse, "mae": values["abs"] / count, "rmse": math.sqrt(mse), "r2": r2,
             "rel_l2": rel_l2, "max_error": values["max"]}

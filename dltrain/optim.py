@@ -111,6 +111,12 @@ def build_optimizer(cfg: Node, model: nn.Module) -> torch.optim.Optimizer:
     parameters as one list. Its kernel follows `kernel_choice`: fused wherever torch has fused
     kernels for the parameters (on the devices they are on).
     """
+    parts = getattr(model, "optim_parts", None)
+    if parts is not None:  # a model of named parts (a GAN's): an optimiser for each
+        return PartOptimizers({
+            name: build_optimizer({**cfg, **{k: v for k, v in changes.items() if v is not None}},
+                                  module)
+            for name, (module, changes) in parts().items()})
     trainable = [p for p in model.parameters() if p.requires_grad]
     if "weight_decay" not in cfg:
         params: Any = trainable
@@ -120,6 +126,52 @@ def build_optimizer(cfg: Node, model: nn.Module) -> torch.optim.Optimizer:
     optimizer = call_target(cfg, "optim", optional=kernels, params=params)
     optimizer.register_load_state_dict_pre_hook(_keep_kernels)
     return optimizer
+
+
+class PartOptimizers(torch.optim.Optimizer):
+    """The optimisers of a model's named parts, as one optimiser to the loop, the schedule
+    and the checkpoints (a GAN's generator and discriminator, each with its own settings).
+
+    `param_groups` are the parts' own group dicts, side by side: a schedule that sets their
+    rates sets each part's, scaled from that part's own base rate. `step(part=...)` and
+    `zero_grad(part=...)` act on one part (all without it); the state is each part's.
+    """
+
+    def __init__(self, parts: dict[str, torch.optim.Optimizer]) -> None:
+        # Optimizer.__init__ would take the parameters into groups of its own; here the
+        # groups stay the parts' (the same dicts), so nothing is copied or kept twice
+        self.parts = parts
+        self.defaults: dict[str, Any] = {}
+        self.state: dict[Any, Any] = {}
+
+    @property  # type: ignore[override]
+    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        """The parts' groups as they are now (a part's load_state_dict makes new ones)."""
+        return [g for opt in self.parts.values() for g in opt.param_groups]
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}: {type(v).__name__}" for k, v in self.parts.items())
+        return f"PartOptimizers({inner})"
+
+    def step(self, closure: Any = None, part: str | None = None) -> None:  # type: ignore[override]
+        for name in (part,) if part is not None else self.parts:
+            self.parts[name].step()
+
+    def zero_grad(self, set_to_none: bool = True, part: str | None = None) -> None:
+        for name in (part,) if part is not None else self.parts:
+            self.parts[name].zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
+        return {"state": {}, "param_groups": [],
+                "parts": {name: opt.state_dict() for name, opt in self.parts.items()}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
+        saved = state_dict.get("parts") or {}
+        if set(saved) != set(self.parts):
+            raise ValueError(f"the checkpoint's optimisers are for the parts {sorted(saved)}, "
+                             f"this model's for {sorted(self.parts)}")
+        for name, opt in self.parts.items():
+            opt.load_state_dict(saved[name])
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, *,
@@ -169,6 +221,8 @@ def build_scheduler(cfg: Node, optimizer: torch.optim.Optimizer, total_steps: in
     name = str(cfg["name"])
     if name == "none" or (name == "auto" and isinstance(optimizer, torch.optim.LBFGS)):
         return None
+    # optim=adam_lbfgs: the schedule is Adam's, over its phase (L-BFGS sets its own steps)
+    total_steps = min(total_steps, getattr(optimizer, "switch_at", total_steps))
     runtime = _schedule_length(name, cfg, optimizer, total_steps)
     return call_target(cfg, "sched", optimizer=optimizer, **runtime)
 

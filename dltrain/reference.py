@@ -24,7 +24,7 @@ from dltrain.rules import PER_DRAW, PER_MEMBER, Rule, written
 # The groups in the order train.yaml's defaults list picks them, then Hydra's groups that
 # conf/ adds to (an option of a group not named here is still listed, after these).
 ORDER = ("data", "model", "loss", "optim", "sched", "init", "trainer", "logger", "reg", "probe",
-         "hparams_search", "experiment", "hydra/launcher", "hydra/help", "hydra/job_logging")
+         "pde", "hparams_search", "experiment", "hydra/launcher", "hydra/help", "hydra/job_logging")
 _PACKAGE = re.compile(r"^#\s*@package\s+(\S+)")
 _KEY = re.compile(r"^(?P<indent>\s*)(?P<key>[^\s#\-][^:#]*?|\"[^\"]*\"|'[^']*')"
                   r":(?:\s+|$)(?P<rest>.*)$")

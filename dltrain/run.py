@@ -20,7 +20,7 @@ from rich import get_console
 
 from dltrain.config import plain, validate
 from dltrain.errors import ConfigError
-from dltrain.evaluate import evaluate_run, flops, test_best
+from dltrain.evaluate import evaluate_run, flops, test_best, test_resolutions
 from dltrain.job import build_job, describe_job, job_data
 from dltrain.lock import RunLock, take
 from dltrain.log import Loggers, NullLogger
@@ -28,6 +28,7 @@ from dltrain.log.console import ConsoleLogger
 from dltrain.log.curves import CURVES_FILE, CurvesLogger
 from dltrain.models.summary import layer_table
 from dltrain.outdir import check_new_run, check_writable, run_marks
+from dltrain.pinn.report import pinn_summary, with_term_log
 from dltrain.probes.build import build_probes
 from dltrain.results import RunResult, option_label, progress, run_options, with_baseline
 from dltrain.rundir import Record, file_loggers, refused, start_up, write_config
@@ -180,14 +181,17 @@ def _train(config: dict[str, Any], record: Record, resume: bool, stop: StopReque
         meta = checkpoint_meta(config, job.spec.to_dict(), job.data)
         save = Checkpoints(job.parts, meta, run_dir / "checkpoints", d) if d.is_main \
             else rank_save(d)
-        hooks = build_probes(config, job, logger, run_dir, d.is_main)
+        hooks = with_term_log(build_probes(config, job, logger, run_dir, d.is_main), job, logger)
         stopped = d.any(stop.requested, device)  # before fit: ranks agree, as they do in it
         status = "interrupted" if stopped else fit(job, state, logger, save, stop, d, hooks)
         record.summary.update(progress(state, job.settings), status=status)
         record.summary["val"] = with_baseline(record.summary["val"], job.data.facts, "val")
         record.summary.update(_throughput(job, config, record.summary, state, d))
+        record.summary.update(pinn_summary(job))
         if status == "completed" and d.is_main:
             record.summary["test"] = test_best(job, run_dir, logger, state.step)
+            # operator data: the best weights on the test samples at other resolutions too
+            record.summary.update(test_resolutions(job, logger, state.step))
         # A signal once training is over (the final validation, the test) lets the run end
         # completed, exit 0: its checkpoints are written, the test is one pass over the test
         # split, and a run stopped there would be neither complete nor resumable (a resume

@@ -249,6 +249,7 @@ def _specs() -> dict[str, DataSpec]:
         "signal": DataSpec("series", "regression", "signal", (1, 64), num_outputs=4),
         "tokens": DataSpec("tiny_shakespeare", "language_model", "tokens", (256,),
                            vocab_size=65),
+        "generation": DataSpec("glyphs", "generation", "image", (1, 28, 28), num_classes=10),
     }
 
 

@@ -26,8 +26,10 @@ from dltrain.training.state import Parts, Settings, TrainState
 from tests.train.jobs import loop_job
 
 CONF = Path(conf_dir())
-REGRESSION_LOSSES = {"mse", "mae", "huber"}
+REGRESSION_LOSSES = {"mse", "mae", "huber", "rel_l2"}
 DATA_FOR_REG = {"augment": "glyphs"}  # presets that need images
+GENERATIVE_LOSSES = {"wgan_gp": ("task=generation", "model=gan", "trainer.fid_samples=100",
+                                 "data.n_train=400")}
 
 
 def options(group: str) -> list[str]:
@@ -43,7 +45,9 @@ def smoke(make_cfg, tmp_path, *overrides: str) -> dict:
 @pytest.mark.parametrize("name", options("loss"))
 def test_every_loss_runs(make_cfg, tmp_path, name):
     data = "sine" if name in REGRESSION_LOSSES else "moons"
-    summary = smoke(make_cfg, tmp_path, f"loss={name}", f"data={data}")
+    task = (*GENERATIVE_LOSSES[name], f"trainer.fid_cache={tmp_path}") \
+        if name in GENERATIVE_LOSSES else ()  # a GAN's loss trains a GAN
+    summary = smoke(make_cfg, tmp_path, f"loss={name}", f"data={data}", *task)
     assert math.isfinite(summary["test"]["loss"])
 
 

@@ -16,7 +16,11 @@ from dltrain.config import RULES
 CONF = Path(conf_dir())
 # The groups whose options hold values of a run (not hydra, experiment: they pick options or
 # set Hydra's own keys). reg holds presets that set keys of the other groups.
-GROUPS = ("data", "model", "loss", "optim", "sched", "init", "trainer", "probe", "reg", "logger")
+GROUPS = ("data", "model", "loss", "optim", "sched", "init", "trainer", "probe", "reg", "logger",
+          "pde")
+# Mappings whose names vary by option (a pde's coefficients and coordinates): one rule checks
+# the whole node, and stands for its leaves.
+WHOLE = ("pde.coefficients", "pde.domain", "pde.guess", "pde.eval")
 EXEMPT = {
     "_target_",  # the class an option builds: an unknown one is refused when it is built
     "name",  # the option's label in reports, set by choosing the option (data=moons)
@@ -34,7 +38,8 @@ def leaves(node: Any, prefix: str) -> list[str]:
 
 
 def exempt(key: str) -> bool:
-    return any(part in EXEMPT for part in key.split("."))
+    return any(part in EXEMPT for part in key.split(".")) or key.startswith(
+        tuple(w + "." for w in WHOLE))
 
 
 def option_keys(path: Path, group: str) -> list[str]:
@@ -64,7 +69,7 @@ def test_every_key_of_every_option_has_a_rule(group, path):
 
 def test_every_rule_names_a_key_of_some_option():
     """A rule for a key no option has is a leftover (or a typo that checks nothing)."""
-    keys = {key for group, path in options() for key in option_keys(path, group)}
+    keys = {key for group, path in options() for key in option_keys(path, group)} | set(WHOLE)
     stray = [rule.key for rule in RULES if rule.key not in keys]
     assert not stray, f"rules for keys that no option in conf/ has: {stray}"
 

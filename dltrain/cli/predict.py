@@ -20,7 +20,8 @@ examples:
   dltrain predict outputs/runs/RUN new_rows.csv --out predictions.csv
   dltrain predict outputs/runs/RUN photos/ --out classes.csv
   dltrain predict outputs/runs/RUN fields.npz --out fields_pred.npz
-  dltrain predict outputs/runs/RUN "ROMEO:" --length 300 --temperature 0.8"""
+  dltrain predict outputs/runs/RUN "ROMEO:" --length 300 --temperature 0.8
+  dltrain predict outputs/runs/GAN_RUN --samples 64 --out samples.png"""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -28,8 +29,9 @@ def parser() -> argparse.ArgumentParser:
                                 epilog=EXAMPLES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="the run's directory")
-    p.add_argument("input", metavar="INPUT",
-                   help="a file or folder of inputs; a language model's prompt")
+    p.add_argument("input", metavar="INPUT", nargs="?", default=None,
+                   help="a file or folder of inputs; a language model's prompt (none with "
+                        "--samples)")
     p.add_argument("--out", type=Path, default=None,
                    help="write the predictions here: .csv, .tsv, .parquet (a table) or .npz "
                         "(arrays); a language model's text to any file")
@@ -45,17 +47,30 @@ def parser() -> argparse.ArgumentParser:
                    help="a language model: sampling temperature, 0 for the most likely "
                         "character (default 1.0)")
     p.add_argument("--seed", type=int, default=0,
-                   help="a language model: the seed of the sampling (default 0)")
+                   help="a language model, or --samples: the seed of the sampling (default 0)")
+    p.add_argument("--samples", type=int, default=None, metavar="N",
+                   help="a generative run (task=generation, or a VAE): write N samples, to "
+                        "--out FILE.npz or .png (default RUN_DIR/generated.npz)")
     return p
 
 
 def predict(args: list[str]) -> int:
     """`dltrain predict RUN_DIR INPUT [...]`: see DESCRIPTION."""
-    ns = parser().parse_args(args)
+    p = parser()
+    ns = p.parse_args(args)
+    if ns.input is None and ns.samples is None:  # argparse's own words, and its exit 2
+        p.error("the following arguments are required: INPUT (or --samples N for a "
+                "generative run)")
     if ns.batch_size < 1:
         from dltrain.errors import ConfigError
 
         raise ConfigError(f"--batch-size {ns.batch_size} must be at least 1.")
+    if ns.samples is not None:
+        from dltrain.generation.draw import write_samples
+        from dltrain.use.loaded import load_run
+
+        print(write_samples(load_run(ns.run_dir, ns.device), ns.samples, ns.seed, ns.out))
+        return 0
     from dltrain.use.predict import Request, answer
 
     print(answer(Request(ns.run_dir, ns.input, ns.out, ns.batch_size, ns.device,

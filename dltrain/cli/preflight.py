@@ -231,6 +231,7 @@ def preflight(overrides: list[str], multirun: bool, root: Path | Sources | None 
     from omegaconf.errors import OmegaConfBaseException
 
     from dltrain.overrides import kind, with_values
+    from dltrain.pinn.rules import data_overrides
 
     src = root if isinstance(root, Sources) else sources() if root is None else Sources(root)
     parser = OverridesParser.create()
@@ -249,6 +250,9 @@ def preflight(overrides: list[str], multirun: bool, root: Path | Sources | None 
         def checked(ov: list[str], with_hydra: bool = False):
             config = compose_checked(ov, src, True)
             checked_keys(config, src, keys)
+            unused = data_overrides(config.get("task"), ov)
+            if unused:
+                raise ConfigError(unused + ".")
             if not with_hydra:
                 with open_dict(config):  # what compose() returns without return_hydra_config
                     del config["hydra"]

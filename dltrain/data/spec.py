@@ -10,6 +10,10 @@ from typing import Any
 import numpy as np
 import torch
 
+# Test sets of generated data are drawn from this seed, whatever data.seed is, so that runs
+# over different training draws are scored on the same test points.
+TEST_SEED = 2_147_483_647
+
 
 @dataclass(frozen=True)
 class DataSpec:
@@ -21,7 +25,7 @@ class DataSpec:
     """
 
     name: str
-    task: str  # classification | regression | language_model | reconstruction
+    task: str  # classification | regression | language_model | reconstruction | pinn
     kind: str  # image | vector | signal | tokens
     input_shape: tuple[int, ...]
     num_classes: int | None = None
@@ -32,6 +36,9 @@ class DataSpec:
     # regression: the shape of one target sample when it is more than a vector of outputs,
     # e.g. (C, H, W) for a field-to-field map; () otherwise (num_outputs says it all)
     target_shape: tuple[int, ...] = field(default_factory=tuple)
+    # task=pinn with pde.learn: the coefficients the model learns, with their first values
+    # (dltrain.pinn.network: parameters of the model, so a rebuilt model has them)
+    learned: tuple[tuple[str, float], ...] = field(default_factory=tuple)
 
     @property
     def out_features(self) -> int:
@@ -53,6 +60,7 @@ class DataSpec:
         d["class_names"] = list(self.class_names)
         d["vocab"] = list(self.vocab)
         d["target_shape"] = list(self.target_shape)
+        d["learned"] = [list(pair) for pair in self.learned]
         return d
 
     @classmethod
@@ -62,6 +70,7 @@ class DataSpec:
         d["class_names"] = tuple(d.get("class_names", ()))
         d["vocab"] = tuple(d.get("vocab", ()))
         d["target_shape"] = tuple(d.get("target_shape", ()))
+        d["learned"] = tuple((str(n), float(v)) for n, v in d.get("learned", ()))
         return cls(**d)
 
 

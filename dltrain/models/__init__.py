@@ -14,11 +14,12 @@ from typing import Any
 
 from torch import nn
 
-from dltrain.config import plain
+from dltrain.config import own_code, plain
 from dltrain.data.spec import DataSpec
 from dltrain.errors import ConfigError
 from dltrain.models.init import apply_init
 from dltrain.models.rnn import init_recurrent
+from dltrain.pinn.network import physics_ready
 from dltrain.targets import call_target
 
 # The encoder–decoder form of each family that has one, by the family's `_target_`.
@@ -27,6 +28,8 @@ AUTOENCODERS = {
     "dltrain.models.cnn.CNN": "dltrain.models.cnn.CNNAutoEncoder",
 }
 BOTTLENECK_KEYS = ("latent", "variational")
+# The families that generate samples (task=generation), which refuse every other task.
+GENERATORS = ("dltrain.models.gan.GAN", "dltrain.models.diffusion.Diffusion")
 
 
 def build_model(model_cfg: Mapping[str, Any], init_cfg: Mapping[str, Any], spec: DataSpec
@@ -39,7 +42,7 @@ def build_model(model_cfg: Mapping[str, Any], init_cfg: Mapping[str, Any], spec:
     std = float(init_cfg["std"]) if scheme == "normal" else None
     apply_init(model, scheme, std)
     init_recurrent(model, scheme, std)  # nn.LSTM, nn.GRU, nn.RNN: per gate
-    return model
+    return physics_ready(model, spec.learned) if spec.task == "pinn" else model
 
 
 def model_node(model_cfg: Mapping[str, Any], spec: DataSpec) -> dict[str, Any]:
@@ -47,6 +50,11 @@ def model_node(model_cfg: Mapping[str, Any], spec: DataSpec) -> dict[str, Any]:
     otherwise the family itself, without the bottleneck keys (refused when set)."""
     name, target = model_cfg["name"], str(model_cfg["_target_"])
     node = plain(model_cfg)
+    if spec.task == "generation" and target not in GENERATORS and not own_code(model_cfg):
+        raise ConfigError(f"model={name} does not generate samples: task=generation "
+                          f"(data={spec.name}) takes model=gan or model=diffusion.")
+    if target in GENERATORS:  # their `latent` is the noise's width: no bottleneck keys here
+        return node
     if spec.task == "reconstruction":
         form = AUTOENCODERS.get(target)
         if form is None:

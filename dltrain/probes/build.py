@@ -15,7 +15,7 @@ from dltrain.config import suggest
 from dltrain.data.spec import Data, DataSpec
 from dltrain.errors import ConfigError
 from dltrain.log import Logger
-from dltrain.probes import boundary, fit, samples
+from dltrain.probes import boundary, field, fit, samples
 from dltrain.probes.activations import Activations
 from dltrain.probes.context import ProbeContext
 from dltrain.probes.gradients import Gradients
@@ -31,6 +31,7 @@ TABLE: dict[str, tuple[Callable[..., Hooks], Callable[[DataSpec], str | None] | 
     "boundary": (boundary.Boundary, boundary.refusal),
     "fit": (fit.Fit, fit.refusal),
     "samples": (samples.Samples, samples.refusal),
+    "field": (field.field_probe, field.refusal),
 }
 
 
@@ -86,6 +87,10 @@ def build_probes(config: Mapping[str, Any], job: ProbedJob, logger: Logger, run_
         from dltrain.probes.reconstruction import ReconstructionPictures  # lazy: matplotlib
 
         hooks.append(ReconstructionPictures(job.parts.model, job.data, logger))
+    if job.spec.task == "generation":  # samples from fixed noise: TensorBoard and samples.png
+        from dltrain.generation.pictures import SamplePictures  # lazy: matplotlib for vectors
+
+        hooks.append(SamplePictures(job.parts.model, job.data, logger, Path(run_dir)))
     if names:
         ctx = ProbeContext(model=job.parts.model, loss=job.parts.loss, data=job.data,
                            spec=job.spec, data_cfg=dict(config["data"]), logger=logger,

@@ -53,8 +53,11 @@ def evaluate(parts: Parts, split: Split, task: str, batch_size: int,
     """Mean loss and the task's metrics over `split`, in eval mode (one host sync).
 
     In a data-parallel job each rank scores its shard and the totals are summed. `scale`
-    (Data.target_scale) puts regression metrics back in the data's own units.
+    (Data.target_scale) puts regression metrics back in the data's own units. A task that
+    scores what the model makes (generation: Parts.scorer) is scored by its scorer instead.
     """
+    if parts.scorer is not None:
+        return parts.scorer(split)
     was_training = parts.model.training
     parts.model.eval()
     forward = parts.eval_forward or parts.forward

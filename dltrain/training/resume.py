@@ -41,6 +41,7 @@ def load_weights(model: torch.nn.Module, payload: dict[str, Any],
     weights that are not finite naming the first such tensor (`source`: the checkpoint's
     name in that sentence)."""
     check_finite(model, payload["model"], source)
+    adopt_dtypes(model, payload["model"])
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as err:
@@ -51,6 +52,17 @@ def load_weights(model: torch.nn.Module, payload: dict[str, Any],
         why = ", ".join(changed) if changed else str(err).splitlines()[0]
         raise ConfigError(f"The checkpoint's weights do not fit the model this config builds "
                           f"({why}); keep the run's model settings.") from None
+
+
+def adopt_dtypes(model: torch.nn.Module, weights: Mapping[str, torch.Tensor]) -> None:
+    """Each parameter in the floating dtype it was saved in: a run whose L-BFGS phase trains in
+    float64 (optim=adam_lbfgs) resumes in float64, bit for bit, rather than rounded to the
+    float32 the model is built in."""
+    for name, p in model.named_parameters():
+        saved = weights.get(name)
+        if saved is not None and saved.is_floating_point() and saved.dtype != p.dtype \
+                and p.is_floating_point():
+            p.data = p.data.to(saved.dtype)
 
 
 def check_finite(model: torch.nn.Module, weights: Mapping[str, torch.Tensor], source: str

@@ -33,6 +33,7 @@ class Settings:
     patience: int | None = None  # early stopping: validations without improvement
     min_delta: float = 0.0
     nan_policy: str = "stop"  # "stop" | "skip"
+    d_steps: int = 1  # a model with a declared step (a GAN): discriminator steps per step
 
     @classmethod
     def from_cfg(cls, trainer: Mapping[str, Any], task: str, batch_size: int) -> Settings:
@@ -57,6 +58,7 @@ class Settings:
             patience=early["patience"],
             min_delta=float(early["min_delta"]),
             nan_policy=str(trainer["nan_policy"]),
+            d_steps=int(trainer["d_steps"]),
         )
 
     def total_steps(self, batches_per_epoch: int) -> int:
@@ -82,6 +84,9 @@ class Parts:
     # the loss as a function of (out, y, x): the inputs handed over only where it asks for
     # them (a physics-informed term); decided once here, for the steps and every evaluation
     criterion: Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor] = field(init=False)
+    # A split's evaluation where the task scores what the model makes rather than its loss
+    # batch by batch (task=generation: the fid of its samples); None: the loss and metrics.
+    scorer: Callable[[Any], dict[str, float]] | None = None
 
     def __post_init__(self) -> None:
         self.criterion = with_inputs(self.loss)

@@ -10,6 +10,8 @@ once, and not at every step:
   the gradients are exchanged in the last micro-batch's backward only (no_sync before);
 - L-BFGS: the optimiser calls a closure as often as its line search asks;
 - skip-non-finite: looks at the step's loss and gradient norm before applying it (a sync).
+- declared: a model's own step over the parts it owns (a GAN's generator and
+  discriminator, each with its optimiser: StepTools).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -141,9 +144,11 @@ def pick_step(parts: Parts, settings: Settings, device: torch.device, d: Dist) -
     """The step function of this run (see the module's docstring)."""
     optimizer = parts.optimizer
     assert optimizer is not None
+    if hasattr(parts.model, "training_step"):  # a model that declares its own (a GAN's)
+        return declared_step(parts, settings, device)
     loss_of = batch_loss(parts, settings.precision, device)
-    if isinstance(optimizer, torch.optim.LBFGS):
-        return lbfgs_step(optimizer, loss_of, d)
+    if isinstance(optimizer, torch.optim.LBFGS) or getattr(optimizer, "needs_closure", False):
+        return lbfgs_step(optimizer, loss_of, d)  # (optim=adam_lbfgs: both its phases)
     plain = (settings.accumulate == 1 and parts.scaler is None and settings.nan_policy != "skip"
              and settings.clip_norm is None and settings.clip_value is None)
     if plain:
@@ -207,4 +212,53 @@ def lbfgs_step(optimizer: torch.optim.Optimizer,
             return d.mean(loss.detach()) if d.active else loss
 
         return optimizer.step(closure).detach()
+    return step
+
+
+@dataclass(frozen=True)
+class StepTools:
+    """What a model that declares its own training step (`model.training_step(x, y, tools)`,
+    returning the loss to log, detached) is given: the run's loss, optimiser(s), precision and
+    clipping, and trainer.d_steps. A model of named parts (`optim_parts`) has one optimiser
+    per part, stepped and cleared by name; a model of one part passes None."""
+
+    optimizer: torch.optim.Optimizer
+    loss: torch.nn.Module
+    amp: contextlib.AbstractContextManager
+    clip: Callable[[list[torch.Tensor]], None]
+    repeats: int  # trainer.d_steps: a GAN's discriminator steps per generator step
+
+    def update(self, part: str | None) -> None:
+        """Step the optimiser of `part` (None: the only one)."""
+        if part is None:
+            self.optimizer.step()
+        else:  # through the optimiser's own step, which a schedule watches
+            self.optimizer.step(part=part)  # type: ignore[call-arg]
+
+    def zero_grad(self, part: str | None) -> None:
+        if part is None:
+            self.optimizer.zero_grad(set_to_none=True)
+        else:
+            self.optimizer.zero_grad(set_to_none=True, part=part)  # type: ignore[call-arg]
+
+
+def declared_step(parts: Parts, settings: Settings, device: torch.device) -> Step:
+    """The step of a model that declares its own (see StepTools): the loop calls it as any
+    other step, knowing nothing of the parts it steps."""
+    assert parts.optimizer is not None
+    own = parts.model.training_step  # type: ignore[operator]
+    norm, value = settings.clip_norm, settings.clip_value
+
+    def clip(params: list[torch.Tensor]) -> None:
+        if norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, norm, foreach=True)
+        elif value is not None:
+            torch.nn.utils.clip_grad_value_(params, value, foreach=True)
+
+    tools = StepTools(parts.optimizer, parts.loss, autocast(device, settings.precision), clip,
+                      settings.d_steps)
+
+    def step(micro: Sequence[Batch]) -> torch.Tensor:
+        x, y = micro[0]
+        return own(x, y, tools)
     return step

@@ -31,6 +31,12 @@ REFUSES = {
     "resnet": {"tokens"},
     "transformer": set(),
     "rnn": {"points", "regression"},
+    # generative models learn task=generation only (tests/generation/)
+    "gan": set(SPECS),
+    "diffusion": set(SPECS),
+    # neural operators map fields to fields of the same size only (tests/operators/)
+    "fno": set(SPECS),
+    "deeponet": set(SPECS),
 }
 
 

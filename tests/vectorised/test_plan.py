@@ -71,8 +71,13 @@ def test_the_draw_of_data_stacks_only_for_generated_data(make_cfg):
     ("data=sine probe=[fit]", "probes look into one model's training loop: it runs alone (of "
                               "them only probe=[fit] with probe.fit.images=false, which looks "
                               "at the end, stacks)"),
-    ("task=reconstruction model.latent=2", "task=reconstruction: autoencoders and VAEs are not "
+    ("task=reconstruction model.latent=2", "task=reconstruction: autoencoders, VAEs, generative "
+                                           "models and physics-informed networks (whose loss "
+                                           "differentiates the network by its inputs) are not "
                                            "stacked"),
+    ("pde=poisson1d optim=adam", "task=pinn: autoencoders, VAEs, generative models and "
+                                 "physics-informed networks (whose loss differentiates the "
+                                 "network by its inputs) are not stacked"),
     ("trainer.channels_last=true", "trainer.channels_last=true: the channels-last layout runs "
                                    "alone"),
 ])
