@@ -25,7 +25,6 @@ from dltrain.pinn.pde import EQUATIONS, Equation
 from dltrain.pinn.rules import TERMS
 
 
-
 @dataclass(frozen=True)
 class Problem:
     equation: Equation
