@@ -26,6 +26,14 @@ import torch
 log = logging.getLogger("dltrain")
 
 
+def _adam_update(optimizer: torch.optim.Adam, closure: Callable[[], torch.Tensor]
+                 ) -> torch.Tensor:
+    step = torch.optim.Adam.step
+    if getattr(step, "hooked", False):  # torch's wrapper that runs the step hooks
+        step = step.__wrapped__  # type: ignore[attr-defined]
+    return step(optimizer, closure)
+
+
 class AdamLBFGS(torch.optim.Adam):
     """Adam (whose param groups the learning-rate schedule acts on) until `switch_at`
     optimiser steps are taken, then `torch.optim.LBFGS` with the settings of `lbfgs`.
@@ -61,7 +69,9 @@ class AdamLBFGS(torch.optim.Adam):
             raise ValueError("optim=adam_lbfgs steps with a closure (its L-BFGS phase "
                              "evaluates the loss as often as its line search asks)")
         if self.taken < self.switch_at:
-            loss = super().step(closure)
+            # Adam's own update, not its hooked wrapper (torch wraps Adam.step once any Adam
+            # exists): this step's hooks, which run around it, would otherwise run twice
+            loss = _adam_update(self, closure)
         else:
             if self.taken == self.switch_at:
                 log.info(f"step {self.taken}: Adam -> L-BFGS (optim.switch_at={self.switch_at})")

@@ -28,7 +28,7 @@ from dltrain.models import build_model
 from dltrain.models.footprint import check_activations, check_parameters, model_label
 from dltrain.optim import build_optimizer, build_scheduler, penalties
 from dltrain.pinn.loss import PinnLoss
-from dltrain.pinn.network import learned
+from dltrain.pinn.network import in_own_precision, learned
 from dltrain.pinn.problem import PinnBatches, pinn_data, problem
 from dltrain.training.distributed import SINGLE, Dist
 from dltrain.training.state import Job, Parts, Settings
@@ -83,6 +83,10 @@ def build_job(cfg: Mapping[str, Any], device: torch.device,
     with out_of_memory_refused(f"Building {model_label(c['model'])}",
                                "use a smaller model"):
         model = build_model(c["model"], c["init"], spec).to(device)
+    if c["optim"].get("lbfgs_dtype") == "float64" and not pinn:
+        # optim=adam_lbfgs moves the weights to float64 at the switch: the inputs follow
+        # (a PINN's model does this itself, pinn.network)
+        model.register_forward_pre_hook(in_own_precision)
     if fits is not None:
         check_activations(model, c["model"], spec, fits, batches.batch_size // d.shard.count,
                           device, settings.precision)

@@ -250,6 +250,8 @@ def _specs() -> dict[str, DataSpec]:
         "tokens": DataSpec("tiny_shakespeare", "language_model", "tokens", (256,),
                            vocab_size=65),
         "generation": DataSpec("glyphs", "generation", "image", (1, 28, 28), num_classes=10),
+        "field": DataSpec("darcy", "regression", "image", (1, 32, 32),
+                          target_shape=(1, 32, 32)),
     }
 
 

@@ -18,14 +18,20 @@ LAYERS: list[tuple[str, ...]] = [
     # a run may be written and its directory's lock
     ("dltrain", "dltrain.errors", "dltrain.io", "dltrain.rules", "dltrain.choices",
      "dltrain.config", "dltrain.results", "dltrain.hparams", "dltrain.overrides",
-     "dltrain.probes.tags", "dltrain.targets", "dltrain.outdir", "dltrain.lock"),
+     "dltrain.probes.tags", "dltrain.targets", "dltrain.outdir", "dltrain.lock",
+     "dltrain.pinn.rules", "dltrain.generation.rules", "dltrain.operator_rules",
+     "dltrain.step_tools"),  # (what a model-declared training step is given)
     # 1: the building blocks, each on its own: data, models, losses, optimisers, the machine
     ("dltrain.data", "dltrain.models", "dltrain.losses", "dltrain.optim", "dltrain.runtime",
-     "dltrain.perf", "dltrain.log"),
+     "dltrain.perf", "dltrain.log", "dltrain.adam_lbfgs",
+     # the equations of physics-informed networks, their points and loss; generative
+     # models' losses, feature network and fid
+     "dltrain.pinn", "dltrain.generation"),
     # 2: the trainer: state, steps, decisions, the loop, checkpoints, resume, processes
     ("dltrain.training",),
     # 3: diagnostics that hook into the trainer
-    ("dltrain.probes",),
+    ("dltrain.probes", "dltrain.pinn.field", "dltrain.pinn.report",
+     "dltrain.generation.pictures"),
     # 4: assembly from a config, scoring, what a run writes
     ("dltrain.job", "dltrain.evaluate", "dltrain.rundir"),
     # 5: the two ways to train: one run, a vectorised stack
@@ -33,7 +39,7 @@ LAYERS: list[tuple[str, ...]] = [
     # 6: sweeps, reports and the lectures' experiments (files in, files out; torch-free)
     ("dltrain.report", "dltrain.experiments", "dltrain.sweep", "dltrain.sweep_report"),
     # 7: a finished run put to use: loaded, predicting, exported (files in, files out)
-    ("dltrain.use",),
+    ("dltrain.use", "dltrain.generation.draw", "dltrain.generation.measure"),
     # 8: the command line (Hydra's application)
     ("dltrain.cli", "dltrain.__main__"),
     # 9: training from Python, through the command line's own preflight

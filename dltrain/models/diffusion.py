@@ -40,7 +40,7 @@ from dltrain.models.gan import check_generative
 from dltrain.models.unet import DenseDenoiser, UNet
 
 if TYPE_CHECKING:
-    from dltrain.training.steps import StepTools
+    from dltrain.step_tools import StepTools
 
 SCHEDULES = ("linear", "cosine")
 SAMPLERS = ("ddim", "ancestral")

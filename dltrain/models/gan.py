@@ -35,7 +35,7 @@ from dltrain.errors import ConfigError, DivergedError
 from dltrain.generation.losses import adversarial, discriminator_wins
 
 if TYPE_CHECKING:
-    from dltrain.training.steps import StepTools
+    from dltrain.step_tools import StepTools
 
 FORMS = ("auto", "mlp", "conv")
 PARTS = ("generator", "discriminator")

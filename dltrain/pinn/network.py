@@ -46,11 +46,12 @@ def physics_ready(model: nn.Module, guesses: Sequence[tuple[str, float]]) -> nn.
     """
     if guesses:
         model.add_module("pde", LearnedCoefficients(guesses))
-    model.register_forward_pre_hook(_in_own_precision)
+    model.register_forward_pre_hook(in_own_precision)
     return model
 
 
-def _in_own_precision(model: nn.Module, args: tuple) -> tuple:
+def in_own_precision(model: nn.Module, args: tuple) -> tuple:
+    """A forward pre-hook: floating inputs in the dtype of the model's parameters."""
     dtype = next(model.parameters()).dtype
     return tuple(a.to(dtype) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
                  for a in args)

@@ -124,7 +124,8 @@ def test_help_is_the_text_hydra_writes(overrides):
         expected = hydra.get_help(cfg.hydra.help, job, get_args_parser(), resolve=False)
     text = app_help(overrides)
     assert text == expected
-    assert "\nmodel: cnn, mlp, " in text and "hydra/" not in text.split("The default")[0]
+    assert "\nmodel: cnn, deeponet, diffusion, fno, gan, mlp, " in text \
+        and "hydra/" not in text.split("The default")[0]
 
 
 def test_help_with_a_bad_override_is_one_sentence(tmp_path):

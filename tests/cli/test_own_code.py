@@ -214,4 +214,4 @@ def test_help_lists_a_config_dirs_options(tmp_path):
     from dltrain.cli.app import app_help
 
     text = app_help([], src=sources(str(write_configs(tmp_path))))
-    assert "model: cnn, mlp, mynet, resnet, rnn, transformer" in text
+    assert "model: cnn, deeponet, diffusion, fno, gan, mlp, mynet, resnet, rnn, transformer" in text

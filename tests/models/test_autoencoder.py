@@ -36,7 +36,7 @@ def build(make_cfg, spec, *overrides):
 
 
 @pytest.mark.parametrize("variational", [False, True])
-@pytest.mark.parametrize("model_name", MODELS)
+@pytest.mark.parametrize("model_name", [m for m in MODELS if m not in ("gan", "diffusion")])
 @pytest.mark.parametrize("kind", list(RECONSTRUCTION))
 def test_reconstructions_have_the_input_shape(make_cfg, model_name, kind, variational):
     spec = RECONSTRUCTION[kind]
