@@ -24,8 +24,8 @@ PI = math.pi
 
 
 class Catalogued(Equation):
-    """What the catalogue's equations share: their coefficients' names are checked when built,
-    and the conditions are the reference's values in the points' own dtype."""
+    """What the catalogue's equations share: their coefficients' names and their domain are
+    checked when built."""
 
     coefficient_names: tuple[str, ...] = ()
 
@@ -47,18 +47,6 @@ class Catalogued(Equation):
                 raise ConfigError(f"pde.domain.{name}: pde={self.name} needs low < high, "
                                   f"got [{low}, {high}].")
 
-    def exact(self, x: torch.Tensor) -> torch.Tensor:
-        """The closed-form solution of float64 points x (the classes that have one)."""
-        raise NotImplementedError
-
-    def reference(self, x: torch.Tensor) -> torch.Tensor:
-        return self.exact(x.detach().to(torch.float64))
-
-    def boundary(self, x: torch.Tensor) -> torch.Tensor:
-        return self.reference(x).to(x.dtype)
-
-    def initial(self, x: torch.Tensor) -> torch.Tensor:
-        return self.reference(x).to(x.dtype)
 
 
 @register("poisson1d")
@@ -76,7 +64,8 @@ class Poisson1D(Catalogued):
         wave = c["k"] * PI
         return -field.dd("x") - wave**2 * torch.sin(wave * field.coordinate("x"))
 
-    def exact(self, x: torch.Tensor) -> torch.Tensor:
+    def reference(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.detach().to(torch.float64)
         return torch.sin(self.coefficients["k"] * PI * x[:, 0])
 
 
@@ -95,7 +84,8 @@ class Heat1D(Catalogued):
     def residual(self, field: Field, c: Coefficients) -> torch.Tensor:
         return field.d("t") - c["alpha"] * field.dd("x")
 
-    def exact(self, x: torch.Tensor) -> torch.Tensor:
+    def reference(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.detach().to(torch.float64)
         alpha, n = self.coefficients["alpha"], self.coefficients["n"]
         decay = torch.exp(-alpha * (n * PI) ** 2 * x[:, 1])
         return decay * torch.sin(n * PI * x[:, 0])
@@ -144,6 +134,7 @@ class Helmholtz2D(Catalogued):
         source = (wave_x**2 + wave_y**2 - c["k"] ** 2) * shape
         return -(field.dd("x") + field.dd("y")) - c["k"] ** 2 * field.u - source
 
-    def exact(self, x: torch.Tensor) -> torch.Tensor:
+    def reference(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.detach().to(torch.float64)
         a1, a2 = self.coefficients["a1"], self.coefficients["a2"]
         return torch.sin(a1 * PI * x[:, 0]) * torch.sin(a2 * PI * x[:, 1])

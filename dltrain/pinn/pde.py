@@ -10,6 +10,7 @@ differentiated again with respect to the weights).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -79,10 +80,11 @@ class Field:
 Coefficients = Mapping[str, "torch.Tensor | float"]
 
 
-class Equation:
+class Equation(ABC):
     """A differential equation on a box with Dirichlet boundary values (and, when it has a
     time coordinate, initial values). Subclasses set `box` and `coefficients` (name -> true
-    value) and write `residual`, `boundary`, `initial` (time-dependent only) and `reference`.
+    value) and write `residual` and `reference`; the boundary and initial values are the
+reference's unless a subclass says otherwise.
 
     Coordinates are float tensors of shape (N, dims); values are (N,) tensors.
     """
@@ -100,22 +102,23 @@ class Equation:
                        tuple(float(domain[n][1]) for n in self.names),
                        None if self.time is None else self.names.index(self.time))
 
+    @abstractmethod
     def residual(self, field: Field, c: Coefficients) -> torch.Tensor:
         """The equation's residual at the field's points: 0 where u solves it. `c` holds
         every coefficient by name (a trainable tensor for the learnt ones)."""
-        raise NotImplementedError
+
+    @abstractmethod
+    def reference(self, x: torch.Tensor) -> torch.Tensor:
+        """The exact (or reference) solution at `x`, in float64: the truth metrics use."""
 
     def boundary(self, x: torch.Tensor) -> torch.Tensor:
-        """u's prescribed values at boundary points."""
-        raise NotImplementedError
+        """u's prescribed values at boundary points: the reference's there, so that a domain
+        the YAML moves stays consistent with the solution the metrics compare against."""
+        return self.reference(x).to(x.dtype)
 
     def initial(self, x: torch.Tensor) -> torch.Tensor:
         """u's prescribed values at points of the initial line (t = box.low[time])."""
-        raise NotImplementedError
-
-    def reference(self, x: torch.Tensor) -> torch.Tensor:
-        """The exact (or reference) solution at `x`, in float64: the truth metrics use."""
-        raise NotImplementedError
+        return self.reference(x).to(x.dtype)
 
 
 EQUATIONS: dict[str, Callable[..., Equation]] = {}
