@@ -53,7 +53,11 @@ def picture(axes: list[np.ndarray], names: tuple[str, ...], panels: dict[str, np
     from dltrain.probes.plots import png
 
     sliced = len(axes) == 2 and slices > 0
-    fig = Figure(figsize=(4.2 * (len(panels) + sliced), 3.4), dpi=80, layout="tight")
+    width = 4.2 * (len(panels) + sliced)
+    fig = Figure(figsize=(width, 3.4), dpi=80)
+    # margins by hand: a tight layout took 1-3 s a picture (its colour bars), drawn in training
+    fig.subplots_adjust(left=0.6 / width, right=1 - 0.2 / width, bottom=0.15, top=0.8,
+                        wspace=0.45)
     ax = fig.subplots(1, len(panels) + sliced, squeeze=False)
     if sliced:
         shape = (len(axes[0]), len(axes[1]))

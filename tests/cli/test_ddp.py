@@ -66,25 +66,8 @@ def test_two_processes_write_one_run_directory_and_match_one_process(tmp_path, s
     assert summary["test"]["accuracy"] == pytest.approx(reference["accuracy"], abs=0.01)
 
 
-def test_resume_under_ddp(tmp_path, single):
-    run_dir = tmp_path / "run"
-    # sched=none: a schedule planned over 1 epoch, then over 2, is not one planned over 2
-    first = torchrun("trainer=ddp", "data=moons", "sched=none", "trainer.max_epochs=1",
-                     "trainer.log_every=10", f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    assert first.returncode == 0, first.stderr[-3000:]
-    more = torchrun("resume", str(run_dir), "trainer.max_epochs=2", cwd=tmp_path)
-    assert more.returncode == 0, more.stderr[-3000:]
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["steps"] == 56 and summary["world_size"] == 2
-    a, b = weights(run_dir), weights(single)
-    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in b)
-
-
-def test_a_batch_that_does_not_split_over_the_ranks_is_refused(tmp_path):
-    proc = torchrun("trainer=ddp", "data=moons", "data.batch_size=63",
-                    f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
-    assert proc.returncode != 0
-    assert "data.batch_size=63 does not split evenly over 2 processes" in proc.stderr
+# A batch that does not split over the ranks: tests/data/test_shards.py (the sentence), and
+# test_torchrun_without_trainer_ddp_is_refused (a refusal under torchrun reaches the user).
 
 
 def test_torchrun_without_trainer_ddp_is_refused(tmp_path):
@@ -93,7 +76,9 @@ def test_torchrun_without_trainer_ddp_is_refused(tmp_path):
 
 
 def test_each_process_draws_its_own_dropout_and_resumes_it(tmp_path):
-    # the processes' shares of a batch need masks of their own; a resume gives each its stream
+    """Resume under DDP: a run of 1 epoch resumed to 2 ends with the weights of a run of 2.
+    With dropout: the processes' shares of a batch need masks of their own, and a resume gives
+    each its stream back."""
     drop = ["trainer=ddp", "data=moons", "model.dropout=0.3", "trainer.log_every=10",
             "sched=none"]  # the budget is raised on resume: a constant rate is the same run
     whole, cut = tmp_path / "whole", tmp_path / "cut"
@@ -102,6 +87,8 @@ def test_each_process_draws_its_own_dropout_and_resumes_it(tmp_path):
                  ["resume", str(cut), "trainer.max_epochs=2"]):
         proc = torchrun(*args, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((cut / "summary.json").read_text())
+    assert summary["steps"] == 56 and summary["world_size"] == 2
     ranks = torch.load(whole / "checkpoints" / "last.pt", weights_only=True)["rng_ranks"]
     assert len(ranks) == 2 and not torch.equal(ranks[0]["torch"], ranks[1]["torch"])
     a, b = weights(whole), weights(cut)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_cli_batch
 
 pytestmark = pytest.mark.e2e
 
@@ -25,16 +25,17 @@ def test_list_shows_the_family_and_the_data(tmp_path):
 
 
 def test_vectors_and_a_bidirectional_language_model_are_refused_before_training(tmp_path):
-    points = run_cli("data=moons", "model=rnn", "logger=none", cwd=tmp_path, env=ONE_THREAD)
+    text = tmp_path / "text.txt"
+    text.write_text("to be or not to be, that is the question\n" * 50, encoding="utf-8")
+    points, lm = run_cli_batch([
+        ["data=moons", "model=rnn", "logger=none"],
+        ["data=text", f"data.path={text}", "data.block_size=16", "model=rnn",
+         "model.bidirectional=true", "logger=none"]], cwd=tmp_path, env=ONE_THREAD)
     assert points.returncode == 2
     assert ("dltrain: model=rnn needs sequences (signals, images read row by row, or text), but "
             "data=moons gives 2-D points; use model=mlp, or data=series or data=sine_series for "
             "a time series.") in points.stderr
     assert "Traceback" not in points.stderr
-    text = tmp_path / "text.txt"
-    text.write_text("to be or not to be, that is the question\n" * 50, encoding="utf-8")
-    lm = run_cli("data=text", f"data.path={text}", "data.block_size=16", "model=rnn",
-                 "model.bidirectional=true", "logger=none", cwd=tmp_path, env=ONE_THREAD)
     assert lm.returncode == 2 and "Traceback" not in lm.stderr
     assert "dltrain: model.bidirectional=true would let model=rnn read the very characters it " \
            "predicts on data=text" in lm.stderr

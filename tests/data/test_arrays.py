@@ -19,7 +19,7 @@ from dltrain.data.batches import StreamedBatches, train_batches
 from dltrain.data.owned import decide_kind
 from dltrain.data.spec import HostSplit
 from dltrain.errors import ConfigError
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, run_cli_batch
 
 DEFAULTS = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "data" / "arrays.yaml"))
 
@@ -287,23 +287,37 @@ def test_cli_linear_regression_is_learned_in_the_datas_units(tmp_path):
         std * np.sqrt(1 - summary["test"]["r2"]), rel=0.2)
 
 
-@pytest.mark.e2e
-@pytest.mark.parametrize(("arrays", "overrides", "message"), [
+BAD_ARRAYS = [
     (None, ("data.path=missing.npz",), "data.path=missing.npz: no such file"),
     ({"inputs": "x", "y": "y"}, ("data.path=d.npz",),
      "has no array 'x' (data.x); did you mean 'inputs'?"),
     ({"x": "x", "y": "short"}, ("data.path=d.npz",), "x has 60 samples and y 50"),
     ({"x": "text", "y": "y"}, ("data.path=d.npz",), "not numbers"),
     ({"x": "nan", "y": "y"}, ("data.path=d.npz",), "2 of 60 samples hold NaN"),
-])
-def test_cli_bad_arrays_exit_2_with_one_sentence(tmp_path, arrays, overrides, message):
+]
+
+
+@pytest.fixture(scope="module")
+def bad_arrays(tmp_path_factory) -> list:
+    """Each case of BAD_ARRAYS (its arrays in a file of its own), in one process."""
+    root = tmp_path_factory.mktemp("bad_arrays")
     x, y = blobs(60)
     nan = x.copy()
     nan[[5, 6], 0] = np.nan
     made = {"x": x, "y": y, "short": y[:50], "text": np.array([["a"]] * 60), "nan": nan}
-    if arrays is not None:
-        np.savez(tmp_path / "d.npz", **{k: made[v] for k, v in arrays.items()})
-    done = run_cli("data=arrays", *overrides, *SMOKE, cwd=tmp_path)
+    commands = []
+    for i, (arrays, overrides, _) in enumerate(BAD_ARRAYS):
+        if arrays is not None:
+            np.savez(root / f"d{i}.npz", **{k: made[v] for k, v in arrays.items()})
+        commands.append(["data=arrays", *(o.replace("d.npz", f"d{i}.npz") for o in overrides),
+                         *SMOKE])
+    return run_cli_batch(commands, cwd=root)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("case", range(len(BAD_ARRAYS)), ids=[m for *_, m in BAD_ARRAYS])
+def test_cli_bad_arrays_exit_2_with_one_sentence(bad_arrays, case):
+    done, message = bad_arrays[case], BAD_ARRAYS[case][2]
     assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
     assert message in done.stderr + done.stdout
     assert "Traceback" not in done.stderr

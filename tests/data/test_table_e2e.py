@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_cli_batch
 
 # enough training for a few-feature table in seconds
 FAST = ("trainer=smoke", "trainer.max_epochs=30", "trainer.max_steps=300",
@@ -127,8 +127,7 @@ def test_missing_rows_dropped_and_categories_one_hot(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "sites.csv"]
 
 
-@pytest.mark.e2e
-@pytest.mark.parametrize(("args", "message"), [
+BAD_DATA = [
     (["data.path=nope.csv", "data.target=y"], "data.path=nope.csv: there is no such file."),
     (["data.path=t.csv", "data.target=Y"], "data.target: t.csv has no column 'Y'; did you "
                                            "mean 'y'?"),
@@ -142,14 +141,27 @@ def test_missing_rows_dropped_and_categories_one_hot(tmp_path):
     (["data.path=t.csv", "data.target=y", "data.task=regresion"],
      "data.task=regresion must be one of: auto, classification, regression; did you mean "
      "regression?"),
-])
-def test_bad_data_is_one_sentence_and_exit_2(tmp_path, args, message):
+]
+
+
+@pytest.fixture(scope="module")
+def bad_data(tmp_path_factory) -> list:
+    """Each case of BAD_DATA, one `dltrain` command each, in one process."""
+    tmp_path = tmp_path_factory.mktemp("bad_data")
     df = linear(40, 0)
     df["label"] = ["a"] * 20 + ["b"] * 19 + ["rare"]
     df.to_csv(tmp_path / "t.csv", index=False)
     (tmp_path / "empty.csv").write_text("a,b,y\n")
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 this is not parquet")
-    proc = run_cli("data=table", *args, "trainer=smoke", cwd=tmp_path)
+    return run_cli_batch([["data=table", *args, "trainer=smoke"] for args, _ in BAD_DATA],
+                         cwd=tmp_path)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("case", range(len(BAD_DATA)),
+                         ids=[message[:40] for _, message in BAD_DATA])
+def test_bad_data_is_one_sentence_and_exit_2(bad_data, case):
+    proc, message = bad_data[case], BAD_DATA[case][1]
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -85,18 +85,21 @@ def test_drawn_at_validations_at_most_every_interval_and_always_at_the_end(tmp_p
     for step in (5, 10):
         sink.log_metrics(train_point(step), step)
     assert not path.exists()  # log points alone do not draw
+    sink.log_metrics(val_point(8), 8)
+    assert not path.exists()  # a validation before min_interval_s since the start: none yet
+    clock.now = 10.0
     sink.log_metrics(val_point(10), 10)
-    assert drawn(path) == {"train/loss": 2, "train/lr": 2, "val/loss": 1, "val/accuracy": 1}
+    assert drawn(path) == {"train/loss": 2, "train/lr": 2, "val/loss": 2, "val/accuracy": 2}
     first = path.read_bytes()
 
-    clock.now = 5.0  # a second validation 5 s later: too soon
+    clock.now = 15.0  # a validation 5 s later: too soon
     sink.log_metrics(train_point(15), 15)
     sink.log_metrics(val_point(15), 15)
     assert path.read_bytes() == first
-    clock.now = 16.0  # 16 s after the drawing: due
+    clock.now = 26.0  # 16 s after the drawing: due
     sink.log_metrics(train_point(20), 20)
     sink.log_metrics(val_point(20), 20)
-    assert drawn(path) == {"train/loss": 4, "train/lr": 4, "val/loss": 3, "val/accuracy": 3}
+    assert drawn(path) == {"train/loss": 4, "train/lr": 4, "val/loss": 4, "val/accuracy": 4}
     second = path.read_bytes()
     assert second != first
 
@@ -108,9 +111,9 @@ def test_drawn_at_validations_at_most_every_interval_and_always_at_the_end(tmp_p
     late.log_metrics(train_point(5), 5)
     late.log_metrics(val_point(5), 5)
     late.log_metrics(val_point(6), 6)
-    assert (tmp_path / "late.png").exists()  # the first validation always draws
+    assert not (tmp_path / "late.png").exists()  # never due: a short run draws at its end
     late.log_metrics(train_point(7), 7)
-    late.close()  # the end draws what came in since
+    late.close()  # the end draws everything
     assert drawn(tmp_path / "late.png")["train/loss"] == 2
     assert drawn(tmp_path / "late.png")["val/loss"] == 2
 
@@ -155,11 +158,12 @@ def test_the_interval_grows_with_what_a_drawing_costs(tmp_path):
     clock = Clock()
     sink = CurvesLogger(tmp_path / "c.png", "val/loss", min_interval_s=1, cost_factor=50,
                         clock=clock)
+    clock.now = 1.0
     sink.log_metrics(val_point(1), 1)
     sink.draw_s[-1] = 0.2  # a drawing of 0.2 s: the next one waits 50 x 0.2 = 10 s
-    clock.now = 9.0
+    clock.now = 10.0
     assert not sink.due()
-    clock.now = 10.5
+    clock.now = 11.5
     assert sink.due()
 
 

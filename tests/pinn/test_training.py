@@ -12,7 +12,7 @@ import torch
 
 from dltrain.run import run
 from dltrain.training.checkpoint import load_checkpoint
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_cli_batch
 from tests.train.test_resume import assert_resumes_exactly
 
 
@@ -102,7 +102,7 @@ def test_resume_is_exact_with_resampled_points(make_cfg, tmp_path):
     assert_resumes_exactly(cfg, tmp_path, mid_epoch=False)
 
 
-@pytest.mark.parametrize(("overrides", "words"), [
+BAD = [
     (["pde=wave9d"], "pde=wave9d: there is no such option in group pde"),
     (["task=pinn"], "task=pinn needs the equation to learn"),
     (["pde=heat1d", "pde.learn=[nu]", "pde.observations=10"],
@@ -111,11 +111,23 @@ def test_resume_is_exact_with_resampled_points(make_cfg, tmp_path):
     (["pde=poisson1d", "loss=mse"], "loss=mse is not used by task=pinn"),
     (["pde=poisson1d", "data.batch_size=8"], "data.batch_size=8 is not used by task=pinn"),
     (["pde=poisson1d", "pde.sampling=grid"], "pde.sampling=grid"),
-])
-def test_bad_configs_are_one_sentence_and_exit_2(tmp_path, overrides, words):
-    out = run_cli(*overrides, "trainer=smoke", f"hydra.run.dir={tmp_path / 'run'}",
-                  cwd=tmp_path, timeout=60)
+]
+
+
+@pytest.fixture(scope="module")
+def refusals(tmp_path_factory):
+    """Each case of BAD, one `dltrain` command each, in one process."""
+    tmp_path = tmp_path_factory.mktemp("bad_pinn")
+    commands = [[*overrides, "trainer=smoke", f"hydra.run.dir={tmp_path / str(i)}"]
+                for i, (overrides, _) in enumerate(BAD)]
+    return tmp_path, run_cli_batch(commands, cwd=tmp_path, timeout=120)
+
+
+@pytest.mark.parametrize("case", range(len(BAD)), ids=[words for _, words in BAD])
+def test_bad_configs_are_one_sentence_and_exit_2(refusals, case):
+    tmp_path, procs = refusals
+    out, words = procs[case], BAD[case][1]
     assert out.returncode == 2, out.stderr[-1500:]
     assert words in out.stderr
     assert "Traceback" not in out.stderr
-    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert not (tmp_path / str(case) / "checkpoints").exists()
