@@ -126,3 +126,14 @@ def switch_step(node: Mapping[str, Any], total_steps: int) -> dict[str, Any]:
     if isinstance(at, float) and 0 < at < 1:
         node["switch_at"] = int(at * total_steps)
     return node
+
+
+def lbfgs_from(node: Mapping[str, Any], total_steps: int) -> int | None:
+    """The first optimiser step L-BFGS takes under the optim node: optim=lbfgs's first,
+    optim=adam_lbfgs's switch; None for an optimiser that never takes one."""
+    target = str(node.get("_target_"))
+    if target == "torch.optim.LBFGS":
+        return 0
+    if target == f"{__name__}.AdamLBFGS":
+        return int(switch_step(node, total_steps)["switch_at"])
+    return None

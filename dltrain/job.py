@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from dltrain.adam_lbfgs import switch_step
+from dltrain.adam_lbfgs import lbfgs_from, switch_step
 from dltrain.config import plain
 from dltrain.data import Data, build_data
 from dltrain.data.batches import train_batches
@@ -73,7 +73,8 @@ def build_job(cfg: Mapping[str, Any], device: torch.device,
     check_monitor(settings, spec.task)
     # the batches draw nothing from the global random state: made before the model, so that
     # what their sizes rule out is refused before the model costs anything
-    batches = PinnBatches(pinn, data, int(trainer["seed"])) if pinn \
+    batches = PinnBatches(pinn, data, int(trainer["seed"]),
+                          lbfgs_from(c["optim"], settings.total_steps(1))) if pinn \
         else train_batches(data, size, int(trainer["seed"]), d.shard)
     # what training needs is checked where there is training (not for evaluation)
     fits = None

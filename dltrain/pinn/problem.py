@@ -31,6 +31,7 @@ class Problem:
     counts: points.Counts
     sampling: str
     resample_every: int  # steps between draws of the collocation points; 0: one draw
+    lbfgs_resample_every: int | None  # ... once L-BFGS steps (None: resample_every)
     weights: dict[str, float]  # TERMS -> weight
     learn: tuple[str, ...]  # coefficients the run fits (an inverse problem)
     guess: dict[str, float]  # their first values
@@ -65,7 +66,9 @@ def problem(node: Mapping[str, Any]) -> Problem:
         raise ConfigError(f"pde.learn=[{', '.join(learn)}] fits coefficients to observations "
                           "of the solution, but pde.observations=0; use pde.observations=2000.")
     grid = tuple(int(node["eval"][n]) for n in box.names)
+    lbfgs_every = node.get("lbfgs_resample_every")
     return Problem(equation, counts, str(node["sampling"]), int(node["resample_every"]),
+                   None if lbfgs_every is None else int(lbfgs_every),
                    {t: float(node["weights"][t]) for t in TERMS}, learn,
                    {k: float(v) for k, v in node["guess"].items()}, float(node["noise"]), grid)
 
@@ -118,13 +121,27 @@ def pinn_data(p: Problem, seed: int, device: torch.device | str) -> Data:
                 facts={"pde": p.equation.name, "coordinates": list(p.equation.box.names)})
 
 
-class PinnBatches:
-    """One batch an epoch (a PINN's epoch is one step on all its points): draw number
-    epoch // resample_every, or draw 0 throughout (resample_every=0). Made from the draw's
-    number alone, so a resumed run steps on the same points as one that never stopped."""
+def draw_number(p: Problem, epoch: int, lbfgs_from: int | None) -> int:
+    """The draw of collocation points that step `epoch` takes: a new one every
+    `resample_every` steps (0: one draw); from step `lbfgs_from` on (where L-BFGS steps, if
+    it does) every `lbfgs_resample_every` steps, starting with a fresh draw (0: that one
+    throughout). Stochastic steps (Adam) gain from fresh points at every step; L-BFGS builds a
+    curvature model of one loss over many steps and needs its points to hold meanwhile."""
+    every, later = p.resample_every, p.lbfgs_resample_every
+    if later is None or lbfgs_from is None or epoch < lbfgs_from:
+        return epoch // every if every else 0
+    before = ((lbfgs_from - 1) // every + 1 if every else 1) if lbfgs_from else 0
+    return before + ((epoch - lbfgs_from) // later if later else 0)
 
-    def __init__(self, p: Problem, data: Data, seed: int) -> None:
-        self.problem, self.seed = p, seed
+
+class PinnBatches:
+    """One batch an epoch (a PINN's epoch is one step on all its points): the points of
+    draw_number(epoch). Made from the draw's number alone, so a resumed run steps on the same
+    points as one that never stopped. `lbfgs_from`: the first step L-BFGS takes, if any."""
+
+    def __init__(self, p: Problem, data: Data, seed: int, lbfgs_from: int | None = None
+                 ) -> None:
+        self.problem, self.seed, self.lbfgs_from = p, seed, lbfgs_from
         self.first = data.train
         self.observed = (self.first.x[p.counts.total - p.counts.data:].cpu(),
                          self.first.y[p.counts.total - p.counts.data:, 0].cpu())
@@ -135,8 +152,7 @@ class PinnBatches:
         return 1
 
     def draw(self, epoch: int) -> Split:
-        every = self.problem.resample_every
-        number = epoch // every if every else 0
+        number = draw_number(self.problem, epoch, self.lbfgs_from)
         if number != self._drawn[0]:
             x, y = collocation(self.problem, self.seed, number, self.observed)
             device = self.first.x.device

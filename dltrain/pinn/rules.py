@@ -60,6 +60,7 @@ PDE_RULES: tuple[Rule, ...] = (
     Rule("pde.points.initial", integer(0)),
     Rule("pde.sampling", choice(SAMPLINGS)),
     Rule("pde.resample_every", integer(0)),
+    Rule("pde.lbfgs_resample_every", integer(0, optional=True)),
     *(Rule(f"pde.weights.{t}", number(0), PER_MEMBER) for t in TERMS),
     Rule("pde.learn", _names),
     Rule("pde.guess", _numbers_by_name),

@@ -64,3 +64,25 @@ def test_the_boundary_of_a_2d_space_uses_all_four_faces():
 def test_grid_runs_the_first_coordinate_slowest():
     g = points.grid(BOX, (3, 2))
     assert g.tolist() == [[-1, 0], [-1, 2], [0, 0], [0, 2], [1, 0], [1, 2]]
+
+
+def _numbers(every: int, later: int | None, lbfgs_from: int | None, steps: int = 12
+             ) -> list[int]:
+    import yaml
+
+    from dltrain.cli import conf_dir
+    from dltrain.pinn.problem import draw_number, problem
+
+    node = yaml.safe_load((conf_dir() / "pde" / "burgers1d.yaml").read_text())["pde"]
+    p = problem({**node, "resample_every": every, "lbfgs_resample_every": later})
+    return [draw_number(p, step, lbfgs_from) for step in range(steps)]
+
+
+def test_each_phase_draws_at_its_own_rate():
+    # Adam every step until the switch at step 5, then L-BFGS on a fresh draw every 3 steps
+    assert _numbers(1, 3, 5) == [0, 1, 2, 3, 4, 5, 5, 5, 6, 6, 6, 7]
+    assert _numbers(2, 0, 5) == [0, 0, 1, 1, 2, 3, 3, 3, 3, 3, 3, 3]  # 0: one draw for L-BFGS
+    assert _numbers(0, 4, 5) == [0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2]
+    assert _numbers(0, 4, 0) == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]  # optim=lbfgs throughout
+    # no L-BFGS (optim=adam), or no rate of its own: resample_every throughout
+    assert _numbers(3, 1, None) == _numbers(3, None, 5) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]

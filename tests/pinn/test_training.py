@@ -95,6 +95,7 @@ def test_inverse_problem_moves_the_coefficient_toward_the_truth(make_cfg, tmp_pa
 def test_resume_is_exact_with_resampled_points(make_cfg, tmp_path):
     cfg = make_cfg("pde=burgers1d", "pde.points.domain=100", "pde.points.boundary=10",
                    "pde.points.initial=10", "pde.resample_every=3", "pde.sampling=sobol",
+                   "pde.lbfgs_resample_every=2",  # Adam's draws, then L-BFGS's
                    "pde.eval.x=16", "pde.eval.t=8", "optim.lbfgs.max_iter=3",
                    "optim.lbfgs.max_eval=4", "optim.switch_at=12", "trainer.max_epochs=18",
                    "trainer.val_every=6",
