@@ -131,7 +131,7 @@ def switch_step(node: Mapping[str, Any], total_steps: int) -> dict[str, Any]:
 def lbfgs_from(node: Mapping[str, Any], total_steps: int) -> int | None:
     """The first optimiser step L-BFGS takes under the optim node: optim=lbfgs's first,
     optim=adam_lbfgs's switch; None for an optimiser that never takes one."""
-    target = str(node.get("_target_"))
+    target = str(node.get("_target_"))  # one of pinn.rules.LBFGS_TARGETS, or no L-BFGS
     if target == "torch.optim.LBFGS":
         return 0
     if target == f"{__name__}.AdamLBFGS":

@@ -231,7 +231,7 @@ def preflight(overrides: list[str], multirun: bool, root: Path | Sources | None 
     from omegaconf.errors import OmegaConfBaseException
 
     from dltrain.overrides import kind, with_values
-    from dltrain.pinn.rules import data_overrides
+    from dltrain.pinn.rules import data_overrides, lbfgs_overrides
 
     src = root if isinstance(root, Sources) else sources() if root is None else Sources(root)
     parser = OverridesParser.create()
@@ -250,7 +250,8 @@ def preflight(overrides: list[str], multirun: bool, root: Path | Sources | None 
         def checked(ov: list[str], with_hydra: bool = False):
             config = compose_checked(ov, src, True)
             checked_keys(config, src, keys)
-            unused = data_overrides(config.get("task"), ov)
+            unused = data_overrides(config.get("task"), ov) or lbfgs_overrides(
+                config.get("optim"), ov)
             if unused:
                 raise ConfigError(unused + ".")
             if not with_hydra:

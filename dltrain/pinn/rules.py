@@ -118,3 +118,21 @@ def data_overrides(task: Any, overrides: list[str]) -> str | None:
             return (f"{line} is not used by task=pinn, which trains on the points of its pde "
                     "(pde.points.domain, .boundary, .initial); drop it")
     return None
+
+
+# the optimisers that take L-BFGS steps (dltrain.adam_lbfgs.lbfgs_from says from which step)
+LBFGS_TARGETS = ("torch.optim.LBFGS", "dltrain.adam_lbfgs.AdamLBFGS")
+
+
+def lbfgs_overrides(optim: Any, overrides: list[str]) -> str | None:
+    """pde.lbfgs_resample_every set on the command line for an optimiser that never takes an
+    L-BFGS step would be ignored, so it is refused (None: nothing to refuse). A pde's own
+    default is not refused: it waits for an L-BFGS phase that this run does not have."""
+    optim = optim or {}
+    if optim.get("_target_") in LBFGS_TARGETS:
+        return None
+    for line in overrides:
+        if line.lstrip("+~").partition("=")[0] == "pde.lbfgs_resample_every":
+            return (f"{line} acts once L-BFGS steps, but optim={optim.get('name')} takes no "
+                    "L-BFGS step; use optim=adam_lbfgs, or drop it")
+    return None

@@ -112,6 +112,8 @@ BAD = [
     (["pde=poisson1d", "loss=mse"], "loss=mse is not used by task=pinn"),
     (["pde=poisson1d", "data.batch_size=8"], "data.batch_size=8 is not used by task=pinn"),
     (["pde=poisson1d", "pde.sampling=grid"], "pde.sampling=grid"),
+    (["pde=burgers1d", "optim=adam", "pde.lbfgs_resample_every=10"],
+     "pde.lbfgs_resample_every=10 acts once L-BFGS steps, but optim=adam takes no L-BFGS step"),
 ]
 
 
