@@ -75,8 +75,8 @@ def run_cli_batch(cases: Sequence[Sequence[str]], cwd: Path, timeout: float = 30
     full_env.pop("HYDRA_FULL_ERROR", None)
     cases = [[str(a) for a in case] for case in cases]
     proc = subprocess.run([sys.executable, "-c", _BATCH, json.dumps(cases)], cwd=cwd,
-                          env=full_env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+                          env=full_env, capture_output=True, text=True, timeout=timeout,
+                          check=False)
     marker = "@@DLTRAIN-BATCH@@"
     assert marker in proc.stdout, proc.stderr[-3000:]
     results = json.loads(proc.stdout.rsplit(marker, 1)[1])
