@@ -34,14 +34,20 @@ def make_cfg() -> Callable[..., DictConfig]:
     return _compose
 
 
+def _command_env(env: dict | None) -> dict:
+    """A test command's environment: this one, unbuffered, with `env` on top, and without
+    HYDRA_FULL_ERROR (a user's command answers bad input in one sentence, not a traceback)."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    return full_env
+
+
 def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None
             ) -> subprocess.CompletedProcess:
     """The real `dltrain` console script in a subprocess (`python -m dltrain` if not installed)."""
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    full_env.pop("HYDRA_FULL_ERROR", None)
     script = Path(sys.executable).parent / "dltrain"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "dltrain"]
-    return subprocess.run([*command, *args], cwd=cwd, env=full_env,
+    return subprocess.run([*command, *args], cwd=cwd, env=_command_env(env),
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -71,11 +77,9 @@ def run_cli_batch(cases: Sequence[Sequence[str]], cwd: Path, timeout: float = 30
     """Several `dltrain` commands, one after another in one process, each with its own exit
     code, stdout and stderr: what `run_cli` gives for each, less a start of Python, torch and
     Hydra per command (3-4 s on 2 CPU cores). For commands refused before training, or small."""
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    full_env.pop("HYDRA_FULL_ERROR", None)
     cases = [[str(a) for a in case] for case in cases]
     proc = subprocess.run([sys.executable, "-c", _BATCH, json.dumps(cases)], cwd=cwd,
-                          env=full_env, capture_output=True, text=True, timeout=timeout,
+                          env=_command_env(env), capture_output=True, text=True, timeout=timeout,
                           check=False)
     marker = "@@DLTRAIN-BATCH@@"
     assert marker in proc.stdout, proc.stderr[-3000:]

@@ -48,7 +48,6 @@ class Catalogued(Equation):
                                   f"got [{low}, {high}].")
 
 
-
 @register("poisson1d")
 class Poisson1D(Catalogued):
     """-u'' = (k pi)² sin(k pi x) on x in [-1, 1], u(±1) = 0; exact u = sin(k pi x).

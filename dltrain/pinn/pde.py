@@ -84,7 +84,7 @@ class Equation(ABC):
     """A differential equation on a box with Dirichlet boundary values (and, when it has a
     time coordinate, initial values). Subclasses set `box` and `coefficients` (name -> true
     value) and write `residual` and `reference`; the boundary and initial values are the
-reference's unless a subclass says otherwise.
+    reference's unless a subclass says otherwise.
 
     Coordinates are float tensors of shape (N, dims); values are (N,) tensors.
     """
