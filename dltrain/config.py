@@ -88,9 +88,8 @@ def dotted_keys(cfg: Any, prefix: str = "") -> list[str]:
 RULES: tuple[Rule, ...] = (
     Rule("name", run_name),
     Rule("task", choice(TASKS, optional=True), alone=alone_unless(
-        lambda v: v not in ("reconstruction", "generation", "pinn"), "task={value}: "
-        "autoencoders, VAEs, generative models and physics-informed networks (whose loss "
-        "differentiates the network by its inputs) are not stacked")),
+        lambda v: v not in ("reconstruction", "generation"), "task={value}: "
+        "autoencoders, VAEs and generative models are not stacked")),
     Rule("data.batch_size", batch_size),
     Rule("data.n_train", integer(1, optional=True)),
     Rule("data.n_test", integer(1)),

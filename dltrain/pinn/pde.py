@@ -48,32 +48,37 @@ class Field:
 
     `d("x")` is du/dx and `dd("x")` d²u/dx², each an (N,) tensor, computed once and kept:
     the first derivatives of every coordinate come from one backward pass.
+
+    x may carry leading axes, (..., N, dims) with u (..., N, 1): the networks of a vectorised
+    stack, (members, N, dims). Their points do not mix (member i's u depends on its own
+    points only), so the gradient of the sum of all u is each member's own derivative.
     """
 
     def __init__(self, x: torch.Tensor, u: torch.Tensor, box: Box) -> None:
         self.x = x
-        self.u = u.reshape(-1)
+        self.u = u.reshape(x.shape[:-1])
         self.box = box
         self._grad: torch.Tensor | None = None
         self._second: dict[int, torch.Tensor] = {}
 
     def coordinate(self, name: str) -> torch.Tensor:
-        return self.x[:, self.box.index(name)]
+        return self.x[..., self.box.index(name)]
 
     def grad(self) -> torch.Tensor:
-        """(N, dims): du/dx_i at every point."""
+        """(..., N, dims): du/dx_i at every point."""
         if self._grad is None:
             (self._grad,) = torch.autograd.grad(self.u.sum(), self.x, create_graph=True)
         return self._grad
 
     def d(self, name: str) -> torch.Tensor:
-        return self.grad()[:, self.box.index(name)]
+        return self.grad()[..., self.box.index(name)]
 
     def dd(self, name: str) -> torch.Tensor:
         i = self.box.index(name)
         if i not in self._second:
-            (second,) = torch.autograd.grad(self.grad()[:, i].sum(), self.x, create_graph=True)
-            self._second[i] = second[:, i]
+            (second,) = torch.autograd.grad(self.grad()[..., i].sum(), self.x,
+                                            create_graph=True)
+            self._second[i] = second[..., i]
         return self._second[i]
 
 

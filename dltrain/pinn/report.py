@@ -26,9 +26,7 @@ class TermLog(NoHooks):
             self.logger.log_metrics(self.values(), state.step)
 
     def values(self) -> dict[str, float]:
-        last = self.loss.last
-        numbers = torch.stack(list(last.values())).tolist() if last else []
-        out = {f"train/loss/{t}": v for t, v in zip(last, numbers, strict=True)}
+        out = term_values(self.loss.last)[0]
         if self.loss.learned is not None:
             out.update({f"pde/{k}": v for k, v in self.loss.learned.floats().items()})
         if hasattr(self.optimizer, "switch_at"):  # optim=adam_lbfgs
@@ -36,6 +34,15 @@ class TermLog(NoHooks):
             out["optim/lbfgs"] = float(self.optimizer.taken > self.optimizer.switch_at)
             out["optim/lbfgs_restarts"] = float(self.optimizer.restarts)
         return out
+
+
+def term_values(last: dict[str, torch.Tensor]) -> list[dict[str, float]]:
+    """`train/loss/TERM` of a PinnLoss's last step (`last`), one record per network: one for
+    a run's 0-d terms, one per member for a stack's (members,) terms. One host sync."""
+    if not last:
+        return [{}]
+    numbers = torch.stack(list(last.values())).reshape(len(last), -1).T.tolist()
+    return [{f"train/loss/{t}": v for t, v in zip(last, row, strict=True)} for row in numbers]
 
 
 def with_term_log(hooks: Hooks, job: Job, logger: Logger) -> Hooks:

@@ -62,7 +62,10 @@ PDE_RULES: tuple[Rule, ...] = (
     Rule("pde.resample_every", integer(0)),
     Rule("pde.lbfgs_resample_every", integer(0, optional=True)),
     *(Rule(f"pde.weights.{t}", number(0), PER_MEMBER) for t in TERMS),
-    Rule("pde.learn", _names),
+    Rule("pde.learn", _names, alone=lambda v: None if not v else (
+        f"pde.learn=[{','.join(map(str, v))}]: an inverse problem's learnt coefficients are "
+        "not stacked (a stack trains forward problems that differ in seed, learning rate and "
+        "loss weights)")),
     Rule("pde.guess", _numbers_by_name),
     Rule("pde.observations", integer(0)),
     Rule("pde.noise", number(0)),

@@ -1,5 +1,9 @@
-"""A stack's data: the members' training sets as one tensor, their batch orders, and the
-target scale their metrics are restored with."""
+"""A stack's data: the members' training sets as one tensor and their batch orders (or, for
+physics-informed networks, each member's own draws of collocation points), and the target
+scale their metrics are restored with.
+
+Both kinds give the stack an epoch's batches as (members, B, ...) inputs and targets
+(`epoch(epoch, start)`, as a run's batches give its own), and the splits it is scored on."""
 
 from __future__ import annotations
 
@@ -9,7 +13,10 @@ from dataclasses import dataclass
 import torch
 
 from dltrain.data.spec import Split, TargetScale
+from dltrain.pinn.problem import PinnBatches
 from dltrain.vectorised.model import Unstackable
+
+Order = Callable[[int], torch.Tensor]  # epoch -> a member's order of its samples
 
 
 @dataclass
@@ -22,10 +29,14 @@ class StackedData:
     val: list[Split]
     test: list[Split]
     which_list: list[int]
+    orders: list[Order]  # each member's batch order, as its own ShuffledBatches gives it
+    batch_size: int
+    steps: int  # batches an epoch
 
     @classmethod
     def of(cls, trains: Sequence[Split], vals: Sequence[Split], tests: Sequence[Split],
-           which: Sequence[int]) -> StackedData:
+           which: Sequence[int], orders: Sequence[Order], batch_size: int, steps: int
+           ) -> StackedData:
         shapes = {(tuple(s.x.shape), tuple(s.y.shape)) for s in trains}
         if len(shapes) != 1:
             raise Unstackable("the members' training sets differ in size")
@@ -33,7 +44,13 @@ class StackedData:
         x = trains[0].x[None] if len(trains) == 1 else torch.stack([s.x for s in trains])
         y = trains[0].y[None] if len(trains) == 1 else torch.stack([s.y for s in trains])
         return cls(x, y, torch.tensor(which, device=x.device), list(vals), list(tests),
-                   list(which))
+                   list(which), list(orders), batch_size, steps)
+
+    def epoch(self, epoch: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches start.. of `epoch`: member i's samples in its own run's order."""
+        perms = epoch_orders(self.orders, epoch)
+        for idx in batch_slices(perms, self.batch_size, start, self.steps):
+            yield self.batch(idx)
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Member i's samples idx[i] of its own data set: (members, B, ...), (members, B)."""
@@ -66,3 +83,34 @@ def batch_slices(orders: torch.Tensor, batch_size: int, start: int, count: int
     """(members, B) sample indices of batches start..count-1 of an epoch's orders."""
     for i in range(start, count):
         yield orders[:, i * batch_size:(i + 1) * batch_size]
+
+
+@dataclass
+class StackedPoints:
+    """Physics-informed members' points: each member draws its own (its PinnBatches, seeded by
+    its seed, so that its points are its run's), one batch an epoch. All are scored on the
+    same evaluation grid, one shared split (`which_list` all 0)."""
+
+    batches: list[PinnBatches]
+    val: list[Split]
+    test: list[Split]
+    which_list: list[int]
+
+    @classmethod
+    def of(cls, batches: Sequence[PinnBatches], val: Split, test: Split) -> StackedPoints:
+        if len({b.batch_size for b in batches}) != 1:
+            raise Unstackable("the members' draws of points differ in size")
+        return cls(list(batches), [val], [test], [0] * len(batches))
+
+    @property
+    def batch_size(self) -> int:
+        return self.batches[0].batch_size
+
+    def epoch(self, epoch: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's one step: (members, N, dims) points, a fresh leaf (the loss
+        differentiates the networks with respect to it), and their (members, N, 1) values."""
+        if start >= 1:
+            return
+        drawn = [b.draw(epoch) for b in self.batches]
+        yield (torch.stack([d.x for d in drawn]).requires_grad_(True),
+               torch.stack([d.y for d in drawn]))

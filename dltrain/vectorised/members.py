@@ -14,15 +14,17 @@ import torch
 from omegaconf import DictConfig
 
 from dltrain.config import plain
-from dltrain.data import Data, build_data
+from dltrain.data import Data
 from dltrain.data.batches import ShuffledBatches
 from dltrain.errors import ConfigError
 from dltrain.hparams import flat_hparams
 from dltrain.io import write_json
-from dltrain.job import build_job, describe_job
+from dltrain.job import build_job, describe_job, job_data
 from dltrain.log import Logger, Loggers, NullLogger
 from dltrain.log.console import LineLogger
 from dltrain.log.curves import CURVES_FILE, Canvas, CurvesLogger
+from dltrain.pinn.problem import PinnBatches
+from dltrain.pinn.report import pinn_summary
 from dltrain.probes.build import build_probes
 from dltrain.results import option_label, progress, run_options, with_baseline
 from dltrain.rundir import file_loggers, write_config
@@ -62,6 +64,10 @@ class Member:
 
 
 def _data_key(config: dict[str, Any]) -> str:
+    """Members with equal keys train on one copy of their data: what job_data reads (a
+    physics-informed member's first draw of points comes from its seed)."""
+    if config["task"] == "pinn":
+        return json.dumps([config["pde"], config["trainer"]["seed"]], sort_keys=True)
     return json.dumps(config["data"], sort_keys=True)
 
 
@@ -83,7 +89,7 @@ def build_members(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path], device: 
             seed_everything(int(config["trainer"]["seed"]))
             if key not in datasets:
                 datasets[key] = len(data)
-                data.append(build_data(config["data"], device))
+                data.append(job_data(config, device))
             job = build_job(config, device, data=data[datasets[key]])
         except ConfigError as err:  # each job says so itself, when it runs alone
             raise Unstackable(f"building the stack failed ({err})") from None
@@ -97,10 +103,11 @@ def build_members(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path], device: 
         which.append(datasets[key])
         members.append(Member(cfg, config, Path(run_dir), job, rng, generator))
     first = members[0].job
-    if type(first.batches) is not ShuffledBatches:
+    if type(first.batches) not in (ShuffledBatches, PinnBatches):
         kind = type(first.batches).__name__
         raise Unstackable(f"data={first.spec.name} trains on {kind}, not on shuffled index "
-                          "slices of one split; only those are stacked")
+                          "slices of one split (or on collocation points); only those are "
+                          "stacked")
     check_layers(first.parts.model, str(members[0].config["model"]["name"]))
     return members, data, which
 
@@ -187,6 +194,7 @@ def member_summary(m: Member, params: int, device: torch.device, test: dict[str,
     if m.status == "completed":
         test = summary["test"] = with_baseline(test, m.job.data.facts, "test")
         m.logger.log_metrics({f"test/{k}": v for k, v in test.items()}, m.state.step)
+    summary.update(pinn_summary(m.job))  # a physics-informed member's equation
     if m.error:
         summary["error"] = m.error
     summary["vectorised"] = {"members": size, "member": index}

@@ -20,7 +20,7 @@ from torch import nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
 from dltrain.data.spec import Split, TargetScale
-from dltrain.losses import MetricTotals
+from dltrain.losses import MetricTotals, with_inputs
 from dltrain.models.layers import ACTIVATIONS, POOLS
 from dltrain.optim import Penalty
 from dltrain.vectorised.optim import Layout
@@ -260,6 +260,64 @@ class StackedModel:
         losses.sum().backward()
         return losses.detach()
 
+    def _input_step(self, l1: torch.Tensor | None, l2: torch.Tensor | None
+                    ) -> Callable[..., Any]:
+        """The members' loss and gradient for a loss that differentiates the networks by
+        their inputs (a physics-informed one, dltrain.pinn.loss), as one function of
+        (params, buffers, masks, x, y, c1, c2) -> (gradients, losses, the loss's terms).
+
+        The forward pass runs under vmap; the loss and its derivatives outside it, by torch's
+        autograd on the (members, N, dims) points x. Members do not mix, so the gradient of
+        the sum of their outputs is each one's own derivative, and the gradient of the sum
+        of their losses each one's own gradient."""
+        template, loss_fn, penalised = self.template, self.loss, self.penalised
+        names = self.layout.names
+
+        def forward(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                    mask: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+            return functional_call(template, {**params, **buffers, **mask}, (x,))
+
+        def step(views: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                 masks: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+                 c1: torch.Tensor, c2: torch.Tensor
+                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
+            params = {n: v.detach().requires_grad_(True) for n, v in views.items()}
+            x = x.detach().requires_grad_(True)
+            losses = loss_fn(vmap(forward)(params, buffers, masks, x), y, x)
+            weights = [params[n] for n in penalised]  # (members, ...) each
+            if l1 is not None:  # each member's sum of |w| over its own weights, as Penalty's
+                losses = losses + c1 * sum(w.abs().flatten(1).sum(1) for w in weights)
+            if l2 is not None:
+                losses = losses + c2 * sum(w.square().flatten(1).sum(1) for w in weights)
+            grads = torch.autograd.grad(losses.sum(), [params[n] for n in names])
+            return dict(zip(names, grads, strict=True)), losses.detach(), dict(loss_fn.last)
+
+        return step
+
+    def input_gradients(self, x: torch.Tensor, y: torch.Tensor, masks: dict[str, torch.Tensor],
+                        l1: torch.Tensor | None, l2: torch.Tensor | None) -> torch.Tensor:
+        """`gradients` for a loss that differentiates the networks by their inputs: each
+        member's loss (members,), its gradient written into `grad` and the loss's terms
+        into the loss's `last` (a trace cannot set them itself).
+
+        Traced as `gradients` is (the autograd engine's backward passes recorded as the
+        aten operations they run, replayed each step): a small network on a few points is
+        dispatch-bound, hundreds of tiny operations a step."""
+        if not self.template.training:
+            self.template.train()
+        zeros = self.zeros
+        args = (self.views, self.buffers, masks, x.detach(), y, zeros if l1 is None else l1,
+                zeros if l2 is None else l2)
+        key = ("inputs", tuple(x.shape), tuple(y.shape),
+               *(tuple(m.shape) for m in masks.values()), l1 is None, l2 is None)
+        traced = self._traced(key, lambda: self._input_step(l1, l2),
+                              lambda: (args[0], {n: b.clone() for n, b in self.buffers.items()},
+                                       *args[2:]))
+        grads, losses, terms = (traced or self._input_step(l1, l2))(*args)
+        self.layout.flatten(grads, out=self.grad)
+        self.loss.last = terms
+        return losses
+
     def _traced(self, key: tuple[Any, ...], fn: Callable[[], Callable[..., Any]],
                 args: Callable[[], tuple[Any, ...]]) -> Callable[..., Any] | None:
         """The trace of the call `key`, made (from `fn()` on `args()`) when the call comes
@@ -301,7 +359,7 @@ class StackedModel:
         dltrain.training.loop.evaluate scores one model: the same batches, the same sums.
         `scale` (member_scale) puts regression metrics back in the data's own units."""
         self.template.eval()
-        template, loss_fn = self.template, self.loss
+        template, loss_fn = self.template, with_inputs(self.loss)
         shared = len(splits) == 1
         xs = splits[0].x if shared else torch.stack([splits[d].x for d in which])
         ys = splits[0].y if shared else torch.stack([splits[d].y for d in which])
@@ -311,7 +369,7 @@ class StackedModel:
         def member(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor]:
             out = functional_call(template, params, (x,))
-            return out, loss_fn(out, y)
+            return out, loss_fn(out, y, x)
 
         forward = vmap(member, in_dims=(0, axis, axis))
         params = {**self.layout.views(flat), **buffers}

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from dltrain.choices import PROBE_COMMON, PROBES, looks_into_training
 from dltrain.config import RULES, find, lookup, own_code, validate, written
 from dltrain.errors import ConfigError
+from dltrain.pinn.rules import LBFGS_TARGETS
 from dltrain.rules import PER_DRAW, PER_MEMBER, off
 from dltrain.vectorised.optim import STACKED_OPTIMISERS
 
@@ -120,9 +121,9 @@ def alone_reason(cfg: DictConfig, device_type: str = "cpu") -> str | None:
     assert isinstance(c, dict)
     optim, model, trainer = c["optim"], c["model"], c["trainer"]
     target = str(optim.get("_target_"))
-    if target == "torch.optim.LBFGS":
-        return ("optim=lbfgs: L-BFGS runs a line search of its own length in every step, "
-                "which members cannot share")
+    if target in LBFGS_TARGETS:
+        return (f"optim={optim.get('name')}: L-BFGS runs a line search of its own length in "
+                "every step, which members cannot share (optim=adam stacks)")
     if target not in STACKED_OPTIMISERS:
         known = ", ".join(t.rpartition(".")[2] for t in STACKED_OPTIMISERS)
         return f"optim={optim.get('name')}: only {known} steps are vectorised"

@@ -35,8 +35,12 @@ from dltrain.data.batches import ShuffledBatches
 from dltrain.errors import ConfigError
 from dltrain.job import describe_job
 from dltrain.log.console import fmt
+from dltrain.losses import takes_inputs
 from dltrain.models.summary import layer_table
 from dltrain.optim import penalised_weights, steps_per_batch
+from dltrain.pinn.loss import stacked_loss
+from dltrain.pinn.problem import PinnBatches
+from dltrain.pinn.report import term_values
 from dltrain.results import RunResult
 from dltrain.rundir import start_up
 from dltrain.runtime import deterministic, environment, flush_denormals, resolve_device
@@ -53,7 +57,7 @@ from dltrain.training.hooks import NO_HOOKS
 from dltrain.training.loop import Window, first_nonfinite_layer
 from dltrain.training.signals import StopRequest
 from dltrain.training.state import Settings, TrainState
-from dltrain.vectorised.data import StackedData, batch_slices, epoch_orders, member_scale
+from dltrain.vectorised.data import StackedData, StackedPoints, member_scale
 from dltrain.vectorised.members import (
     Member,
     Snapshot,
@@ -82,13 +86,24 @@ class _Stack:
         first = members[0].job
         self.settings: Settings = first.settings
         self.task = first.spec.task
-        self.batches: ShuffledBatches = first.batches  # type: ignore[assignment]
+        self.batches: ShuffledBatches | PinnBatches = first.batches  # type: ignore[assignment]
+        self.data: StackedData | StackedPoints
+        loss = first.parts.loss
+        if isinstance(self.batches, PinnBatches):  # physics-informed: each member's points
+            self.data = StackedPoints.of([m.job.batches for m in members],  # type: ignore[misc]
+                                         data[0].val, data[0].test)
+            loss = stacked_loss([m.job.parts.loss for m in members], device)  # type: ignore[misc]
+        else:
+            self.data = StackedData.of(
+                [d.train for d in data], [d.val for d in data], [d.test for d in data], which,
+                [m.job.batches.order for m in members],  # type: ignore[attr-defined]
+                self.batches.batch_size, len(self.batches))
+        # a loss that differentiates the networks by their inputs (physics-informed)
+        self.by_inputs = takes_inputs(loss)
         penalised = {id(w) for w in penalised_weights(first.parts.model)}
-        self.model = StackedModel([m.job.parts.model for m in members], first.parts.loss,
+        self.model = StackedModel([m.job.parts.model for m in members], loss,
                                   [n for n, p in first.parts.model.named_parameters()
                                    if id(p) in penalised], device)
-        self.data = StackedData.of([d.train for d in data], [d.val for d in data],
-                                   [d.test for d in data], which)
         self.scale = member_scale([d.target_scale for d in data], which)
         self.optimizer = stacked_optimizer([m.job.parts.optimizer for m in members],
                                            [m.job.parts.model for m in members],
@@ -105,12 +120,12 @@ class _Stack:
 
     # -- one step ------------------------------------------------------------------------
 
-    def step(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimiser step of every member on its batch idx[i]; (losses, x)."""
-        x, y = self.data.batch(idx)
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One optimiser step of every member on its batch (x[i], y[i]); the losses."""
         masks = self.model.masks([m.generator for m in self.members])
         model = self.model
-        losses = model.gradients(x, y, masks, self.l1, self.l2)
+        gradients = model.input_gradients if self.by_inputs else model.gradients
+        losses = gradients(x, y, masks, self.l1, self.l2)
         with torch.no_grad():
             clip_rows(model.grad, self.model.layout, self.settings.clip_norm,
                       self.settings.clip_value)
@@ -119,12 +134,21 @@ class _Stack:
             for scheduler in self.schedulers:
                 scheduler.step()
             self.optimizer.refresh()
-        return losses, x
+        return losses
 
     # -- log points, validation, checkpoints ---------------------------------------------
 
     def running(self) -> list[tuple[int, Member]]:
         return [(i, m) for i, m in enumerate(self.members) if m.running]
+
+    def log_terms(self) -> None:
+        """Each physics-informed member's loss terms of the step just taken, as its run's
+        term log (dltrain.pinn.report) logs them at a log point."""
+        last = getattr(self.model.loss, "last", None)
+        if last:
+            records = term_values(last)
+            for i, member in self.running():
+                member.logger.log_metrics(records[i], member.state.step)
 
     def log_window(self, window: Window, x: torch.Tensor) -> Window:
         """Read the window's losses (one host sync for the stack) and log each member's."""
@@ -280,26 +304,24 @@ class _Stack:
             member.hooks.end(member.state)
 
     def _fit(self) -> None:
-        settings, b = self.settings, self.batches.batch_size
+        settings, b = self.settings, self.data.batch_size
         steps_per_epoch = len(self.batches)
-        orders = [m.job.batches.order for m in self.members]  # type: ignore[attr-defined]
         clock = TrainState()  # the stack's count: every running member is at this point
         # the window runs across epochs, read as fit() reads its own (see there)
         window, x = Window(), None
         while not finished(clock, settings) and self.running():
             if not window.losses:
                 window = Window()
-            perms = epoch_orders(orders, clock.epoch)
-            for idx in batch_slices(perms, b, clock.batch, steps_per_epoch):
+            for x, y in self.data.epoch(clock.epoch, clock.batch):
                 if not self.model.dropout_found:
-                    self.model.find_dropout_shapes(self.data.batch(idx)[0][0])
-                losses, x = self.step(idx)
-                window.losses.append(losses)
+                    self.model.find_dropout_shapes(x[0])
+                window.losses.append(self.step(x, y))
                 window.samples += b
                 clock.batch += 1
                 clock.step += 1
                 if clock.step % settings.log_every == 0:
                     self.catch_up(clock)
+                    self.log_terms()
                     window = self.log_window(window, x)
                     if not self.running():
                         break

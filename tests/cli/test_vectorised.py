@@ -33,7 +33,7 @@ def test_a_vectorised_sweep_writes_every_run_as_its_own(tmp_path):
     assert "Launching 4 jobs: 1 vectorised stack (2 jobs), 2 alone" in out
     assert "stack 1: #0, #2 (2 jobs differing in trainer.seed)" in out
     assert ("#1, #3 alone: optim=lbfgs: L-BFGS runs a line search of its own length in every "
-            "step, which members cannot share") in out
+            "step, which members cannot share (optim=adam stacks)") in out
 
     jobs = sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir())
     assert [p.name.split("_")[0] for p in jobs] == ["0", "1", "2", "3"]
@@ -59,6 +59,29 @@ def test_a_vectorised_sweep_writes_every_run_as_its_own(tmp_path):
     experiment, groups = hparams_table(sweep)  # the HParams tab sees four runs alike
     assert sum(len(g.sessions) for g in groups) == 4
     assert "test/accuracy" in {m.name.tag for m in experiment.metric_infos}
+
+
+@pytest.mark.e2e
+def test_a_vectorised_sweep_stacks_physics_informed_runs(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", "hydra/launcher=vectorised", "pde=poisson1d", "trainer=smoke",
+                   "trainer.seed=0,1", "optim=adam,adam_lbfgs", f"hydra.sweep.dir={sweep}",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "Launching 4 jobs: 1 vectorised stack (2 jobs), 2 alone" in out
+    assert ("#1, #3 alone: optim=adam_lbfgs: L-BFGS runs a line search of its own length in "
+            "every step, which members cannot share (optim=adam stacks)") in out
+    summaries = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/summary.json")}
+    stacked = {k: v for k, v in summaries.items() if "optim=adam," in k}
+    assert len(summaries) == 4 and len(stacked) == 2
+    for name, summary in summaries.items():
+        assert summary["status"] == "completed", name
+        assert summary["pde"]["equation"] == "poisson1d"
+        assert ("vectorised" in summary) == (name in stacked)
+        assert 0 < summary["test"]["rel_l2"] < 2
+    # each member drew its own points and started from its own weights: different fields
+    assert len({s["test"]["rel_l2"] for s in stacked.values()}) == 2
 
 
 def test_hydra_finds_the_launcher_without_importing_torch():

@@ -51,7 +51,7 @@ def test_the_draw_of_data_stacks_only_for_generated_data(make_cfg):
 
 @pytest.mark.parametrize("overrides, why", [
     ("optim=lbfgs", "optim=lbfgs: L-BFGS runs a line search of its own length in every "
-                    "step, which members cannot share"),
+                    "step, which members cannot share (optim=adam stacks)"),
     ("optim=rmsprop", "optim=rmsprop: only SGD, Adam, AdamW steps are vectorised"),
     ("+optim.amsgrad=true", "optim.amsgrad=true is not implemented by the vectorised optimiser"),
     ("model=transformer", "model=transformer: not stacked (the transformer's attention draws "
@@ -71,13 +71,13 @@ def test_the_draw_of_data_stacks_only_for_generated_data(make_cfg):
     ("data=sine probe=[fit]", "probes look into one model's training loop: it runs alone (of "
                               "them only probe=[fit] with probe.fit.images=false, which looks "
                               "at the end, stacks)"),
-    ("task=reconstruction model.latent=2", "task=reconstruction: autoencoders, VAEs, generative "
-                                           "models and physics-informed networks (whose loss "
-                                           "differentiates the network by its inputs) are not "
-                                           "stacked"),
-    ("pde=poisson1d optim=adam", "task=pinn: autoencoders, VAEs, generative models and "
-                                 "physics-informed networks (whose loss differentiates the "
-                                 "network by its inputs) are not stacked"),
+    ("task=reconstruction model.latent=2", "task=reconstruction: autoencoders, VAEs and "
+                                           "generative models are not stacked"),
+    ("pde=poisson1d", "optim=adam_lbfgs: L-BFGS runs a line search of its own length in "
+                      "every step, which members cannot share (optim=adam stacks)"),
+    ("pde=poisson1d optim=adam pde.learn=[k] pde.observations=50",
+     "pde.learn=[k]: an inverse problem's learnt coefficients are not stacked (a stack trains "
+     "forward problems that differ in seed, learning rate and loss weights)"),
     ("trainer.channels_last=true", "trainer.channels_last=true: the channels-last layout runs "
                                    "alone"),
 ])
