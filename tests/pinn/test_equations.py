@@ -268,6 +268,29 @@ def test_conditions_follow_a_moved_domain():
     late = torch.tensor([[0.5, 0.5]], dtype=torch.float64)
     assert torch.allclose(heat.initial(late), torch.tensor([math.exp(-0.4 * PI**2 * 0.5)],
                                                           dtype=torch.float64))
+    # Burgers' walls inside the period and a later initial line: the Cole–Hopf values there
+    burgers = EQUATIONS["burgers1d"]({"nu": 0.01 / PI}, {"x": [-0.5, 0.5], "t": [0.25, 1]})
+    walls = torch.tensor([[-0.5, 0.5], [0.5, 0.5]], dtype=torch.float64)
+    start = torch.tensor([[0.3, 0.25]], dtype=torch.float64)
+    assert torch.equal(burgers.boundary(walls), burgers.reference(walls))
+    assert burgers.boundary(walls).abs().min() > 0.1
+    assert torch.equal(burgers.initial(start), burgers.reference(start))
+    assert not torch.allclose(burgers.initial(start), -torch.sin(PI * start[:, 0]), atol=1e-3)
+
+
+def test_burgers_conditions_in_closed_form_are_its_reference():
+    """On the usual domain the initial profile and the zero walls are written out (no
+    quadrature on every draw of points): they are the Cole–Hopf values to rounding."""
+    burgers = build("burgers1d")
+    gen = torch.Generator().manual_seed(0)
+    x = 2 * torch.rand(200, generator=gen, dtype=torch.float64) - 1
+    t = torch.rand(200, generator=gen, dtype=torch.float64)
+    line = torch.stack([x, torch.zeros_like(x)], 1)
+    walls = torch.stack([torch.where(x > 0, 1.0, -1.0).to(torch.float64), t], 1)
+    torch.testing.assert_close(burgers.initial(line), burgers.reference(line), rtol=0,
+                               atol=1e-14)
+    torch.testing.assert_close(burgers.boundary(walls), burgers.reference(walls), rtol=0,
+                               atol=1e-14)
 
 
 def test_bad_coefficients_or_domains_are_one_sentence():
