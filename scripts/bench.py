@@ -113,21 +113,45 @@ WORKLOADS = {
 
 @dataclass(frozen=True)
 class Sweep:
-    """A sweep of `seeds` x len(RATES) jobs of an MLP on moons, `epochs` epochs each."""
+    """A sweep of `seeds` seeds x `rates` of a job (`job`: its overrides), `epochs` each."""
 
     name: str
     seeds: int
     epochs: int
-    hidden: str = "[32,32]"
+    hidden: str | None = "[32,32]"  # the MLP's widths (--sweep-hidden); None: the job's model
+    job: tuple[str, ...] = ("data=moons",)
+    rates: tuple[float, ...] = ()  # optim.lr values (every seed with every rate)
+    steps_per_epoch: int = 28  # moons: 1800 training points in batches of 64
+    what: str = "batch 64"
 
     @property
     def jobs(self) -> int:
-        return self.seeds * len(RATES)
+        return self.seeds * max(len(self.rates), 1)
+
+    def overrides(self, seeds: int, threads: int | None) -> list[str]:
+        """The sweep's command line with its first `seeds` seeds."""
+        lines = [*self.job, f"trainer.max_epochs={self.epochs}", "trainer.device=cpu",
+                 f"trainer.seed={','.join(map(str, range(seeds)))}"]
+        lines += [f"model.hidden={self.hidden}"] if self.hidden else []
+        lines += [f"optim.lr={','.join(map(str, self.rates))}"] if self.rates else []
+        return lines + ([f"trainer.threads={threads}"] if threads else [])
 
 
 RATES = (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05)
-SWEEPS = {s.name: s for s in (Sweep("sweep32", seeds=4, epochs=5),
-                              Sweep("sweep64", seeds=8, epochs=150))}
+# physics-informed seeds (issue 23): Adam only (L-BFGS's line search is not stacked); a small
+# problem (poisson1d: 66 points, where a step is mostly dispatch) and DeepXDE's Burgers
+# example (2780 points, where a step is mostly arithmetic)
+PINN = ("optim=adam", "sched=none")
+SWEEPS = {s.name: s for s in (
+    Sweep("sweep32", seeds=4, epochs=5, rates=RATES),
+    Sweep("sweep64", seeds=8, epochs=150, rates=RATES),
+    Sweep("pinn16_poisson", seeds=16, epochs=2000, hidden=None, steps_per_epoch=1,
+          job=("pde=poisson1d", *PINN),
+          what="pde=poisson1d: 3 x 20 tanh on 66 points, Adam, full batch"),
+    Sweep("pinn16_burgers", seeds=16, epochs=300, hidden=None, steps_per_epoch=1,
+          job=("pde=burgers1d", "model.depth=3", *PINN),
+          what="pde=burgers1d: 3 x 20 tanh on 2780 points drawn anew every step, Adam"),
+)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -586,14 +610,6 @@ def predict_markdown(result: dict) -> list[str]:
 # Sweeps: the basic launcher against the vectorised one
 
 
-def sweep_overrides(sweep: Sweep, seeds: int, threads: int | None) -> list[str]:
-    overrides = ["data=moons", f"model.hidden={sweep.hidden}",
-                 f"trainer.max_epochs={sweep.epochs}", "trainer.device=cpu",
-                 f"trainer.seed={','.join(map(str, range(seeds)))}",
-                 f"optim.lr={','.join(map(str, RATES))}"]
-    return overrides + ([f"trainer.threads={threads}"] if threads else [])
-
-
 def run_sweep(launcher: str, jobs: int, overrides: list[str], tmp: Path) -> float:
     """Seconds from the start of `dltrain -m ...` to its exit; every job must complete."""
     folder = tmp / f"{launcher}-{time.time_ns()}"
@@ -615,14 +631,13 @@ def compare_sweeps(sweep: Sweep, repeats: int, threads: int | None) -> dict:
     difference is what the extra jobs cost, without what every process pays once (start-up,
     composing the first config, the report), so it gives the speed-up per job."""
     half = max(sweep.seeds // 2, 1)
-    sizes = {"full": (sweep.seeds, sweep.jobs), "half": (half, half * len(RATES))}
+    sizes = {"full": (sweep.seeds, sweep.jobs), "half": (half, sweep.jobs // sweep.seeds * half)}
     loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         def measure(what: str) -> float:
             launcher, size = what.split(":")
             seeds, jobs = sizes[size]
-            seconds = run_sweep(launcher, jobs, sweep_overrides(sweep, seeds, threads),
-                                Path(tmp))
+            seconds = run_sweep(launcher, jobs, sweep.overrides(seeds, threads), Path(tmp))
             loads.append(os.getloadavg()[0])
             return seconds
 
@@ -686,15 +701,17 @@ def startup_markdown(start: dict) -> list[str]:
 
 def sweep_markdown(result: dict) -> list[str]:
     sweep: Sweep = result["sweep"]
-    steps = sweep.epochs * 28  # 1800 training points in batches of 64
+    steps = sweep.epochs * sweep.steps_per_epoch
     threads = result["threads"] or "torch's default"
     half = result["half_jobs"]
+    line = " ".join(f"trainer.seed=0,...,{sweep.seeds - 1}" if o.startswith("trainer.seed=")
+                    else (f"optim.lr=<{len(sweep.rates)} rates>" if o.startswith("optim.lr=")
+                          else o) for o in sweep.overrides(1, None))
     return [
-        f"`dltrain -m data=moons model.hidden={sweep.hidden} trainer.max_epochs={sweep.epochs} "
-        f"trainer.seed=0,...,{sweep.seeds - 1} optim.lr=<8 rates>` ({sweep.jobs} jobs of "
-        f"{steps} Adam steps each, batch 64; threads: {threads}), whole processes from start "
-        f"to exit, the report included, and the same with half the seeds ({half} jobs); "
-        f"{result['repeats']} rounds, load {result['load']}.", "",
+        f"`dltrain -m {line}` ({sweep.jobs} "
+        f"jobs of {steps} steps each, {sweep.what}; threads: {threads}), whole processes "
+        f"from start to exit, the report included, and the same with half the seeds ({half} "
+        f"jobs); {result['repeats']} rounds, load {result['load']}.", "",
         f"| launcher | {sweep.jobs} jobs, wall s | {half} jobs, wall s "
         f"| s per extra job ({sweep.jobs} - {half}) |", "|---|---|---|---|",
         f"| basic (one job after the other) | {result['basic_full']} | {result['basic_half']} "

@@ -111,7 +111,7 @@ class Burgers1D(Catalogued):
     def initial(self, x: torch.Tensor) -> torch.Tensor:
         """-sin(pi x) where the initial line is t = 0: the condition itself, exactly (the
         Cole–Hopf integral gives it to rounding, at a cost paid on every draw of points)."""
-        if self.box.low[1] == 0.0:
+        if self.box.low[self.box.time] == 0.0:  # type: ignore[index]
             return -torch.sin(PI * x[:, 0])
         return super().initial(x)
 

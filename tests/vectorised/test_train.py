@@ -158,6 +158,28 @@ def test_an_interrupted_stack_resumes_member_by_member_as_runs_do(make_cfg, tmp_
         assert resumed.summary["test"] == pytest.approx(whole.summary["test"], rel=1e-5)
 
 
+def test_an_interrupted_physics_informed_stack_resumes_as_runs_do(make_cfg, tmp_path):
+    # points redrawn every 2 steps: a resumed member must step on its run's draws
+    shared = ("pde=heat1d", "optim=adam", "trainer.device=cpu", "model.width=8",
+              "pde.points.domain=60", "pde.points.boundary=10", "pde.points.initial=10",
+              "pde.resample_every=2", "pde.eval.x=8", "pde.eval.t=4",
+              "trainer.max_epochs=9", "trainer.val_every=3", "trainer.log_every=3")
+    cfgs = [make_cfg(*shared, f"trainer.seed={s}") for s in (0, 1)]
+    # one step an epoch, the request read after it and twice at the epoch's end: stopped
+    # after step 2, between two validations
+    results = train_stack(cfgs, [tmp_path / f"s{i}" for i in range(2)], stop=StopAfter(5))
+    assert [r.status for r in results] == ["interrupted", "interrupted"]
+    for i, cfg in enumerate(cfgs):
+        state = load_checkpoint(tmp_path / f"s{i}" / "checkpoints" / "last.pt")["state"]
+        assert state["step"] == 2
+        resumed = run(cfg, tmp_path / f"s{i}", resume=True)
+        whole = run(cfg, tmp_path / f"whole{i}")
+        assert resumed.status == "completed"
+        close(load_checkpoint(tmp_path / f"s{i}" / "checkpoints" / "last.pt")["model"],
+              load_checkpoint(tmp_path / f"whole{i}" / "checkpoints" / "last.pt")["model"])
+        assert resumed.summary["test"] == pytest.approx(whole.summary["test"], rel=1e-5)
+
+
 def test_a_diverging_member_stops_alone_and_the_others_train_on(make_cfg, tmp_path):
     cfgs = [make_cfg(*SMALL, MLP, "optim=sgd", "trainer.max_epochs=2", f"optim.lr={lr}")
             for lr in (0.1, 1e30)]
