@@ -18,6 +18,7 @@ load average over the measurement.
     python scripts/bench.py --workloads moons_mlp_small --repeats 5
     python scripts/bench.py --workloads startup  # whole processes: --help, trainer=smoke, ...
     python scripts/bench.py --workloads sweep32  # 32 short jobs: basic vs vectorised launcher
+    python scripts/bench.py --workloads pinn16_poisson,pinn16_burgers  # 16 PINN seeds, the same
     python scripts/bench.py --workloads table_load,table_train  # the user's own files
     python scripts/bench.py --workloads predict  # dltrain predict on a 100,000-row table
     python scripts/bench.py --workloads char_lstm  # model=rnn: a 2-layer LSTM language model
@@ -47,7 +48,9 @@ is stated apart: the process's wall time less the in-process time.
 basic launcher (one job after the other) against `hydra/launcher=vectorised` (the jobs trained
 as one stacked model), in turns, each a fresh process from start to exit. The sweep is seeds x
 8 learning rates of an MLP on moons (sweep32: 4 seeds, 5 epochs; sweep64: 8 seeds, 150
-epochs); every job must complete in both. Each is also run with half the seeds: the
+epochs); every job must complete in both. `pinn16_poisson` and `pinn16_burgers` do the same
+for 16 seeds of a physics-informed network under Adam (poisson1d's 66 points; DeepXDE's
+Burgers example, 2780 points drawn anew every step). Each is also run with half the seeds: the
 difference is what the extra jobs cost without the costs every process pays once (start-up,
 composing the first config, the report), which gives the speed-up per job.
 """
