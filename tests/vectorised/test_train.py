@@ -140,22 +140,28 @@ class StopAfter(StopRequest):
         pass
 
 
-def test_an_interrupted_stack_resumes_member_by_member_as_runs_do(make_cfg, tmp_path):
-    shared = (*SMALL, MLP, "optim=adam", "model.dropout=0.2", "trainer.max_epochs=3")
-    cfgs = [make_cfg(*shared, f"trainer.seed={s}") for s in (0, 1)]
-    # 4 steps an epoch (and a read at its end): stopped after the first step of the second
+def stopped_members_resume_as_runs(cfgs, tmp_path: Path, stopped_at: tuple) -> None:
+    """Stop a stack of `cfgs` after 5 reads of its stop request; each member's last.pt must
+    stand at `stopped_at` (step, epoch, batch), and resumed it must end as its run alone."""
     results = train_stack(cfgs, [tmp_path / f"s{i}" for i in range(2)], stop=StopAfter(5))
     assert [r.status for r in results] == ["interrupted", "interrupted"]
     assert [r.exit_code for r in results] == [130, 130]
     for i, cfg in enumerate(cfgs):
         state = load_checkpoint(tmp_path / f"s{i}" / "checkpoints" / "last.pt")["state"]
-        assert (state["step"], state["epoch"], state["batch"]) == (5, 1, 1)
+        assert (state["step"], state["epoch"], state["batch"]) == stopped_at
         resumed = run(cfg, tmp_path / f"s{i}", resume=True)
         whole = run(cfg, tmp_path / f"whole{i}")
         assert resumed.status == "completed"
         close(load_checkpoint(tmp_path / f"s{i}" / "checkpoints" / "last.pt")["model"],
               load_checkpoint(tmp_path / f"whole{i}" / "checkpoints" / "last.pt")["model"])
         assert resumed.summary["test"] == pytest.approx(whole.summary["test"], rel=1e-5)
+
+
+def test_an_interrupted_stack_resumes_member_by_member_as_runs_do(make_cfg, tmp_path):
+    shared = (*SMALL, MLP, "optim=adam", "model.dropout=0.2", "trainer.max_epochs=3")
+    cfgs = [make_cfg(*shared, f"trainer.seed={s}") for s in (0, 1)]
+    # 4 steps an epoch (and a read at its end): stopped after the first step of the second
+    stopped_members_resume_as_runs(cfgs, tmp_path, (5, 1, 1))
 
 
 def test_an_interrupted_physics_informed_stack_resumes_as_runs_do(make_cfg, tmp_path):
@@ -167,17 +173,7 @@ def test_an_interrupted_physics_informed_stack_resumes_as_runs_do(make_cfg, tmp_
     cfgs = [make_cfg(*shared, f"trainer.seed={s}") for s in (0, 1)]
     # one step an epoch, the request read after it and twice at the epoch's end: stopped
     # after step 2, between two validations
-    results = train_stack(cfgs, [tmp_path / f"s{i}" for i in range(2)], stop=StopAfter(5))
-    assert [r.status for r in results] == ["interrupted", "interrupted"]
-    for i, cfg in enumerate(cfgs):
-        state = load_checkpoint(tmp_path / f"s{i}" / "checkpoints" / "last.pt")["state"]
-        assert state["step"] == 2
-        resumed = run(cfg, tmp_path / f"s{i}", resume=True)
-        whole = run(cfg, tmp_path / f"whole{i}")
-        assert resumed.status == "completed"
-        close(load_checkpoint(tmp_path / f"s{i}" / "checkpoints" / "last.pt")["model"],
-              load_checkpoint(tmp_path / f"whole{i}" / "checkpoints" / "last.pt")["model"])
-        assert resumed.summary["test"] == pytest.approx(whole.summary["test"], rel=1e-5)
+    stopped_members_resume_as_runs(cfgs, tmp_path, (2, 2, 0))
 
 
 def test_a_diverging_member_stops_alone_and_the_others_train_on(make_cfg, tmp_path):
