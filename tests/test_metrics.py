@@ -356,14 +356,12 @@ def test_sine_reports_every_regression_metric_and_monitors_r2(make_cfg, tmp_path
 def test_a_stack_of_members_on_different_data_reports_as_each_run_alone(
         make_cfg, tmp_path, monkeypatch):
     import dltrain.job as job_module
-    import dltrain.vectorised.members as members_module
     from dltrain.run import run
     from dltrain.vectorised.train import train_stack
 
     facts = {"baseline": {"val": {"naive_rmse": 2.0}, "test": {"naive_rmse": 3.0}}}
     build = _scaled_sine(facts)
-    monkeypatch.setattr(job_module, "build_data", build)
-    monkeypatch.setattr(members_module, "build_data", build)
+    monkeypatch.setattr(job_module, "build_data", build)  # a stack's members read it there too
     shared = ("data=sine", "data.n_train=200", "data.n_test=100", "trainer.device=cpu",
               "trainer.max_epochs=2", "logger=none", "trainer.monitor=val/rmse",
               "model.hidden=[16]")
