@@ -24,6 +24,7 @@ from dltrain.losses import MetricTotals, with_inputs
 from dltrain.models.layers import ACTIVATIONS, POOLS
 from dltrain.optim import Penalty
 from dltrain.vectorised.optim import Layout
+from dltrain.vectorised.trace import trace
 
 log = logging.getLogger("dltrain")
 
@@ -328,22 +329,8 @@ class StackedModel:
             return None
         calls = self.calls[key] = self.calls.get(key, 0) + 1
         if calls == TRACE_AFTER:
-            self.traced[key] = self._trace(fn(), args())
+            self.traced[key] = trace(fn(), args())
         return self.traced.get(key)
-
-    def _trace(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Callable[..., Any] | None:
-        """`fn` traced on `args` (make_fx), or None where the tracer refuses it."""
-        from torch.fx.experimental.proxy_tensor import make_fx
-
-        try:
-            traced = make_fx(fn)(*args)
-        except Exception as err:  # any refusal: the untraced call computes the same
-            log.info(f"the stack's {getattr(fn, '__name__', 'call')} is not traced "
-                     f"({type(err).__name__}: "
-                     f"{str(err).splitlines()[0] if str(err) else ''}); it runs untraced")
-            return None
-        _drop_identity_views(traced)
-        return traced
 
     # -- evaluation ----------------------------------------------------------------------
 
@@ -381,27 +368,3 @@ class StackedModel:
             out, loss = (traced or forward)(params, x, y)
             totals.update(out, y.expand(self.members, *y.shape) if shared else y, loss)
         return totals.compute_each()
-
-
-_VIEWS = (torch.ops.aten.view.default, torch.ops.aten.expand.default,
-          torch.ops.aten._unsafe_view.default, torch.ops.aten.reshape.default)
-
-
-def _drop_identity_views(traced: Any) -> None:
-    """Remove the views a trace recorded that change nothing (the same shape, strides and
-    offset as their input: vmap's batching rules add many): each is a call per step, and
-    a third of a small model's trace. The tensor they return is their input, same memory
-    and layout, so reading or writing through either is the same."""
-    graph = traced.graph
-    for node in list(graph.nodes):
-        if node.op != "call_function" or node.target not in _VIEWS:
-            continue
-        source = node.args[0]
-        before = getattr(source, "meta", {}).get("val")
-        after = node.meta.get("val")
-        if (isinstance(before, torch.Tensor) and isinstance(after, torch.Tensor)
-                and before.shape == after.shape and before.stride() == after.stride()
-                and before.storage_offset() == after.storage_offset()):
-            node.replace_all_uses_with(source)
-            graph.erase_node(node)
-    traced.recompile()

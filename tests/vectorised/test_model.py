@@ -63,14 +63,14 @@ def test_the_traced_step_is_the_untraced_step(make_cfg, tmp_path, case):
 def test_a_trace_keeps_no_view_that_changes_nothing():
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    from dltrain.vectorised.model import _drop_identity_views
+    from dltrain.vectorised.trace import drop_identity_views
 
     def f(x: torch.Tensor) -> torch.Tensor:
         return (x.view(2, 3).expand(2, 3) * 2).view(3, 2)
 
     x = torch.arange(6.0).view(2, 3)
     traced = make_fx(f)(x)
-    _drop_identity_views(traced)
+    drop_identity_views(traced)
     aten = torch.ops.aten
     assert [n.target for n in traced.graph.nodes if n.op == "call_function"] == [
         aten.mul.Tensor, aten.view.default]
