@@ -17,12 +17,11 @@ resume` and `dltrain eval` take them as any run's), train.log and summary.json.
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -60,17 +59,16 @@ from dltrain.training.state import Settings, TrainState
 from dltrain.vectorised.data import StackedData, StackedPoints, member_scale
 from dltrain.vectorised.members import (
     Member,
-    Snapshot,
     buffer_row,
     build_members,
     close_member,
     load_row,
     member_summary,
     open_members,
-    row_weights,
 )
 from dltrain.vectorised.model import StackedModel, Unstackable
-from dltrain.vectorised.optim import clip_rows, load_member_state, stacked_optimizer
+from dltrain.vectorised.optim import clip_rows, stacked_optimizer
+from dltrain.vectorised.saving import MemberFiles
 
 log = logging.getLogger("dltrain")
 
@@ -108,15 +106,13 @@ class _Stack:
         self.optimizer = stacked_optimizer([m.job.parts.optimizer for m in members],
                                            [m.job.parts.model for m in members],
                                            self.model.layout, device)
-        self.best, self.best_buffers = self.model.weights()  # each member's best so far
         l1 = [float(m.config["penalty"]["l1"]) for m in members]
         l2 = [float(m.config["penalty"]["l2"]) for m in members]
         self.l1 = torch.tensor(l1, device=device) if any(c > 0 for c in l1) else None
         self.l2 = torch.tensor(l2, device=device) if any(c > 0 for c in l2) else None
         self.schedulers = [m.job.parts.scheduler for m in members]
         self.step_schedule = steps_per_batch(self.schedulers[0])
-        self.save_every_s = save_every_s
-        self.flushed = time.perf_counter()
+        self.files = MemberFiles(self.model, self.optimizer, members, save_every_s)
 
     # -- one step ------------------------------------------------------------------------
 
@@ -182,60 +178,7 @@ class _Stack:
         member.status = "diverged"
         member.error = divergence(step, value, first_nonfinite_layer(model, x))
         log.error(f"{member.run_dir.name}: {member.error}")
-        self.write(i, member)  # its checkpoints of the last validation, as its run left them
-
-    # Checkpoints. A run writes last.pt (and best.pt when it improved) after every
-    # validation; a stack of many small runs would spend longer on that than on training. So
-    # the stack keeps what each member's files would hold (a Snapshot, the best weights)
-    # and writes them when the member stops, on a stop request, every `save_every_s`
-    # seconds, and at the end: the files are then what its run's files are at that point.
-
-    def snapshot(self) -> Callable[[Member], None]:
-        """A function that records where a member stands now (its state as it is when
-        called); the stack's parameters and optimiser state are copied once for all."""
-        (flat, buffers), optimizer = self.model.weights(), self.optimizer.snapshot()
-        # without dropout no member draws from its stream after building
-        drawn = bool(self.model.dropout) or not self.model.dropout_found
-
-        def take(member: Member) -> None:
-            scheduler = member.job.parts.scheduler
-            member.snapshot = Snapshot(
-                copy.copy(member.state), flat, buffers, optimizer,
-                copy.deepcopy(scheduler.state_dict()) if scheduler is not None else None,
-                member.generator.get_state() if drawn else member.rng["torch"])
-        return take
-
-    def write(self, i: int, member: Member) -> None:
-        """Write member i's checkpoints that are not on disk yet: last.pt first, then best.pt,
-        the order of a run's own writes (a process killed between the two leaves a last.pt
-        that names a best step best.pt does not hold yet; when that step is last.pt's own,
-        dltrain.training.best_pair repairs best.pt from it)."""
-        assert member.checkpoints is not None
-        snap, layout = member.snapshot, self.model.layout
-        if snap is not None:
-            parts = member.job.parts
-            weights = row_weights(member, layout, snap.flat[i], buffer_row(snap.buffers, i))
-            load_member_state(parts.optimizer, parts.model, snap.optimizer.member_state(i))
-            last, _ = member.checkpoints.compose(
-                snap.state, weights, parts.optimizer.state_dict(), snap.scheduler, None,
-                {**member.rng, "torch": snap.generator})
-            member.checkpoints.write(last, None)
-            member.snapshot = None
-        if member.best_state is not None:
-            _, best = member.checkpoints.compose(
-                member.best_state,
-                row_weights(member, layout, self.best[i], buffer_row(self.best_buffers, i)))
-            member.checkpoints.write(None, best)
-            member.best_state = None
-
-    def flush(self, every_s: float = 0.0) -> None:
-        """Write every member's pending checkpoints, if `every_s` seconds have passed since
-        the last time."""
-        now = time.perf_counter()
-        if now - self.flushed >= every_s:
-            for i, member in enumerate(self.members):
-                self.write(i, member)
-            self.flushed = now
+        self.files.write(i, member)  # its checkpoints of the last validation, as its run left them
 
     def validate(self, steps_per_epoch: int) -> None:
         """Every running member's validation, best weights, schedule, early stopping, save:
@@ -252,7 +195,7 @@ class _Stack:
                  f"step {state.step}  {len(running)} of {len(self.members)} members training  "
                  f"{settings.monitor} mean {fmt(sum(scores) / len(scores))} "
                  f"(min {fmt(min(scores))}, max {fmt(max(scores))})")
-        take = self.snapshot()
+        take = self.files.snapshot()
         for i, member in running:
             state, val = member.state, results[i]
             member.logger.log_metrics(val_record(state, val, steps_per_epoch), state.step)
@@ -260,16 +203,14 @@ class _Stack:
                 self.schedulers[i].step(val["loss"])  # plateau: on the validation loss
             verdict = judge(state, val, settings)
             if verdict.is_best:
-                self.best[i] = self.model.flat[i]
-                for name, b in self.model.buffers.items():
-                    self.best_buffers[name][i] = b[i]
+                self.files.keep_best(i)
             take(member)  # what its run saves here: last.pt, and best.pt if is_best
             if verdict.is_best:
                 member.best_state = member.snapshot.state  # type: ignore[union-attr]
             if verdict.stop_early:
                 member.status = "completed"
                 self.end(i, member)
-                self.write(i, member)
+                self.files.write(i, member)
         if not self.step_schedule and self.schedulers[0] is not None:
             self.optimizer.refresh()
 
@@ -334,18 +275,18 @@ class _Stack:
             if x is not None and (due or self.stop.requested):
                 window = self.log_window(window, x)
             if self.stop.requested:
-                take = self.snapshot()
+                take = self.files.snapshot()
                 for _, member in self.running():
                     take(member)
                     member.status = "interrupted"
                 return
             if self.running() and due:
                 self.validate(steps_per_epoch)
-                self.flush(self.save_every_s)
+                self.files.flush_due()
 
     def test(self) -> list[dict[str, float]]:
         """Every member's test metrics with its best weights (its run tests best.pt)."""
-        return self.model.evaluate(self.best, self.best_buffers, self.data.test,
+        return self.model.evaluate(self.files.best, self.files.best_buffers, self.data.test,
                                    self.data.which_list, self.task,
                                    self.settings.eval_batch_size, self.scale)
 
@@ -398,7 +339,7 @@ def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path | str],
                 if m.status != "diverged":  # (a diverged member ended on its own)
                     m.status, m.error = "failed", f"{type(err).__name__}: {err}"
         finally:
-            stack.flush()
+            stack.files.flush()
     env = environment()
     wall = round(time.perf_counter() - started, 3)
     results = []
