@@ -2,11 +2,19 @@
 rows of a split gathered from the table's own columns, and the per-feature statistics and
 standardisation of the training split, a block of rows at a time (in the cache).
 
+The blocks are shared out over torch's threads (torch.get_num_threads(): trainer.threads,
+or torch's own choice): numpy lets go of the interpreter in each block's copy, so two cores
+gather and standardise twice the rows (pandas' own CSV reader reads on several threads
+too). Each block's result is the same whichever thread computes it, and sums are added in
+block order: the values do not depend on the number of threads.
+
 dltrain.data.owned assembles every file source's samples with them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +23,24 @@ import torch
 # Rows a block in the passes over a table (gather, sums, standardise): a block of a few dozen
 # float32 columns stays in the cache.
 _BLOCK_ROWS = 16384
+# Blocks a thread takes at least: below that, starting threads costs more than it saves.
+_MIN_BLOCKS_A_THREAD = 4
+
+
+def over_blocks(n: int, step: int, work: Callable[[int, int], object]) -> list:
+    """work(start, stop) for every block of `step` rows of n, the blocks shared out in
+    contiguous runs over torch's threads; the results in block order."""
+    starts = list(range(0, n, step))
+    threads = max(1, min(torch.get_num_threads(), len(starts) // _MIN_BLOCKS_A_THREAD))
+    if threads == 1:
+        return [work(start, min(start + step, n)) for start in starts]
+
+    def run(k: int) -> list:
+        mine = starts[k * len(starts) // threads:(k + 1) * len(starts) // threads]
+        return [work(start, min(start + step, n)) for start in mine]
+
+    with ThreadPoolExecutor(threads) as pool:
+        return [r for part in pool.map(run, range(threads)) for r in part]
 
 
 @dataclass(frozen=True)
@@ -42,11 +68,10 @@ class ColumnInputs:
         output would be a strided write per column, several times slower."""
         n = len(self) if index is None else len(index)
         out = np.empty((n, len(self.columns)), dtype=np.float32)
-        step = max(1, min(_BLOCK_ROWS, n))
-        scratch = np.empty((len(self.columns), step), dtype=np.result_type(*self.columns))
-        for start in range(0, n, step):
-            stop = min(start + step, n)
-            block = scratch[:, :stop - start]
+        dtype = np.result_type(*self.columns)
+
+        def gather(start: int, stop: int) -> None:
+            block = np.empty((len(self.columns), stop - start), dtype=dtype)
             for j, column in enumerate(self.columns):
                 if index is None:
                     block[j] = column[start:stop]
@@ -55,6 +80,8 @@ class ColumnInputs:
                 else:
                     block[j] = column[index[start:stop]]
             out[start:stop] = block.T
+
+        over_blocks(n, max(1, min(_BLOCK_ROWS, n)), gather)
         return out
 
 
@@ -73,14 +100,16 @@ def _column_sums(x: np.ndarray, shift: np.ndarray | None = None) -> np.ndarray:
     walks short rows (2-3x slower on a million rows, and float32 all the way)."""
     step = min(_BLOCK_ROWS, len(x))
     ones = np.ones(step, dtype=x.dtype)
-    scratch = np.empty((step, x.shape[1]), dtype=x.dtype) if shift is not None else None
+
+    def block_sum(start: int, stop: int) -> np.ndarray:
+        block = x[start:stop]
+        if shift is not None:
+            block = np.square(block - shift)
+        return ones[:len(block)] @ block
+
     total = np.zeros(x.shape[1], dtype=np.float64)
-    for start in range(0, len(x), step):
-        block = x[start:start + step]
-        if scratch is not None:
-            block = np.subtract(block, shift, out=scratch[:len(block)])
-            np.square(block, out=block)
-        total += ones[:len(block)] @ block
+    for part in over_blocks(len(x), step, block_sum):  # in block order, whatever the threads
+        total += part
     return total
 
 
@@ -108,9 +137,10 @@ def standardise_in_place(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor)
     a, m, s = x.numpy(), mean.numpy().reshape(-1), std.numpy().reshape(-1)
     if a.shape[1] == 1:  # one column: a flat array and two scalars, no broadcast over rows
         a, m, s = a.reshape(-1), m[0], s[0]
-    step = max(1, _BLOCK_ROWS * 32 // max(1, a.size // len(a)))
-    for start in range(0, len(a), step):
-        block = a[start:start + step]
+    def standardise(start: int, stop: int) -> None:
+        block = a[start:stop]
         np.subtract(block, m, out=block)
         np.divide(block, s, out=block)
+
+    over_blocks(len(a), max(1, _BLOCK_ROWS * 32 // max(1, a.size // len(a))), standardise)
     return x

@@ -66,6 +66,44 @@ def test_assemble_of_columns_equals_assemble_of_the_matrix(small_blocks):
     assert len(a.train.x) == 360 and len(a.val.x) == 40 and len(a.test.x) == 100
 
 
+def test_the_passes_give_the_same_values_on_one_thread_and_on_several(small_blocks):
+    """Blocks shared out over threads: gather, statistics and standardisation are the same,
+    bit for bit, on 1 thread and on 3 (the blocks of 7 rows are many, so 3 threads run)."""
+    cols = mixed_columns(2000, seed=3)
+    index = np.flatnonzero(np.random.default_rng(4).random(2000) < 0.7)
+    threads = torch.get_num_threads()
+    results = []
+    calls = []
+    try:
+        for n in (1, 3):
+            torch.set_num_threads(n)
+            calls.append(len(columns.over_blocks(70, 7, lambda a, b: (a, b))))
+            x = torch.from_numpy(ColumnInputs(cols).rows(index))
+            mean, std = columns.statistics(x, "vector")
+            results.append((x.clone(), mean, std,
+                            columns.standardise_in_place(x, mean, std)))
+    finally:
+        torch.set_num_threads(threads)
+    assert calls == [10, 10]
+    for one, several in zip(*results, strict=True):
+        assert torch.equal(one, several)
+    expected = np.column_stack(cols).astype(np.float32)[index]
+    assert np.array_equal(results[0][0].numpy(), expected)
+
+
+def test_over_blocks_keeps_block_order_across_threads(monkeypatch):
+    seen = []
+    monkeypatch.setattr(columns, "_MIN_BLOCKS_A_THREAD", 1)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        out = columns.over_blocks(23, 5, lambda a, b: seen.append(a) or (a, b))
+    finally:
+        torch.set_num_threads(threads)
+    assert out == [(0, 5), (5, 10), (10, 15), (15, 20), (20, 23)]
+    assert sorted(seen) == [0, 5, 10, 15, 20]
+
+
 def test_statistics_are_accurate_far_from_zero(small_blocks):
     """Block sums in float64: a large offset no longer costs float32 digits of the std."""
     rng = np.random.default_rng(0)
