@@ -22,7 +22,7 @@ from dltrain.io import write_json
 from dltrain.job import build_job, describe_job, job_data
 from dltrain.log import Logger, Loggers, NullLogger
 from dltrain.log.console import LineLogger
-from dltrain.log.curves import CURVES_FILE, Canvas, CurvesLogger
+from dltrain.log.curves import CURVES_FILE, CurvesLogger, Pictures
 from dltrain.pinn.problem import PinnBatches
 from dltrain.pinn.report import pinn_summary
 from dltrain.probes.build import build_probes
@@ -151,15 +151,16 @@ def buffer_row(buffers: dict[str, torch.Tensor], i: int) -> dict[str, torch.Tens
     return {name: b[i] for name, b in buffers.items()}
 
 
-def open_members(members: Sequence[Member], index_of: int) -> None:
-    """Run directories, configs, loggers and checkpoint writers of the members.
+def open_members(members: Sequence[Member], index_of: int) -> Pictures:
+    """Run directories, configs, loggers and checkpoint writers of the members; the members'
+    curves.png, handed in as they close, to be drawn together (Pictures.draw).
 
     A member's .hydra/config.yaml is written here only where there is none: the vectorised
     launcher writes Hydra's .hydra files (the config as composed, what a resume reads)
     before the stack trains; a direct call gets the config it was given, as `run` does."""
     first = members[0]
     params = sum(p.numel() for p in first.job.parts.model.parameters())
-    canvas = Canvas()
+    pictures = Pictures()
     for i, m in enumerate(members):
         m.run_dir.mkdir(parents=True, exist_ok=True)
         write_config(m.cfg, m.run_dir, False)
@@ -169,14 +170,15 @@ def open_members(members: Sequence[Member], index_of: int) -> None:
         lines.line(f"run directory: {m.run_dir}")
         lines.line(f"trained by the vectorised launcher as member {i + 1} of a stack of "
                    f"{len(members)}" + (f" (stack {index_of})" if index_of else ""))
-        # curves.png at the member's end only, all drawn on one figure (CurvesLogger says why)
+        # curves.png at the member's end only, drawn with the others' (CurvesLogger says why)
         curves = CurvesLogger(m.run_dir / CURVES_FILE, m.job.settings.monitor,
                               m.config.get("name") or m.run_dir.name, at_validations=False,
-                              canvas=canvas)
+                              pictures=pictures)
         m.logger = Loggers([lines, curves, *file_loggers(m.config, m.run_dir)])
         meta = checkpoint_meta(m.config, m.job.spec.to_dict(), m.job.data)
         m.checkpoints = Checkpoints(m.job.parts, meta, m.run_dir / "checkpoints")
         m.hooks = build_probes(m.config, m.job, m.logger, m.run_dir, True)
+    return pictures
 
 
 def member_summary(m: Member, params: int, device: torch.device, test: dict[str, float],

@@ -323,7 +323,7 @@ def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path | str],
         name = str(members[0].config["model"]["name"])
         log.info(f"a stack of {len(members)}: {describe_job(job, params, name)} each")
         get_console().print(layer_table(job.parts.model, job.spec))
-        open_members(members, index_of)
+        pictures = open_members(members, index_of)
         tests: list[dict[str, float]] = [{} for _ in members]
         try:
             stack.fit()
@@ -347,6 +347,7 @@ def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path | str],
         summary = member_summary(m, params, device, tests[i], len(members), i)
         close_member(m, {**summary, "startup_s": startup, "wall_s": wall, "env": env})
         results.append(RunResult.of(summary))
+    pictures.draw()
     return results
 
 

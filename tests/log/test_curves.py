@@ -10,11 +10,13 @@ import math
 import numpy as np
 from PIL import Image
 
+from dltrain.log import curves
 from dltrain.log.curves import (
     META_KEY,
     Canvas,
     CurvesLogger,
     History,
+    Pictures,
     curves_figure,
     curves_png,
     second_metric,
@@ -122,13 +124,55 @@ def test_a_stack_member_draws_at_its_end_only(tmp_path):
     """A vectorised stack's members (at_validations=False): no picture at any validation, the
     first one included, one at the end."""
     path = tmp_path / "curves.png"
-    sink = CurvesLogger(path, "val/accuracy", at_validations=False, canvas=Canvas())
+    pictures = Pictures()
+    sink = CurvesLogger(path, "val/accuracy", at_validations=False, pictures=pictures)
     for step in (5, 10):
         sink.log_metrics(train_point(step), step)
         sink.log_metrics(val_point(step), step)
     assert not path.exists()
     sink.close()
+    assert not path.exists() and len(pictures.pending) == 1  # drawn with the others
+    pictures.draw()
     assert drawn(path) == {"train/loss": 2, "train/lr": 2, "val/loss": 2, "val/accuracy": 2}
+    assert pictures.pending == []
+
+
+def members_pictures(tmp_path, n: int = 6) -> tuple[Pictures, list]:
+    pictures, expected = Pictures(), []
+    for i in range(n):
+        history = history_of(10 + 7 * i, spread=i % 2 == 0)
+        pictures.add(tmp_path / f"m{i}.png", history, "val/accuracy", f"member {i}")
+        expected.append((tmp_path / f"m{i}.png", curves_png(history, "val/accuracy",
+                                                            f"member {i}")))
+    return pictures, expected
+
+
+def test_pictures_drawn_together_are_each_runs_own(tmp_path, monkeypatch):
+    """Six members' pictures, the second half drawn by a forked copy (on Linux with two
+    cores, as CI has), each the picture of its own points; the same without the copy."""
+    for forking in (True, False):
+        if not forking:
+            monkeypatch.setattr(curves, "_can_fork", lambda pictures: False)
+        pictures, expected = members_pictures(tmp_path)
+        for path, _ in expected:
+            path.unlink(missing_ok=True)
+        pictures.draw()
+        for path, png in expected:
+            assert path.read_bytes() == png
+
+
+def test_a_failed_helper_leaves_no_picture_undrawn(tmp_path, monkeypatch):
+    """The forked copy fails (draws nothing, exits 1): this process draws its share."""
+    import os
+
+    parent, draw_all = os.getpid(), curves._draw_all
+    monkeypatch.setattr(curves, "_can_fork", lambda pictures: True)
+    monkeypatch.setattr(curves, "_draw_all", lambda jobs, warn=False:
+                        draw_all(jobs, warn) if os.getpid() == parent else False)
+    pictures, expected = members_pictures(tmp_path)
+    pictures.draw()
+    for path, png in expected:
+        assert path.read_bytes() == png
 
 
 def history_of(steps: int, spread: bool) -> History:
