@@ -236,9 +236,12 @@ class Pictures:
         half = len(jobs) // 2 if _can_fork(len(jobs)) else 0
         helper = _forked(_draw_all, jobs[half:]) if half else None
         mine = jobs[:half] if helper is not None else jobs
+        started = time.monotonic()
         _draw_all(mine, warn=True)
-        if helper is not None and _failed(helper):
-            _draw_all(jobs[half:], warn=True)  # the helper's share, drawn here after all
+        # the helper's share is drawn here after all if it failed, or if it takes far longer
+        # than this half did (a copy of a process with threads could, in principle, hang)
+        if helper is not None and _failed(helper, max(30.0, 10 * (time.monotonic() - started))):
+            _draw_all(jobs[half:], warn=True)
 
 
 _MIN_TO_FORK = 4  # pictures: below that a fork (a copy of the page tables) costs more
@@ -290,11 +293,22 @@ def _forked(draw: Callable[..., bool], jobs: list) -> int | None:
     return pid
 
 
-def _failed(pid: int) -> bool:
+def _failed(pid: int, timeout_s: float) -> bool:
+    """Whether the forked copy `pid` failed: exited with other than 0, or is still drawing
+    after `timeout_s` (it is then killed)."""
     import os
+    import signal
 
-    _, status = os.waitpid(pid, 0)
-    return status != 0
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status != 0
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return True
+        time.sleep(0.01)
 
 
 class CurvesLogger(NullLogger):

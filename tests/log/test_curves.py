@@ -259,3 +259,28 @@ def test_each_member_of_a_vectorised_stack_gets_its_curves_at_its_end(make_cfg, 
         assert summary["startup_s"] >= 0 and summary["wall_s"] > 0
     lines = (dirs[0] / "train.log").read_text()
     assert "epoch 1/2  step" in lines and "epoch 2/2  step" in lines
+
+
+def test_a_hanging_helper_is_killed_and_its_share_drawn_here(tmp_path, monkeypatch):
+    """The forked copy never ends: after the wait it is killed, and this process draws its
+    share (a sweep's end is never held by a picture)."""
+    import os
+    import time
+
+    parent, draw_all = os.getpid(), curves._draw_all
+
+    def hang_in_the_copy(jobs, warn=False):
+        if os.getpid() != parent:
+            time.sleep(600)
+        return draw_all(jobs, warn)
+
+    monkeypatch.setattr(curves, "_can_fork", lambda pictures: True)
+    monkeypatch.setattr(curves, "_draw_all", hang_in_the_copy)
+    real_failed = curves._failed
+    monkeypatch.setattr(curves, "_failed", lambda pid, timeout_s: real_failed(pid, 0.5))
+    pictures, expected = members_pictures(tmp_path, n=4)
+    started = time.monotonic()
+    pictures.draw()
+    assert time.monotonic() - started < 60
+    for path, png in expected:
+        assert path.read_bytes() == png
