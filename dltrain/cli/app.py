@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 # The task is pickled to a launcher's workers (joblib, SLURM): unpickling it there imports
 # this module, and so dltrain.sweep, which registers the resolvers that name run directories.
 import dltrain.sweep
 from dltrain.cli.options import help_groups
-from dltrain.cli.preflight import compose_checked, preflight
+from dltrain.cli.preflight import Mode, compose_checked, preflight
 from dltrain.cli.sources import Sources, hydra_context, sources, without_config_name
 from dltrain.errors import ConfigError
 from dltrain.results import EXIT_BAD_INPUT, EXIT_INTERRUPTED
@@ -31,9 +33,10 @@ def train(argv: list[str], stop: StopRequest | None = None) -> int:
         print(app_help(list(args.overrides), resolve=args.resolve, src=src))
         return 0
     just_asking = args.help or args.hydra_help or args.info or args.shell_completion
+    mode = None
     if not just_asking:
         # --cfg prints the config and trains nothing: no output folder to check
-        preflight(list(args.overrides), bool(args.multirun), src, output=not args.cfg)
+        mode = preflight(list(args.overrides), bool(args.multirun), src, output=not args.cfg)
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # one of torchrun's processes
             if args.multirun:
                 raise ConfigError("torchrun starts one data-parallel run, not a sweep; drop -m "
@@ -53,7 +56,8 @@ def train(argv: list[str], stop: StopRequest | None = None) -> int:
     saved = sys.argv
     sys.argv = ["dltrain", *without_config_name(argv)]
     try:
-        app()
+        with _mode_known(mode):
+            app()
     except SystemExit as stop:  # Hydra's own exits, and a sweep's report naming failures
         codes.append(0 if stop.code is None else stop.code if isinstance(stop.code, int) else 1)
         if codes[-1] == EXIT_INTERRUPTED:  # Hydra skips a stopped sweep's report: write it
@@ -61,6 +65,26 @@ def train(argv: list[str], stop: StopRequest | None = None) -> int:
     finally:
         sys.argv = saved
     return max([*codes, task.report_failures()], default=0)
+
+
+@contextmanager
+def _mode_known(mode: Mode | None) -> Iterator[None]:
+    """Hydra composes the whole config once only to read `hydra.mode` (Hydra.get_mode), then
+    again for the run: with the mode the preflight read from its own composition, the first
+    of these is skipped (a quarter of a second of `dltrain trainer=smoke`). Hydra's private
+    method is replaced for the duration of the command only; where the mode is not known
+    (no preflight, or a sweep over hydra.mode), Hydra asks its own way."""
+    from hydra._internal.hydra import Hydra
+
+    if mode is None or not mode.known:
+        yield
+        return
+    own = Hydra.get_mode
+    Hydra.get_mode = lambda self, config_name, overrides: mode.value  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Hydra.get_mode = own  # type: ignore[method-assign]
 
 
 def app_help(overrides: list[str], resolve: bool = False, src: Sources | None = None) -> str:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dltrain.cli.keys import OptionKeys, check_keys
 from dltrain.cli.options import groups
@@ -212,9 +214,19 @@ def check_output(key: str, value: object, continuing: bool) -> None:
                           "hydra.sweep.dir, or continue those runs with trainer.resume=auto.")
 
 
+@dataclass(frozen=True)
+class Mode:
+    """hydra.mode of a checked command (RunMode.RUN, RunMode.MULTIRUN or None: by the
+    command line), where `known`."""
+
+    value: Any
+    known: bool
+
+
 def preflight(overrides: list[str], multirun: bool, root: Path | Sources | None = None,
-              output: bool = True) -> None:
-    """Compose the config for every value the overrides take, and validate each one.
+              output: bool = True) -> Mode:
+    """Compose the config for every value the overrides take, and validate each one; the
+    config's `hydra.mode` (Mode: what Hydra would compose the config once more to learn).
 
     A sweep can come from the command line (`-m a=1,2`) or from the config itself
     (`hparams_search=optuna` sets hydra.mode=MULTIRUN and a search space in
@@ -261,6 +273,7 @@ def preflight(overrides: list[str], multirun: bool, root: Path | Sources | None 
 
         fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
         base = checked(fixed, True)
+        mode = base.hydra.mode
         choices = OmegaConf.to_container(base.hydra.runtime.choices)
         sweeper = base.hydra.sweeper
         sweep = multirun or base.hydra.mode == RunMode.MULTIRUN
@@ -305,3 +318,6 @@ def preflight(overrides: list[str], multirun: bool, root: Path | Sources | None 
             validate(config if config is not None else checked(variant))
     if output and os.environ.get("RANK", "0") == "0":  # torchrun's rank 0 owns the directory
         check_output(*folder, continuing)
+    # the base config's mode is the command's unless a sweep's value sets hydra.mode itself
+    swept_mode = any(o.key_or_group == "hydra.mode" for o in parsed if o.is_sweep_override())
+    return Mode(None if swept_mode else mode, known=not swept_mode)

@@ -148,3 +148,28 @@ def test_hydra_own_help_config_and_info_still_answer(tmp_path):
     info = run_cli("--info", cwd=tmp_path)
     assert info.returncode == 0 and "Config search path" in info.stdout
     assert not (tmp_path / "outputs").exists()  # none of them ran anything
+
+
+def test_a_run_composes_its_config_twice_not_three_times(tmp_path, monkeypatch):
+    """The preflight's composition tells Hydra the mode (Hydra.get_mode would compose the
+    whole config once more to read it): one composition there, one for the run. Hydra's own
+    get_mode is back in place afterwards."""
+    from hydra._internal.hydra import Hydra
+
+    from dltrain.cli import main
+
+    own_compose, own_get_mode = Hydra.compose_config, Hydra.get_mode
+    composed = []
+
+    def counted(self, *args, **kwargs):
+        composed.append(kwargs.get("run_mode"))
+        return own_compose(self, *args, **kwargs)
+
+    monkeypatch.setattr(Hydra, "compose_config", counted)
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as done:
+        main(["trainer=smoke", "trainer.max_steps=2", f"hydra.run.dir={run}"])
+    assert done.value.code == 0
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+    assert len(composed) == 2, composed
+    assert Hydra.get_mode is own_get_mode
