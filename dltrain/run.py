@@ -25,7 +25,7 @@ from dltrain.job import build_job, describe_job, job_data
 from dltrain.lock import RunLock, take
 from dltrain.log import Loggers, NullLogger
 from dltrain.log.console import ConsoleLogger
-from dltrain.log.curves import CURVES_FILE, CurvesLogger
+from dltrain.log.curves import CURVES_FILE, CurvesLogger, Elsewhere
 from dltrain.models.summary import layer_table
 from dltrain.outdir import check_new_run, check_writable, run_marks
 from dltrain.pinn.report import pinn_summary, with_term_log
@@ -46,7 +46,8 @@ log = logging.getLogger("dltrain")
 
 
 def run(cfg: DictConfig, run_dir: Path | str | None, resume: bool = False,
-        stop: StopRequest | None = None, restart: bool = False) -> RunResult:
+        stop: StopRequest | None = None, restart: bool = False,
+        painter: Elsewhere | None = None) -> RunResult:
     """Train the composed config `cfg`, writing everything into `run_dir`.
 
     With `resume`, continue from `run_dir/checkpoints/last.pt`: same directory, same
@@ -62,14 +63,17 @@ def run(cfg: DictConfig, run_dir: Path | str | None, resume: bool = False,
     read between the phases before training and after every step; its handlers stay
     installed until summary.json is written and the exit code chosen. A second Ctrl-C stops
     at once only where the run's record writes that end down (Record.ending).
+
+    `painter` (dltrain.log.painter.Painter, which the command line starts) draws curves.png
+    in a process of its own; without one the run draws it itself.
     """
     stop = stop or StopRequest.current()
     with stop.on_signals(second_stops=False):
-        return _run(cfg, run_dir, resume, stop, restart)
+        return _run(cfg, run_dir, resume, stop, restart, painter)
 
 
 def _run(cfg: DictConfig, run_dir: Path | str | None, resume: bool, stop: StopRequest,
-         restart: bool) -> RunResult:
+         restart: bool, painter: Elsewhere | None) -> RunResult:
     try:
         validate(cfg)
         config = plain(cfg)
@@ -90,7 +94,7 @@ def _run(cfg: DictConfig, run_dir: Path | str | None, resume: bool, stop: StopRe
             record = Record(config, run_dir, d.is_main, d.world)
             _guard(record, cfg, resume, restart)
             with record.ending(), stop.at_once():
-                _train(config, record, resume, stop, d, device)
+                _train(config, record, resume, stop, d, device, painter)
             return record.close(stop.signal)  # the status is decided: a signal is only noted
 
 
@@ -130,7 +134,7 @@ def _guard(record: Record, cfg: DictConfig, resume: bool, restart: bool) -> None
 
 
 def _train(config: dict[str, Any], record: Record, resume: bool, stop: StopRequest, d: Dist,
-           device: torch.device) -> None:
+           device: torch.device, painter: Elsewhere | None) -> None:
     trainer, run_dir = config["trainer"], record.run_dir
     if trainer["threads"]:
         torch.set_num_threads(int(trainer["threads"]))
@@ -146,7 +150,7 @@ def _train(config: dict[str, Any], record: Record, resume: bool, stop: StopReque
         check()
         # what only a process's first run pays (torch.optim's first optimiser imports
         # torch._dynamo): out of wall_s, so that a sweep's first job compares with the others
-        record.set_aside(start_up())
+        record.set_aside(start_up(pictures_here=painter is None))
         job = build_job(config, device, d=d, data=data)
         record.summary["task"] = job.spec.task
         if job.data.facts:  # what the reader of the user's own files decided, and why
@@ -175,7 +179,7 @@ def _train(config: dict[str, Any], record: Record, resume: bool, stop: StopReque
                 ConsoleLogger(job.total_steps, state.step, int(trainer["max_epochs"])),
                 # before the file sinks: its last picture is drawn before they close
                 CurvesLogger(run_dir / CURVES_FILE, job.settings.monitor,
-                             config.get("name") or run_dir.name, state.step),
+                             config.get("name") or run_dir.name, state.step, painter=painter),
                 *file_loggers(config, run_dir, state.step)])
         logger = record.logger or NullLogger()
         meta = checkpoint_meta(config, job.spec.to_dict(), job.data)

@@ -81,16 +81,18 @@ def interrupted_note(run_dir: Path, signal: str | None = None) -> str:
             "starts the run again from its config")
 
 
-def start_up() -> float:
+def start_up(pictures_here: bool = True) -> float:
     """Seconds spent on what only the first run of a process pays, the imports that every run
     makes lazily: torch.optim's first optimiser imports torch._dynamo (2 s and more), the
-    first curves.png matplotlib (against ~0 s once imported). Paid once the data is read
-    (a run refused for its data pays nothing) and set aside from the run's clock
-    (Record.set_aside), so that wall_s is the run's own and a sweep's first job compares with
-    the others; summary.json's startup_s says what it cost."""
+    first curves.png matplotlib (against ~0 s once imported; not where a painter process
+    draws the pictures: `pictures_here` False). Paid once the data is read (a run refused
+    for its data pays nothing) and set aside from the run's clock (Record.set_aside), so that
+    wall_s is the run's own and a sweep's first job compares with the others; summary.json's
+    startup_s says what it cost."""
     started = time.perf_counter()
-    import matplotlib.backends.backend_agg  # (what savefig of a Figure loads)
-    import matplotlib.figure  # noqa: F401
+    if pictures_here:
+        import matplotlib.backends.backend_agg  # (what savefig of a Figure loads)
+        import matplotlib.figure  # noqa: F401
     import torch._dynamo  # noqa: F401  (what torch.optim.Optimizer.__init__ imports lazily)
 
     return round(time.perf_counter() - started, 3)

@@ -17,6 +17,7 @@ from dltrain.cli.options import help_groups
 from dltrain.cli.preflight import Mode, compose_checked, preflight
 from dltrain.cli.sources import Sources, hydra_context, sources, without_config_name
 from dltrain.errors import ConfigError
+from dltrain.log.painter import Painter
 from dltrain.results import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from dltrain.training.signals import StopRequest, signal_at
 
@@ -45,7 +46,9 @@ def train(argv: list[str], stop: StopRequest | None = None) -> int:
                 return _worker(list(args.overrides), src, stop or StopRequest())
         signal_at("preflight")
 
-    task = TrainTask(stop)
+    # a single run's pictures drawn by a process of its own, forked now, before torch
+    painter = Painter.start() if _one_run(args, mode) else None
+    task = TrainTask(stop, painter)
     codes: list[int] = []  # exits of Hydra itself and of the sweep's report
     src.register()
     # Hydra adds -cd DIR to its search path itself; the primary config is given here (a
@@ -64,7 +67,17 @@ def train(argv: list[str], stop: StopRequest | None = None) -> int:
             dltrain.sweep.report_interrupted_sweep(d for d, _, _ in task.outcomes)
     finally:
         sys.argv = saved
+        if painter is not None:
+            painter.close()
     return max([*codes, task.report_failures()], default=0)
+
+
+def _one_run(args, mode: Mode | None) -> bool:
+    """Whether the command trains one run in this process (not a sweep, not --cfg or help)."""
+    from hydra.types import RunMode
+
+    return (mode is not None and not args.multirun and not args.cfg
+            and mode.known and mode.value != RunMode.MULTIRUN)
 
 
 @contextmanager
@@ -135,9 +148,14 @@ class TrainTask:
     call hands its result.
     """
 
-    def __init__(self, stop: StopRequest | None = None) -> None:
+    def __init__(self, stop: StopRequest | None = None, painter: Painter | None = None) -> None:
         self.outcomes: list[tuple[str, int, str]] = []  # (run dir, exit code, status: error)
         self.stop = stop or StopRequest()
+        self.painter = painter  # draws curves.png beside the run (dltrain.log.painter)
+
+    def __getstate__(self) -> dict:
+        # a launcher's worker (joblib, SLURM) gets the task without this process's painter
+        return {**self.__dict__, "painter": None}
 
     def __call__(self, cfg) -> float | None:
         # From the task's first instruction the run directory exists (Hydra's job made it):
@@ -151,7 +169,7 @@ class TrainTask:
 
             run_dir = HydraConfig.get().runtime.output_dir
             signal_at("task")
-            result = run(cfg, run_dir, stop=self.stop)
+            result = run(cfg, run_dir, stop=self.stop, painter=self.painter)
             signal_at("ended")
             return self.finish(run_dir, result)
 

@@ -23,9 +23,10 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from dltrain.io import atomic_write
 from dltrain.log import NullLogger
@@ -35,6 +36,7 @@ log = logging.getLogger("dltrain")
 CURVES_FILE = "curves.png"
 MIN_INTERVAL_S = 10.0  # wall time between two drawings at validations (the end always draws)
 COST_FACTOR = 50  # ... and at least this many times what the last drawing took
+PAINT_WAIT_S = 60.0  # the longest a run's end waits for the painter's last picture
 META_KEY = "dltrain"  # the PNG text chunk that says what was drawn (points per series)
 _SIZE = (12.0, 3.4)  # inches; at _DPI: 960 x 272 pixels
 _DPI = 80
@@ -216,99 +218,20 @@ class Canvas:
         return _png(self.fig, history)
 
 
-@dataclass
-class Pictures:
-    """curves.png of many runs drawn together, at the end of a vectorised stack: each
-    member's sink hands its picture in at its close (CurvesLogger's `pictures`), and draw()
-    draws them all, one figure redrawn (Canvas). On Linux with more than one core, a forked
-    copy of the process draws the second half meanwhile: a drawing is interpreter work
-    (0.13 s on 2 CPU cores), and 32 members' pictures took longer than 32 members' training.
-    The copy only draws and writes PNGs, then leaves with os._exit (none of the parent's
-    exit handlers run twice); if it fails, this process draws its half again."""
+class Later(Protocol):
+    """Where sinks' end pictures are drawn together, later (dltrain.log.painter.Pictures): a
+    sink is watched from its start, and hands its picture in when asked (hand_over)."""
 
-    pending: list[tuple[Path, History, str, str]] = field(default_factory=list)
+    def watch(self, sink: CurvesLogger) -> None: ...
 
-    def add(self, path: Path, history: History, monitor: str, title: str) -> None:
-        self.pending.append((path, history, monitor, title))
-
-    def draw(self) -> None:
-        jobs, self.pending = self.pending, []
-        half = len(jobs) // 2 if _can_fork(len(jobs)) else 0
-        helper = _forked(_draw_all, jobs[half:]) if half else None
-        mine = jobs[:half] if helper is not None else jobs
-        started = time.monotonic()
-        _draw_all(mine, warn=True)
-        # the helper's share is drawn here after all if it failed, or if it takes far longer
-        # than this half did (a copy of a process with threads could, in principle, hang)
-        if helper is not None and _failed(helper, max(30.0, 10 * (time.monotonic() - started))):
-            _draw_all(jobs[half:], warn=True)
+    def add(self, path: Path, history: History, monitor: str, title: str) -> None: ...
 
 
-_MIN_TO_FORK = 4  # pictures: below that a fork (a copy of the page tables) costs more
+class Elsewhere(Protocol):
+    """A process that draws pictures for this one (dltrain.log.painter.Painter): paint()
+    hands it one (a copy of the points) and gives its Future."""
 
-
-def _can_fork(pictures: int) -> bool:
-    import os
-    import sys
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    # Linux only: elsewhere a forked copy of a process holding system frameworks may crash
-    return sys.platform.startswith("linux") and cores > 1 and pictures >= _MIN_TO_FORK
-
-
-def _draw_all(jobs: list[tuple[Path, History, str, str]], warn: bool = False) -> bool:
-    """Draw and write each picture on one canvas; whether every one was written."""
-    canvas, ok = Canvas(), True
-    for path, history, monitor, title in jobs:
-        try:
-            png = canvas.png(history, monitor, title)
-            atomic_write(path, lambda f, png=png: f.write(png))
-        except Exception as err:  # a picture is a view of the run, never a reason to lose it
-            ok = False
-            if warn:
-                log.warning(f"no {path}: {type(err).__name__}: {err}")
-    return ok
-
-
-def _forked(draw: Callable[..., bool], jobs: list) -> int | None:
-    """The pid of a forked copy that runs draw(jobs) and exits 0 if it drew them all; None
-    where fork failed."""
-    import os
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            # Python >= 3.12 warns on fork in a process with threads (torch's pool, writers'):
-            # the copy touches none of their locks, only matplotlib, files and os._exit
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-    except OSError:
-        return None
-    if pid == 0:  # the copy
-        code = 1
-        try:
-            code = 0 if draw(jobs) else 1
-        finally:
-            os._exit(code)
-    return pid
-
-
-def _failed(pid: int, timeout_s: float) -> bool:
-    """Whether the forked copy `pid` failed: exited with other than 0, or is still drawing
-    after `timeout_s` (it is then killed)."""
-    import os
-    import signal
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status != 0
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return True
-        time.sleep(0.01)
+    def paint(self, path: Path, history: History, monitor: str, title: str) -> Future: ...
 
 
 class CurvesLogger(NullLogger):
@@ -318,14 +241,20 @@ class CurvesLogger(NullLogger):
     `at_validations=False` draws at the end only: a stack validates all its members at once,
     and a picture each at every validation would multiply the drawing time by its size (64
     members drawing at their first validation were half of a 64-job sweep's time). With
-    `pictures`, the end's picture is handed to it, to be drawn with the others."""
+    `pictures`, the end's picture is handed to it when it asks (before the run's sinks
+    close: MLflow's sends curves.png), to be drawn with the others. With a
+    `painter`, every picture is drawn by that process while the run goes on, and the end
+    waits for the last one (drawing it itself if the painter failed)."""
 
     def __init__(self, path: Path, monitor: str, title: str = "", start_step: int = 0,
                  min_interval_s: float = MIN_INTERVAL_S, cost_factor: float = COST_FACTOR,
                  clock: Callable[[], float] = time.monotonic, at_validations: bool = True,
-                 pictures: Pictures | None = None) -> None:
+                 pictures: Later | None = None, painter: Elsewhere | None = None) -> None:
         self.path, self.monitor, self.title = Path(path), monitor, title
-        self.at_validations, self.pictures = at_validations, pictures
+        self.at_validations, self.pictures, self.painter = at_validations, pictures, painter
+        self.painting: list[Future] = []  # the painter's pictures not known to be written
+        if pictures is not None:
+            pictures.watch(self)
         self.min_interval_s, self.cost_factor, self.clock = min_interval_s, cost_factor, clock
         self.history = History.from_jsonl(self.path.parent / "metrics.jsonl", start_step) \
             if start_step else History()
@@ -349,6 +278,16 @@ class CurvesLogger(NullLogger):
     def draw(self) -> None:
         if self.failed:
             return
+        if self.painter is not None:
+            try:
+                self.painting = [f for f in self.painting if not f.done() or f.exception()]
+                self.painting.append(self.painter.paint(self.path, self.history, self.monitor,
+                                                        self.title))
+                self.drawn_at, self.fresh = self.clock(), False
+                return
+            except Exception as err:  # the painter is gone: drawn here from now on
+                log.debug(f"painter: {type(err).__name__}: {err}")
+                self.painter = None
         started = time.perf_counter()
         try:
             png = curves_png(self.history, self.monitor, self.title)
@@ -360,9 +299,28 @@ class CurvesLogger(NullLogger):
         self.draw_s.append(time.perf_counter() - started)
         self.drawn_at, self.fresh = self.clock(), False
 
+    def hand_over(self) -> None:
+        """The end's picture, to `pictures` (which draws it with the others)."""
+        if self.pictures is not None and self.fresh and self.history.series:
+            self.pictures.add(self.path, self.history, self.monitor, self.title)
+            self.fresh = False
+
     def close(self) -> None:
-        if self.fresh and self.history.series:
-            if self.pictures is not None:
-                self.pictures.add(self.path, self.history, self.monitor, self.title)
-            else:
+        if self.fresh and self.history.series:  # (where no one asked for it: drawn here)
+            self.draw()
+        if self.painting and not self._painted():  # the last picture drawn here after all
+            self.painter = None
+            if self.history.series:
                 self.draw()
+
+    def _painted(self) -> bool:
+        """Wait for the painter's pictures; whether all were written."""
+        try:
+            for future in self.painting:
+                future.result(timeout=PAINT_WAIT_S)
+            return True
+        except Exception as err:  # failed, timed out, or the painter is gone
+            log.debug(f"painter: {type(err).__name__}: {err}")
+            return False
+        finally:
+            self.painting = []

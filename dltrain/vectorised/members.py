@@ -22,7 +22,8 @@ from dltrain.io import write_json
 from dltrain.job import build_job, describe_job, job_data
 from dltrain.log import Logger, Loggers, NullLogger
 from dltrain.log.console import LineLogger
-from dltrain.log.curves import CURVES_FILE, CurvesLogger, Pictures
+from dltrain.log.curves import CURVES_FILE, CurvesLogger
+from dltrain.log.painter import Pictures
 from dltrain.pinn.problem import PinnBatches
 from dltrain.pinn.report import pinn_summary
 from dltrain.probes.build import build_probes
@@ -203,11 +204,11 @@ def member_summary(m: Member, params: int, device: torch.device, test: dict[str,
     return summary
 
 
-def close_member(m: Member, summary: dict[str, Any]) -> None:
-    """Its HParams record, its summary.json and its loggers closed, as its run ends."""
+def record_member(m: Member, summary: dict[str, Any]) -> None:
+    """Its HParams record and its summary.json, as its run ends (its loggers are closed
+    after: a sink may carry summary.json and curves.png, MLflow's)."""
     try:
         m.logger.log_hparams(flat_hparams(m.config), summary["status"])
     except Exception as err:  # never at the cost of summary.json
         log.warning(f"no HParams record: {type(err).__name__}: {err}")
     write_json(m.run_dir / "summary.json", summary)
-    m.logger.close()  # after summary.json: a sink may carry it (MLflow)

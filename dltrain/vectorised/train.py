@@ -61,10 +61,10 @@ from dltrain.vectorised.members import (
     Member,
     buffer_row,
     build_members,
-    close_member,
     load_row,
     member_summary,
     open_members,
+    record_member,
 )
 from dltrain.vectorised.model import StackedModel, Unstackable
 from dltrain.vectorised.optim import clip_rows, stacked_optimizer
@@ -345,9 +345,11 @@ def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path | str],
     results = []
     for i, m in enumerate(members):
         summary = member_summary(m, params, device, tests[i], len(members), i)
-        close_member(m, {**summary, "startup_s": startup, "wall_s": wall, "env": env})
+        record_member(m, {**summary, "startup_s": startup, "wall_s": wall, "env": env})
         results.append(RunResult.of(summary))
-    pictures.draw()
+    pictures.draw()  # every member's curves.png, after its summary.json, before its sinks close
+    for m in members:
+        m.logger.close()
     return results
 
 

@@ -10,13 +10,12 @@ import math
 import numpy as np
 from PIL import Image
 
-from dltrain.log import curves
+from dltrain.log import painter
 from dltrain.log.curves import (
     META_KEY,
     Canvas,
     CurvesLogger,
     History,
-    Pictures,
     curves_figure,
     curves_png,
     second_metric,
@@ -124,55 +123,28 @@ def test_a_stack_member_draws_at_its_end_only(tmp_path):
     """A vectorised stack's members (at_validations=False): no picture at any validation, the
     first one included, one at the end."""
     path = tmp_path / "curves.png"
-    pictures = Pictures()
+    pictures = painter.Pictures()
     sink = CurvesLogger(path, "val/accuracy", at_validations=False, pictures=pictures)
     for step in (5, 10):
         sink.log_metrics(train_point(step), step)
         sink.log_metrics(val_point(step), step)
-    assert not path.exists()
-    sink.close()
-    assert not path.exists() and len(pictures.pending) == 1  # drawn with the others
-    pictures.draw()
+    assert not path.exists() and pictures.watched == [sink]
+    pictures.draw()  # the stack's end asks every member's sink for its picture
     assert drawn(path) == {"train/loss": 2, "train/lr": 2, "val/loss": 2, "val/accuracy": 2}
-    assert pictures.pending == []
+    assert pictures.pending == [] and not sink.fresh
+    path.unlink()
+    sink.close()  # drawn already: nothing more at the close
+    assert not path.exists()
 
 
-def members_pictures(tmp_path, n: int = 6) -> tuple[Pictures, list]:
-    pictures, expected = Pictures(), []
-    for i in range(n):
-        history = history_of(10 + 7 * i, spread=i % 2 == 0)
-        pictures.add(tmp_path / f"m{i}.png", history, "val/accuracy", f"member {i}")
-        expected.append((tmp_path / f"m{i}.png", curves_png(history, "val/accuracy",
-                                                            f"member {i}")))
-    return pictures, expected
-
-
-def test_pictures_drawn_together_are_each_runs_own(tmp_path, monkeypatch):
-    """Six members' pictures, the second half drawn by a forked copy (on Linux with two
-    cores, as CI has), each the picture of its own points; the same without the copy."""
-    for forking in (True, False):
-        if not forking:
-            monkeypatch.setattr(curves, "_can_fork", lambda pictures: False)
-        pictures, expected = members_pictures(tmp_path)
-        for path, _ in expected:
-            path.unlink(missing_ok=True)
-        pictures.draw()
-        for path, png in expected:
-            assert path.read_bytes() == png
-
-
-def test_a_failed_helper_leaves_no_picture_undrawn(tmp_path, monkeypatch):
-    """The forked copy fails (draws nothing, exits 1): this process draws its share."""
-    import os
-
-    parent, draw_all = os.getpid(), curves._draw_all
-    monkeypatch.setattr(curves, "_can_fork", lambda pictures: True)
-    monkeypatch.setattr(curves, "_draw_all", lambda jobs, warn=False:
-                        draw_all(jobs, warn) if os.getpid() == parent else False)
-    pictures, expected = members_pictures(tmp_path)
-    pictures.draw()
-    for path, png in expected:
-        assert path.read_bytes() == png
+def test_a_stack_member_nobody_asked_draws_its_picture_at_its_close(tmp_path):
+    path = tmp_path / "curves.png"
+    sink = CurvesLogger(path, "val/accuracy", at_validations=False,
+                        pictures=painter.Pictures())
+    sink.log_metrics(train_point(5), 5)
+    sink.log_metrics(val_point(5), 5)
+    sink.close()
+    assert drawn(path) == {"train/loss": 1, "train/lr": 1, "val/loss": 1, "val/accuracy": 1}
 
 
 def history_of(steps: int, spread: bool) -> History:
@@ -259,28 +231,3 @@ def test_each_member_of_a_vectorised_stack_gets_its_curves_at_its_end(make_cfg, 
         assert summary["startup_s"] >= 0 and summary["wall_s"] > 0
     lines = (dirs[0] / "train.log").read_text()
     assert "epoch 1/2  step" in lines and "epoch 2/2  step" in lines
-
-
-def test_a_hanging_helper_is_killed_and_its_share_drawn_here(tmp_path, monkeypatch):
-    """The forked copy never ends: after the wait it is killed, and this process draws its
-    share (a sweep's end is never held by a picture)."""
-    import os
-    import time
-
-    parent, draw_all = os.getpid(), curves._draw_all
-
-    def hang_in_the_copy(jobs, warn=False):
-        if os.getpid() != parent:
-            time.sleep(600)
-        return draw_all(jobs, warn)
-
-    monkeypatch.setattr(curves, "_can_fork", lambda pictures: True)
-    monkeypatch.setattr(curves, "_draw_all", hang_in_the_copy)
-    real_failed = curves._failed
-    monkeypatch.setattr(curves, "_failed", lambda pid, timeout_s: real_failed(pid, 0.5))
-    pictures, expected = members_pictures(tmp_path, n=4)
-    started = time.monotonic()
-    pictures.draw()
-    assert time.monotonic() - started < 60
-    for path, png in expected:
-        assert path.read_bytes() == png
