@@ -104,7 +104,7 @@ class Painter:
                                            initializer=_painter_starts,
                                            initargs=(os.getpid(),))
             _fork_quietly(lambda: executor.submit(_warm))  # the process is forked here
-        except OSError as err:
+        except (OSError, RuntimeError) as err:  # (RuntimeError: a broken process pool)
             log.debug(f"no painter process: {err}")
             return None
         return cls(executor)

@@ -347,9 +347,13 @@ def train_stack(cfgs: Sequence[DictConfig], run_dirs: Sequence[Path | str],
         summary = member_summary(m, params, device, tests[i], len(members), i)
         record_member(m, {**summary, "startup_s": startup, "wall_s": wall, "env": env})
         results.append(RunResult.of(summary))
-    pictures.draw()  # every member's curves.png, after its summary.json, before its sinks close
-    for m in members:
-        m.logger.close()
+    try:  # every member's curves.png, after its summary.json, before its sinks close
+        pictures.draw()
+    except Exception as err:  # a picture is a view of a run, never the loss of its files
+        log.warning(f"no curves.png for the stack: {type(err).__name__}: {err}")
+    finally:
+        for m in members:
+            m.logger.close()
     return results
 
 
