@@ -175,11 +175,11 @@ def _train(config: dict[str, Any], record: Record, resume: bool, stop: StopReque
             get_console().print(layer_table(job.parts.model, job.spec))
             log.info(f"resuming at step {state.step}: {run_dir}" if payload
                      else f"run directory: {run_dir}")
+            curves = CurvesLogger(run_dir / CURVES_FILE, job.settings.monitor,
+                                  config.get("name") or run_dir.name, state.step, painter=painter)
             record.logger = Loggers([
                 ConsoleLogger(job.total_steps, state.step, int(trainer["max_epochs"])),
-                # before the file sinks: its last picture is drawn before they close
-                CurvesLogger(run_dir / CURVES_FILE, job.settings.monitor,
-                             config.get("name") or run_dir.name, state.step, painter=painter),
+                curves,  # before the file sinks: its last picture is drawn before they close
                 *file_loggers(config, run_dir, state.step)])
         logger = record.logger or NullLogger()
         meta = checkpoint_meta(config, job.spec.to_dict(), job.data)
@@ -188,6 +188,8 @@ def _train(config: dict[str, Any], record: Record, resume: bool, stop: StopReque
         hooks = with_term_log(build_probes(config, job, logger, run_dir, d.is_main), job, logger)
         stopped = d.any(stop.requested, device)  # before fit: ranks agree, as they do in it
         status = "interrupted" if stopped else fit(job, state, logger, save, stop, d, hooks)
+        if d.is_main:
+            curves.training_over()  # its painter draws the last picture while the run tests
         record.summary.update(progress(state, job.settings), status=status)
         record.summary["val"] = with_baseline(record.summary["val"], job.data.facts, "val")
         record.summary.update(_throughput(job, config, record.summary, state, d))

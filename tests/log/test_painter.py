@@ -52,6 +52,21 @@ def test_a_run_with_a_painter_draws_at_validations_and_waits_at_its_end(tmp_path
     assert sink.painting == []
 
 
+def test_the_last_picture_is_handed_over_when_training_is_over(tmp_path, a_painter):
+    """training_over(): the painter starts on the last picture while the run tests; the
+    test's metrics add nothing to it, and close() only waits."""
+    path = tmp_path / "curves.png"
+    sink = CurvesLogger(path, "val/accuracy", painter=a_painter)
+    sink.log_metrics(train_point(1), 1)
+    sink.log_metrics(val_point(1), 1)
+    sink.training_over()
+    assert len(sink.painting) == 1 and not sink.fresh
+    sink.log_metrics({"test/accuracy": 0.9, "test/loss": 0.1}, 1)
+    assert not sink.fresh
+    sink.close()
+    assert drawn(path) == {"train/loss": 1, "train/lr": 1, "val/loss": 1, "val/accuracy": 1}
+
+
 def test_a_run_whose_painter_is_gone_draws_its_picture_itself(tmp_path, a_painter):
     path = tmp_path / "curves.png"
     sink = CurvesLogger(path, "val/accuracy", painter=a_painter)
