@@ -88,7 +88,7 @@ def test_dltrain_leaves_matplotlib_to_its_painter_and_no_process_behind(tmp_path
         "import json, multiprocessing, sys\n"
         "from dltrain.cli import main\n"
         "try:\n"
-        f"    main(['trainer=smoke', 'trainer.max_steps=4', 'hydra.run.dir={run}'])\n"
+        f"    main(['data=moons', 'trainer=smoke', 'trainer.max_steps=4', 'hydra.run.dir={run}'])\n"
         "except SystemExit as end:\n"
         "    code = end.code\n"
         "print(json.dumps({'code': code, 'matplotlib': 'matplotlib' in sys.modules,\n"
