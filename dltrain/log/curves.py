@@ -220,11 +220,9 @@ class Canvas:
 
 class Later(Protocol):
     """Where sinks' end pictures are drawn together, later (dltrain.log.painter.Pictures): a
-    sink is watched from its start, and hands its picture in when asked (hand_over)."""
+    sink is watched from its start, and hands its picture over when asked (hand_over)."""
 
     def watch(self, sink: CurvesLogger) -> None: ...
-
-    def add(self, path: Path, history: History, monitor: str, title: str) -> None: ...
 
 
 class Elsewhere(Protocol):
@@ -305,11 +303,12 @@ class CurvesLogger(NullLogger):
         if self.painter is not None and self.fresh and self.history.series:
             self.draw()
 
-    def hand_over(self) -> None:
-        """The end's picture, to `pictures` (which draws it with the others)."""
-        if self.pictures is not None and self.fresh and self.history.series:
-            self.pictures.add(self.path, self.history, self.monitor, self.title)
-            self.fresh = False
+    def hand_over(self) -> tuple[Path, History, str, str] | None:
+        """The end's picture, for `pictures` to draw with the others (None: nothing new)."""
+        if not (self.fresh and self.history.series):
+            return None
+        self.fresh = False
+        return self.path, self.history, self.monitor, self.title
 
     def close(self) -> None:
         if self.fresh and self.history.series:  # (where no one asked for it: drawn here)

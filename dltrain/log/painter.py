@@ -136,20 +136,14 @@ class Pictures:
     writes PNGs, then leaves with os._exit (none of the parent's exit handlers run twice);
     if it fails, this process draws its half again."""
 
-    pending: list[tuple[Path, History, str, str]] = field(default_factory=list)
     watched: list[CurvesLogger] = field(default_factory=list)
 
     def watch(self, sink: CurvesLogger) -> None:
         self.watched.append(sink)
 
-    def add(self, path: Path, history: History, monitor: str, title: str) -> None:
-        self.pending.append((path, history, monitor, title))
-
     def draw(self) -> None:
-        """Every watched sink's picture (and any added), written when this returns."""
-        for sink in self.watched:
-            sink.hand_over()
-        jobs, self.pending = self.pending, []
+        """Every watched sink's picture, written when this returns."""
+        jobs = [job for job in (sink.hand_over() for sink in self.watched) if job is not None]
         half = len(jobs) // 2 if _can_fork(len(jobs)) else 0
         helper = _forked(_draw_all, jobs[half:]) if half else None
         mine = jobs[:half] if helper is not None else jobs

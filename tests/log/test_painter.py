@@ -103,13 +103,22 @@ def test_dltrain_leaves_matplotlib_to_its_painter_and_no_process_behind(tmp_path
 
 
 def members_pictures(tmp_path, n: int = 6) -> tuple[Pictures, list]:
+    """n members' sinks watched by one Pictures, each fed points of its own."""
     pictures, expected = Pictures(), []
     for i in range(n):
         history = history_of(10 + 7 * i, spread=i % 2 == 0)
-        pictures.add(tmp_path / f"m{i}.png", history, "val/accuracy", f"member {i}")
+        sink = CurvesLogger(tmp_path / f"m{i}.png", "val/accuracy", f"member {i}",
+                            at_validations=False, pictures=pictures)
+        records: dict[int, dict[str, float]] = {}
+        for tag, points in history.series.items():
+            for step, value in points:
+                records.setdefault(step, {})[tag] = value
+        for step in sorted(records):
+            sink.log_metrics(records[step], step)
         expected.append((tmp_path / f"m{i}.png", curves_png(history, "val/accuracy",
                                                             f"member {i}")))
     return pictures, expected
+
 
 def test_pictures_drawn_together_are_each_runs_own(tmp_path, monkeypatch):
     """Six members' pictures, the second half drawn by a forked copy (on Linux with two
@@ -123,6 +132,7 @@ def test_pictures_drawn_together_are_each_runs_own(tmp_path, monkeypatch):
         pictures.draw()
         for path, png in expected:
             assert path.read_bytes() == png
+
 
 def test_a_failed_helper_leaves_no_picture_undrawn(tmp_path, monkeypatch):
     """The forked copy fails (draws nothing, exits 1): this process draws its share."""
